@@ -1,0 +1,476 @@
+#include "run.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "error.h"
+#include "spawn.h"
+
+namespace pyrmap {
+
+namespace {
+
+constexpr const char* kBootstrap = "from pyrmap._bootstrap import main; main()";
+constexpr int kReadyFdInChild = 3;
+// Bytes of a meta segment read back after a script ends (a newer minor
+// version may use a larger header; 4096 is all version 1 needs).
+constexpr size_t kMetaReadLimit = 65536;
+
+double Now() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) + ts.tv_nsec * 1e-9;
+}
+
+void WriteAllToStderr(std::string_view s) {
+  while (!s.empty()) {
+    ssize_t n = write(2, s.data(), s.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    s.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+// Last `max_lines` non-empty lines of `text`, for error messages.
+std::string Tail(const std::string& text, size_t max_lines) {
+  size_t end = text.find_last_not_of(" \n\r\t");
+  if (end == std::string::npos) return "";
+  size_t pos = end + 1;
+  size_t lines = 0;
+  while (pos > 0 && lines < max_lines) {
+    size_t nl = text.rfind('\n', pos - 1);
+    if (nl == std::string::npos) {
+      pos = 0;
+      break;
+    }
+    pos = nl;
+    ++lines;
+  }
+  size_t start = pos == 0 ? 0 : pos + 1;
+  return text.substr(start, end + 1 - start);
+}
+
+void CheckScriptReadable(const Script& s) {
+  struct stat st;
+  if (stat(s.path.c_str(), &st) != 0) {
+    int err = errno;
+    throw Error(ErrorKind::kNotFound,
+                fmt::format("script '{}' not found ({})", s.path, ErrnoText(err)))
+        .with_script(s.Display())
+        .with_errno(err);
+  }
+  if (!S_ISREG(st.st_mode))
+    throw Error(ErrorKind::kNotFound,
+                fmt::format("script '{}' is not a regular file", s.path))
+        .with_script(s.Display());
+  if (access(s.path.c_str(), R_OK) != 0) {
+    int err = errno;
+    throw Error(ErrorKind::kNotFound,
+                fmt::format("script '{}' cannot be read ({})", s.path, ErrnoText(err)))
+        .with_script(s.Display())
+        .with_errno(err);
+  }
+}
+
+// One script's process and segments.
+struct Job {
+  Script script;
+  std::string meta_name;
+  std::string res_name;
+  std::optional<Segment> meta;
+  std::optional<Process> proc;
+  int ready_fd = -1;  // our end of the ready socket; closing it is EOF
+  bool released = false;
+  double released_at = 0;
+  bool exited = false;
+  bool timed_out = false;
+  ExitStatus status;
+
+  ~Job() {
+    if (ready_fd >= 0) close(ready_fd);
+  }
+};
+
+// Runs jobs of one call. Owns the call's segment names (removed when the
+// Runner is destroyed) and its processes (killed and reaped likewise).
+class Runner {
+ public:
+  explicit Runner(const RunOptions& o) : o_(o), prefix_(NewCallPrefix()) {
+    if (o_.jobs < 1) throw Error(ErrorKind::kUsage, "jobs must be at least 1");
+    wait_.timeout_seconds = 0;
+    wait_.on_stdout = o_.on_stdout;
+    wait_.on_stderr = o_.on_stderr ? o_.on_stderr : WriteAllToStderr;
+    wait_.check_interrupt = o_.check_interrupt;
+    wait_.wake_fd = o_.wake_fd;
+  }
+
+  // Removes names before processes die would be wrong for nothing: the
+  // processes are killed by ~Job (via ~Process) first, then names go.
+  ~Runner() {
+    jobs_.clear();
+    guard_.RemoveAll();
+  }
+
+  // Creates the data segment and fills it from `input`, or adopts the
+  // segment the input names. Returns the data segment's name.
+  std::string PrepareData(const Input& input) {
+    if (!input.segment.empty()) return input.segment;
+    if (!input.fill && input.desc.nbytes > 0)
+      throw Error(ErrorKind::kUsage, "input has no data and no segment");
+    std::string name = prefix_ + "-data";
+    data_.emplace(Segment::Create(name, input.desc.nbytes));
+    guard_.Add(name);
+    return name;
+  }
+
+  void FillData(const Input& input) {
+    if (!data_ || !input.fill) return;
+    input.fill(*data_, &Runner::CheckTrampoline, this);
+  }
+
+  // Starts the interpreter for `script`, reading `data_name`. `desc` is the
+  // input's geometry, or nullptr when it is not known yet (a pipeline stage
+  // started early); then Release() writes it.
+  Job* Start(const Script& script, const std::string& data_name,
+             const ArrayDesc* desc) {
+    auto job = std::make_unique<Job>();
+    size_t k = jobs_.size();
+    job->script = script;
+    job->meta_name = fmt::format("{}-meta-{}", prefix_, k);
+    job->res_name = fmt::format("{}-res-{}", prefix_, k);
+    job->meta.emplace(Segment::Create(job->meta_name, kHeaderSize));
+    guard_.Add(job->meta_name);
+    Segment::Create(job->res_name, 0);
+    guard_.Add(job->res_name);
+
+    ExchangeHeader h;
+    h.state = State::kInputReady;
+    h.flags = o_.result_order == ResultOrder::kF     ? kFlagResultOrderF
+              : o_.result_order == ResultOrder::kAny ? kFlagResultOrderAny
+                                                     : 0u;
+    h.owner_pid = getpid();
+    if (desc) h.input = *desc;
+    uint8_t buf[kHeaderSize];
+    EncodeHeader(h, buf, sizeof buf);
+    job->meta->Write(0, buf, sizeof buf);
+
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+      throw SystemError("create ready socket for script", script.Display(),
+                        "socketpair", errno);
+    job->ready_fd = sv[0];
+    SpawnOptions so;
+    so.argv = PythonCommand(o_, script);
+    so.what = "Python interpreter";
+    so.capture_stdout = static_cast<bool>(o_.on_stdout);
+    so.capture_stderr = true;
+    so.fds.push_back({sv[1], kReadyFdInChild});
+    std::string pypath = o_.package_dir;
+    if (const char* old = getenv("PYTHONPATH"); old && *old)
+      pypath = pypath.empty() ? old : pypath + ":" + old;
+    if (!pypath.empty()) so.env.push_back({"PYTHONPATH", pypath});
+    so.env.push_back({"PYRMAP_META", job->meta_name});
+    so.env.push_back({"PYRMAP_DATA", data_name});
+    so.env.push_back({"PYRMAP_RESULT", job->res_name});
+    so.env.push_back({"PYRMAP_READY_FD", std::to_string(kReadyFdInChild)});
+    so.env.push_back({"PYRMAP_FUNCTION", script.function});
+    for (const auto& kv : o_.env) so.env.push_back(kv);
+    try {
+      job->proc.emplace(Process::Spawn(so));
+    } catch (const Error& e) {
+      close(sv[1]);
+      if (e.kind() != ErrorKind::kSystem || e.sys_errno() == 0) throw;
+      throw Error(ErrorKind::kInterpreter, e.what()).with_errno(e.sys_errno());
+    } catch (...) {
+      close(sv[1]);
+      throw;
+    }
+    close(sv[1]);
+    jobs_.push_back(std::move(job));
+    return jobs_.back().get();
+  }
+
+  // Gives `job` its input: writes the descriptor if it was not known at
+  // Start, then sends the ready byte.
+  void Release(Job* job, const ArrayDesc* desc) {
+    if (desc && !job->exited) {
+      uint8_t buf[kArrayDescSize];
+      EncodeArrayDesc(*desc, buf);
+      job->meta->Write(off::kInput, buf, sizeof buf);
+    }
+    const char go = '1';
+    // A child that already died makes this fail with EPIPE; its exit is
+    // reported by Finish().
+    ssize_t n;
+    do {
+      n = send(job->ready_fd, &go, 1, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    job->released = true;
+    job->released_at = Now();
+  }
+
+  // Waits until one of `jobs` exits (or times out) and returns it.
+  Job* WaitAny(const std::vector<Job*>& jobs) {
+    for (;;) {
+      double now = Now();
+      int wait_ms = 100;
+      for (Job* j : jobs) {
+        if (j->proc->Poll(&j->status)) {
+          j->proc->Drain(wait_);
+          j->exited = true;
+          return j;
+        }
+        if (j->released && o_.timeout_seconds > 0) {
+          double left = j->released_at + o_.timeout_seconds - now;
+          if (left <= 0) {
+            j->proc->Kill(SIGKILL);
+            j->timed_out = true;
+            while (!j->proc->Poll(&j->status)) usleep(1000);
+            j->proc->Drain(wait_);
+            j->exited = true;
+            return j;
+          }
+          wait_ms = std::min(wait_ms, static_cast<int>(left * 1000) + 1);
+        }
+      }
+      std::vector<struct pollfd> pfds;
+      for (Job* j : jobs) {
+        for (int fd : {j->proc->pidfd(), j->proc->stdout_fd(), j->proc->stderr_fd()})
+          if (fd >= 0) pfds.push_back({fd, POLLIN, 0});
+        if (j->proc->pidfd() < 0) wait_ms = std::min(wait_ms, 10);
+      }
+      if (o_.wake_fd >= 0) pfds.push_back({o_.wake_fd, POLLIN, 0});
+      int r = poll(pfds.data(), pfds.size(), wait_ms);
+      if (r < 0 && errno != EINTR)
+        throw SystemError("wait for", "scripts", "poll", errno);
+      if (o_.check_interrupt) o_.check_interrupt();
+      for (Job* j : jobs) j->proc->Drain(wait_);
+    }
+  }
+
+  // Checks how `job` ended and returns its result; throws on any failure.
+  // The result payload is mapped only when `map` is set.
+  Result Finish(Job* job, bool map) {
+    const std::string who = fmt::format("script '{}'", job->script.Display());
+    if (job->timed_out)
+      throw Error(ErrorKind::kTimeout,
+                  fmt::format("{} timed out after {:g} s and was killed", who,
+                              o_.timeout_seconds))
+          .with_script(job->script.Display())
+          .with_status(job->status.code, job->status.signal);
+    ExchangeHeader h = ReadHeader(*job);
+    const std::string stderr_tail = Tail(job->proc->stderr_tail(), 20);
+    auto with_stderr = [&](std::string msg) {
+      if (!stderr_tail.empty()) msg += "\nstderr:\n" + stderr_tail;
+      return msg;
+    };
+    if (h.state == State::kError) {
+      if (h.error_type == "pyrmap.NumpyMissing")
+        throw Error(ErrorKind::kInterpreter, h.error_text).with_script(job->script.Display());
+      if (h.error_type == "pyrmap.NoResult")
+        throw Error(ErrorKind::kScript,
+                    fmt::format("{} finished without writing a result: it must call its "
+                                "@process_via_mmap function under `if __name__ == "
+                                "\"__main__\":`, or name a function to call "
+                                "(SCRIPT::FUNCTION)",
+                                who))
+            .with_script(job->script.Display())
+            .with_status(job->status.code, job->status.signal);
+      std::string tb = h.error_text;
+      std::string last = Tail(tb, 1);
+      throw Error(ErrorKind::kScript,
+                  fmt::format("{} raised {}\n{}", who,
+                              last.empty() ? h.error_type : last,
+                              (h.error_truncated ? "[...]\n" : "") + Tail(tb, 12)))
+          .with_script(job->script.Display())
+          .with_python(h.error_type, tb)
+          .with_status(job->status.code, job->status.signal);
+    }
+    if (!job->status.ok()) {
+      const char* when = h.state == State::kResultReady ? "after writing its result"
+                                                        : "without writing a result";
+      throw Error(ErrorKind::kScript,
+                  with_stderr(fmt::format("{} {} {}", who, job->status.Describe(), when)))
+          .with_script(job->script.Display())
+          .with_status(job->status.code, job->status.signal);
+    }
+    if (h.state != State::kResultReady)
+      throw Error(ErrorKind::kScript,
+                  with_stderr(fmt::format("{} finished without writing a result", who)))
+          .with_script(job->script.Display())
+          .with_status(job->status.code, job->status.signal);
+    Result r;
+    r.script = job->script;
+    r.desc = h.result;
+    Segment res = Segment::Open(job->res_name, false);
+    CheckPayloadFits(h.result, res.Size(), job->res_name);
+    if (map && h.result.nbytes > 0)
+      r.mapping = std::make_shared<Mapping>(
+          res.Map(o_.result_map, h.result.offset, h.result.nbytes));
+    return r;
+  }
+
+  // For a job that ended before it was given its input: it failed (throws),
+  // or it broke the protocol by writing a result without one.
+  [[noreturn]] void FinishEarly(Job* job) {
+    Finish(job, false);
+    throw Error(ErrorKind::kProtocol,
+                fmt::format("script '{}' wrote a result before its input was ready",
+                            job->script.Display()));
+  }
+
+  // Removes one segment name early (memory of an intermediate stage).
+  void Drop(const std::string& name) { Segment::Remove(name); }
+
+ private:
+  ExchangeHeader ReadHeader(const Job& job) {
+    uint64_t size = job.meta->Size();
+    std::vector<uint8_t> buf(static_cast<size_t>(std::min<uint64_t>(size, kMetaReadLimit)));
+    job.meta->Read(0, buf.data(), buf.size());
+    try {
+      return DecodeHeader(buf.data(), buf.size(), job.meta_name);
+    } catch (const Error& e) {
+      throw Error(e.kind(), fmt::format("script '{}' ({}): {}", job.script.Display(),
+                                        job.status.Describe(), e.what()))
+          .with_script(job.script.Display());
+    }
+  }
+
+  static void CheckTrampoline(void* self) {
+    auto* r = static_cast<Runner*>(self);
+    if (r->o_.check_interrupt) r->o_.check_interrupt();
+  }
+
+  const RunOptions& o_;
+  std::string prefix_;
+  SegmentGuard guard_;  // declared before jobs_: destroyed after them
+  std::optional<Segment> data_;
+  std::vector<std::unique_ptr<Job>> jobs_;
+  WaitOptions wait_;
+};
+
+}  // namespace
+
+std::string Script::Display() const {
+  return function.empty() ? path : path + "::" + function;
+}
+
+Script ParseScript(std::string_view spec) {
+  Script s;
+  size_t pos = spec.rfind("::");
+  if (pos == std::string_view::npos) {
+    s.path = std::string(spec);
+  } else {
+    s.path = std::string(spec.substr(0, pos));
+    s.function = std::string(spec.substr(pos + 2));
+    if (s.function.empty())
+      throw Error(ErrorKind::kUsage,
+                  fmt::format("'{}': no function name after '::'", spec));
+  }
+  if (s.path.empty()) throw Error(ErrorKind::kUsage, "empty script path");
+  return s;
+}
+
+std::vector<std::string> PythonCommand(const RunOptions& o, const Script& script) {
+  std::vector<std::string> argv = {o.python, "-c", kBootstrap, script.path};
+  argv.insert(argv.end(), o.script_args.begin(), o.script_args.end());
+  return argv;
+}
+
+Result RunScript(const Script& script, const Input& input, const RunOptions& o) {
+  return RunShared({script}, input, o).front();
+}
+
+std::vector<Result> RunShared(const std::vector<Script>& scripts, const Input& input,
+                              const RunOptions& o) {
+  if (scripts.empty()) throw Error(ErrorKind::kUsage, "no script given");
+  for (const auto& s : scripts) CheckScriptReadable(s);
+  Runner runner(o);
+  std::string data = runner.PrepareData(input);
+  const size_t n = scripts.size();
+  const size_t width = std::min<size_t>(static_cast<size_t>(o.jobs), n);
+  std::vector<Job*> by_index(n, nullptr);
+  std::vector<Job*> running;  // released, not finished
+  std::vector<size_t> index_of;
+  size_t next = 0;
+  // The first wave, plus one started early to hide its start-up.
+  auto start_next = [&]() {
+    if (next >= n) return;
+    by_index[next] = runner.Start(scripts[next], data, &input.desc);
+    ++next;
+  };
+  for (size_t i = 0; i < std::min(n, width + 1); ++i) start_next();
+  runner.FillData(input);
+  size_t released = 0;
+  for (; released < width; ++released) {
+    runner.Release(by_index[released], nullptr);
+    running.push_back(by_index[released]);
+  }
+  std::vector<Result> results(n);
+  size_t finished = 0;
+  while (finished < n) {
+    // Watch the early-started one too: it may fail before its turn.
+    std::vector<Job*> watch = running;
+    for (size_t i = released; i < next; ++i) watch.push_back(by_index[i]);
+    Job* done = runner.WaitAny(watch);
+    size_t idx = static_cast<size_t>(
+        std::find(by_index.begin(), by_index.end(), done) - by_index.begin());
+    if (idx >= released) runner.FinishEarly(done);
+    results[idx] = runner.Finish(done, true);
+    ++finished;
+    running.erase(std::remove(running.begin(), running.end(), done), running.end());
+    if (released < n && released < next) {
+      runner.Release(by_index[released], nullptr);
+      running.push_back(by_index[released]);
+      ++released;
+    }
+    start_next();
+  }
+  return results;
+}
+
+std::vector<Result> RunPipeline(const std::vector<Script>& scripts, const Input& input,
+                                const RunOptions& o, bool keep_intermediate) {
+  if (scripts.empty()) throw Error(ErrorKind::kUsage, "no script given");
+  for (const auto& s : scripts) CheckScriptReadable(s);
+  Runner runner(o);
+  std::string data = runner.PrepareData(input);
+  const size_t n = scripts.size();
+  std::vector<Job*> stage(n, nullptr);
+  stage[0] = runner.Start(scripts[0], data, &input.desc);
+  // Stage k+1 reads stage k's result segment; start it before stage k
+  // finishes, its input descriptor follows on release.
+  if (n > 1) stage[1] = runner.Start(scripts[1], stage[0]->res_name, nullptr);
+  runner.FillData(input);
+  runner.Release(stage[0], nullptr);
+  std::vector<Result> results;
+  for (size_t k = 0; k < n; ++k) {
+    std::vector<Job*> watch = {stage[k]};
+    if (k + 1 < n) watch.push_back(stage[k + 1]);
+    if (runner.WaitAny(watch) != stage[k]) runner.FinishEarly(stage[k + 1]);
+    bool last = k + 1 == n;
+    Result r = runner.Finish(stage[k], keep_intermediate || last);
+    if (keep_intermediate || last) results.push_back(r);
+    if (!last) {
+      if (k + 2 < n) stage[k + 2] = runner.Start(scripts[k + 2], stage[k + 1]->res_name, nullptr);
+      ArrayDesc next_in = r.desc;
+      runner.Release(stage[k + 1], &next_in);
+    }
+    // Stage k's input is no longer needed by anyone.
+    if (k >= 1 && !keep_intermediate) runner.Drop(stage[k - 1]->res_name);
+  }
+  return results;
+}
+
+}  // namespace pyrmap

@@ -1,0 +1,120 @@
+// run.h — running Python scripts over shared-memory segments.
+//
+// The three run modes of pyrmap:
+//   RunScript    one script over one input;
+//   RunShared    several scripts over one input segment (in turn, or up to
+//                `jobs` at once), one result each;
+//   RunPipeline  stage k's result segment is stage k+1's input segment (no
+//                copy); every stage's result can be kept.
+//
+// Each call creates its segments under one fresh prefix (segment.h), starts
+// the interpreter without a shell (spawn.h) and follows docs/protocol.md.
+// The next interpreter is started while the previous stage still runs (or
+// while the input is being written), so its start-up cost is hidden; it is
+// released with the ready byte once its input is complete.
+//
+// Cleanup: every segment a call creates is removed before the call returns or
+// throws — on success, script failure, timeout, protocol error and
+// interruption alike. Results stay readable through their Mappings, which
+// keep the memory alive after the names are gone.
+//
+// Failures throw pyrmap::Error: kNotFound (script missing), kScript (an
+// exception, an exit status or a signal, or no result), kInterpreter (not startable, or
+// no numpy), kTimeout,
+// kProtocol (a header or payload that breaks the protocol), kSystem,
+// kInterrupt (from check_interrupt).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "header.h"
+#include "segment.h"
+
+namespace pyrmap {
+
+// A script, optionally with a function to call: "path.py" or "path.py::name".
+struct Script {
+  std::string path;
+  std::string function;  // empty: run the script as __main__
+  // "path.py" or "path.py::name".
+  std::string Display() const;
+};
+
+// Splits "path.py::name" at its last "::".
+Script ParseScript(std::string_view spec);
+
+// The layout asked of results with 2 or more dimensions.
+enum class ResultOrder { kC, kF, kAny };
+
+struct RunOptions {
+  // The interpreter (a path, or a name searched on PATH).
+  std::string python = "python3";
+  // The directory that holds the `pyrmap` Python package; prepended to
+  // PYTHONPATH. Empty: rely on an installed package.
+  std::string package_dir;
+  // Seconds a script may run after its input is ready; 0: no limit.
+  double timeout_seconds = 0;
+  // Extra arguments for the scripts (sys.argv[1:]).
+  std::vector<std::string> script_args;
+  // Layout wanted for results of 2 or more dimensions.
+  ResultOrder result_order = ResultOrder::kC;
+  // How results are mapped for the caller.
+  MapMode result_map = MapMode::kReadOnly;
+  // RunShared: how many scripts run at once (>= 1).
+  int jobs = 1;
+  // Output of the scripts. stdout: null means the child inherits ours.
+  // stderr is always captured (its end goes into error messages); it is
+  // passed to on_stderr, or to our stderr when on_stderr is null.
+  std::function<void(std::string_view)> on_stdout;
+  std::function<void(std::string_view)> on_stderr;
+  // Called regularly while waiting and between chunks of input; throwing
+  // from it abandons the run (children killed, segments removed).
+  std::function<void()> check_interrupt;
+  // A descriptor that becomes readable when check_interrupt should run now
+  // (e.g. the CLI's signal self-pipe); -1 for none.
+  int wake_fd = -1;
+  // Extra variables for the scripts' environment.
+  std::vector<std::pair<std::string, std::string>> env;
+};
+
+// The input of a run: its geometry, and either a writer that fills a fresh
+// data segment or an existing segment that already holds the payload.
+struct Input {
+  ArrayDesc desc;
+  // Writes desc.nbytes bytes into `seg` at offset 0 (e.g. with seg.Write,
+  // passing `check` through). Called once, after the first interpreter has
+  // been started.
+  std::function<void(Segment& seg, void (*check)(void*), void* check_arg)> fill;
+  // Alternatively: the name of a segment holding the payload at desc.offset.
+  std::string segment;
+};
+
+// One script's result: its array and a mapping of its payload.
+struct Result {
+  Script script;
+  ArrayDesc desc;
+  // Holds the payload; null when desc.nbytes is 0. The segment's name is
+  // gone; the memory lives as long as this mapping.
+  std::shared_ptr<Mapping> mapping;
+  const uint8_t* data() const { return mapping ? mapping->data() : nullptr; }
+};
+
+Result RunScript(const Script& script, const Input& input, const RunOptions& options);
+
+// One result per script, in the order of `scripts`. The first failure stops
+// the others.
+std::vector<Result> RunShared(const std::vector<Script>& scripts, const Input& input,
+                              const RunOptions& options);
+
+// The final stage's result, or every stage's result when keep_intermediate.
+std::vector<Result> RunPipeline(const std::vector<Script>& scripts, const Input& input,
+                                const RunOptions& options, bool keep_intermediate);
+
+// The command line that starts the Python side for `script`.
+std::vector<std::string> PythonCommand(const RunOptions& options, const Script& script);
+
+}  // namespace pyrmap

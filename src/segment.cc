@@ -1,0 +1,277 @@
+#include "segment.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include <boost/interprocess/mapped_region.hpp>
+#include <boost/interprocess/shared_memory_object.hpp>
+#include <fmt/format.h>
+
+#include "error.h"
+
+namespace bip = boost::interprocess;
+
+namespace pyrmap {
+
+namespace {
+
+// The largest single pwrite/pread: Linux caps one call at 0x7ffff000 bytes;
+// smaller chunks also let an interrupt check run while a big input is copied.
+constexpr uint64_t kIoChunk = uint64_t{64} << 20;
+
+int NativeError(const bip::interprocess_exception& e) {
+  int err = e.get_native_error();
+  return err ? err : EIO;
+}
+
+}  // namespace
+
+// ---- Mapping ---------------------------------------------------------------
+
+Mapping::Mapping(Mapping&& other) noexcept
+    : region_(std::move(other.region_)), data_(other.data_), size_(other.size_) {
+  other.data_ = nullptr;
+  other.size_ = 0;
+}
+
+Mapping& Mapping::operator=(Mapping&& other) noexcept {
+  if (this != &other) {
+    region_ = std::move(other.region_);
+    data_ = other.data_;
+    size_ = other.size_;
+    other.data_ = nullptr;
+    other.size_ = 0;
+  }
+  return *this;
+}
+
+Mapping::Mapping() = default;
+Mapping::~Mapping() = default;
+
+// ---- Segment ---------------------------------------------------------------
+
+Segment::Segment(std::string name,
+                 std::unique_ptr<bip::shared_memory_object> shm)
+    : name_(std::move(name)), shm_(std::move(shm)) {}
+
+Segment::Segment(Segment&& other) noexcept = default;
+Segment& Segment::operator=(Segment&& other) noexcept = default;
+Segment::~Segment() = default;
+
+int Segment::fd() const { return shm_ ? shm_->get_mapping_handle().handle : -1; }
+
+Segment Segment::Create(const std::string& name, uint64_t size) {
+  std::unique_ptr<bip::shared_memory_object> shm;
+  try {
+    bip::permissions perm(0600);
+    shm = std::make_unique<bip::shared_memory_object>(
+        bip::create_only, name.c_str(), bip::read_write, perm);
+  } catch (const bip::interprocess_exception& e) {
+    throw SystemError("create segment", name, "shm_open", NativeError(e));
+  }
+  Segment seg(name, std::move(shm));
+  try {
+    if (size > 0) seg.Reserve(size);
+  } catch (...) {
+    seg.Unlink();
+    throw;
+  }
+  return seg;
+}
+
+Segment Segment::Open(const std::string& name, bool writable) {
+  try {
+    auto shm = writable ? std::make_unique<bip::shared_memory_object>(
+                              bip::open_only, name.c_str(), bip::read_write)
+                        : std::make_unique<bip::shared_memory_object>(
+                              bip::open_only, name.c_str(), bip::read_only);
+    return Segment(name, std::move(shm));
+  } catch (const bip::interprocess_exception& e) {
+    throw SystemError("open segment", name, "shm_open", NativeError(e));
+  }
+}
+
+uint64_t Segment::Size() const {
+  struct stat st;
+  if (fstat(fd(), &st) != 0) throw SystemError("stat segment", name_, "fstat", errno);
+  return static_cast<uint64_t>(st.st_size);
+}
+
+void Segment::Reserve(uint64_t size) {
+  if (size == 0) return;
+  // posix_fallocate grows the file and allocates every page now, so a full
+  // /dev/shm is reported here instead of as SIGBUS on a later write.
+  int err = posix_fallocate(fd(), 0, static_cast<off_t>(size));
+  if (err != 0) {
+    Error e = SystemError("reserve segment", name_, "posix_fallocate", err);
+    if (err == ENOSPC)
+      e = Error(ErrorKind::kSystem,
+                fmt::format("{} (needed {} bytes in {})", e.what(), size, kShmDir))
+              .with_errno(err);
+    throw e;
+  }
+}
+
+void Segment::Write(uint64_t offset, const void* src, uint64_t n,
+                    void (*check)(void*), void* check_arg) {
+  const uint8_t* p = static_cast<const uint8_t*>(src);
+  while (n > 0) {
+    if (check) check(check_arg);
+    size_t chunk = static_cast<size_t>(std::min(n, kIoChunk));
+    ssize_t w = pwrite(fd(), p, chunk, static_cast<off_t>(offset));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      throw SystemError("write segment", name_, "pwrite", errno);
+    }
+    p += w;
+    offset += static_cast<uint64_t>(w);
+    n -= static_cast<uint64_t>(w);
+  }
+}
+
+void Segment::Read(uint64_t offset, void* dst, uint64_t n) const {
+  uint8_t* p = static_cast<uint8_t*>(dst);
+  while (n > 0) {
+    size_t chunk = static_cast<size_t>(std::min(n, kIoChunk));
+    ssize_t r = pread(fd(), p, chunk, static_cast<off_t>(offset));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      throw SystemError("read segment", name_, "pread", errno);
+    }
+    if (r == 0)
+      throw Error(ErrorKind::kProtocol,
+                  fmt::format("read segment '{}': ends before offset {}", name_,
+                              offset));
+    p += r;
+    offset += static_cast<uint64_t>(r);
+    n -= static_cast<uint64_t>(r);
+  }
+}
+
+Mapping Segment::Map(MapMode mode, uint64_t offset, uint64_t length,
+                     bool populate) const {
+  uint64_t size = Size();
+  if (offset > size || (length > 0 && length > size - offset))
+    throw Error(ErrorKind::kProtocol,
+                fmt::format("map segment '{}': range [{}, {}) exceeds its {} "
+                            "bytes",
+                            name_, offset, offset + length, size));
+  if (length == 0) length = size - offset;
+  Mapping m;
+  if (length == 0) return m;  // nothing to map; data() stays null
+  bip::mode_t bmode = mode == MapMode::kReadOnly    ? bip::read_only
+                      : mode == MapMode::kReadWrite ? bip::read_write
+                                                    : bip::copy_on_write;
+  int flags = populate ? MAP_POPULATE : 0;
+  try {
+    m.region_ = std::make_unique<bip::mapped_region>(
+        *shm_, bmode, static_cast<bip::offset_t>(offset),
+        static_cast<size_t>(length), nullptr, flags);
+  } catch (const bip::interprocess_exception& e) {
+    throw SystemError("map segment", name_, "mmap", NativeError(e));
+  }
+  m.data_ = static_cast<uint8_t*>(m.region_->get_address());
+  m.size_ = length;
+  return m;
+}
+
+void Segment::Unlink() const { Remove(name_); }
+
+bool Segment::Remove(const std::string& name) {
+  std::string path = "/" + name;
+  return shm_unlink(path.c_str()) == 0;
+}
+
+// ---- SegmentGuard ----------------------------------------------------------
+
+SegmentGuard::~SegmentGuard() { RemoveAll(); }
+
+void SegmentGuard::RemoveAll() {
+  for (const auto& n : names_) Segment::Remove(n);
+  names_.clear();
+}
+
+// ---- names, listing, garbage collection ------------------------------------
+
+std::string NewCallPrefix() {
+  uint64_t r = 0;
+  if (getrandom(&r, sizeof r, 0) != sizeof r) {
+    // getrandom cannot fail for 8 bytes once the pool is ready; fall back to
+    // the clock so a name is still unique within this process.
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    r = static_cast<uint64_t>(ts.tv_nsec) ^ (static_cast<uint64_t>(ts.tv_sec) << 32);
+  }
+  return fmt::format("{}{}-{}-{:016x}", kNamePrefix, getuid(), getpid(), r);
+}
+
+bool ProcessAlive(pid_t pid) {
+  if (pid <= 0) return false;
+  return kill(pid, 0) == 0 || errno == EPERM;
+}
+
+namespace {
+
+// Parses "<digits>" at the start of `s`, advancing it past a following '-'.
+bool TakeNumber(const char*& s, uint64_t* out) {
+  if (*s < '0' || *s > '9') return false;
+  uint64_t v = 0;
+  while (*s >= '0' && *s <= '9') v = v * 10 + static_cast<uint64_t>(*s++ - '0');
+  if (*s != '-') return false;
+  ++s;
+  *out = v;
+  return true;
+}
+
+}  // namespace
+
+std::vector<SegmentInfo> ListSegments() {
+  std::vector<SegmentInfo> out;
+  DIR* dir = opendir(kShmDir);
+  if (!dir) throw SystemError("list segments in", kShmDir, "opendir", errno);
+  const uid_t me = getuid();
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  while (struct dirent* ent = readdir(dir)) {
+    std::string name = ent->d_name;
+    if (name.rfind(kNamePrefix, 0) != 0) continue;
+    const char* s = name.c_str() + std::char_traits<char>::length(kNamePrefix);
+    uint64_t uid = 0, pid = 0;
+    if (!TakeNumber(s, &uid)) continue;
+    if (me != 0 && uid != me) continue;
+    SegmentInfo info;
+    info.name = name;
+    info.uid = static_cast<uid_t>(uid);
+    if (TakeNumber(s, &pid)) info.owner_pid = static_cast<pid_t>(pid);
+    struct stat st;
+    std::string path = fmt::format("{}/{}", kShmDir, name);
+    if (stat(path.c_str(), &st) != 0) continue;  // removed meanwhile
+    info.size = static_cast<uint64_t>(st.st_size);
+    info.age_seconds = static_cast<double>(now.tv_sec - st.st_mtim.tv_sec) +
+                       (now.tv_nsec - st.st_mtim.tv_nsec) * 1e-9;
+    info.owner_alive = info.owner_pid == 0 || ProcessAlive(info.owner_pid);
+    out.push_back(std::move(info));
+  }
+  closedir(dir);
+  std::sort(out.begin(), out.end(),
+            [](const SegmentInfo& a, const SegmentInfo& b) { return a.name < b.name; });
+  return out;
+}
+
+std::vector<SegmentInfo> CollectGarbage() {
+  std::vector<SegmentInfo> removed;
+  for (auto& info : ListSegments())
+    if (!info.owner_alive && Segment::Remove(info.name)) removed.push_back(info);
+  return removed;
+}
+
+}  // namespace pyrmap

@@ -1,0 +1,305 @@
+#include "spawn.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+
+#include <fmt/format.h>
+
+#include "error.h"
+
+extern char** environ;
+
+namespace pyrmap {
+
+namespace {
+
+double Now() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) + ts.tv_nsec * 1e-9;
+}
+
+void CloseFd(int& fd) {
+  if (fd >= 0) close(fd);
+  fd = -1;
+}
+
+// A close-on-exec pipe whose ends are numbered above `min_fd`, so they can
+// never collide with the child's 0/1/2 or with the fds we dup into it.
+void MakePipe(int fds[2], const std::string& what) {
+  int raw[2];
+  if (pipe2(raw, O_CLOEXEC) != 0) throw SystemError("create pipe for", what, "pipe2", errno);
+  for (int i = 0; i < 2; ++i) {
+    fds[i] = fcntl(raw[i], F_DUPFD_CLOEXEC, 10);
+    int err = errno;
+    close(raw[i]);
+    if (fds[i] < 0) throw SystemError("create pipe for", what, "fcntl", err);
+  }
+}
+
+ExitStatus Decode(int wstatus) {
+  ExitStatus s;
+  if (WIFEXITED(wstatus)) {
+    s.exited = true;
+    s.code = WEXITSTATUS(wstatus);
+  } else if (WIFSIGNALED(wstatus)) {
+    s.signal = WTERMSIG(wstatus);
+  }
+  return s;
+}
+
+}  // namespace
+
+std::string ExitStatus::Describe() const {
+  if (exited) return fmt::format("exited with status {}", code);
+  const char* abbrev = sigabbrev_np(signal);
+  return fmt::format("was killed by signal {} (SIG{}, {})", signal,
+                     abbrev ? abbrev : "?", strsignal(signal));
+}
+
+std::string FindOnPath(const std::string& program) {
+  if (program.find('/') != std::string::npos) return program;
+  const char* path = getenv("PATH");
+  std::string p = path ? path : "/usr/bin:/bin";
+  size_t start = 0;
+  while (start <= p.size()) {
+    size_t end = p.find(':', start);
+    if (end == std::string::npos) end = p.size();
+    std::string dir = p.substr(start, end - start);
+    if (dir.empty()) dir = ".";
+    std::string cand = dir + "/" + program;
+    if (access(cand.c_str(), X_OK) == 0) return cand;
+    start = end + 1;
+  }
+  return "";
+}
+
+Process Process::Spawn(const SpawnOptions& o) {
+  if (o.argv.empty()) throw Error(ErrorKind::kUsage, "spawn: empty argv");
+  const std::string& prog = o.argv[0];
+  Process p;
+  int out[2] = {-1, -1}, err[2] = {-1, -1};
+  struct Cleanup {
+    int* a;
+    int* b;
+    ~Cleanup() {
+      for (int i = 0; i < 2; ++i) {
+        CloseFd(a[i]);
+        CloseFd(b[i]);
+      }
+    }
+  } cleanup{out, err};
+  if (o.capture_stdout) MakePipe(out, prog);
+  if (o.capture_stderr) MakePipe(err, prog);
+
+  // Environment: ours, with o.env's names replaced.
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e; ++e) {
+    std::string_view kv(*e);
+    std::string_view key = kv.substr(0, kv.find('='));
+    bool overridden = false;
+    for (const auto& [k, v] : o.env) overridden = overridden || key == k;
+    if (!overridden) env_strings.emplace_back(kv);
+  }
+  for (const auto& [k, v] : o.env) env_strings.push_back(k + "=" + v);
+  std::vector<char*> envp, argv;
+  for (auto& s : env_strings) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  std::vector<std::string> argv_copy = o.argv;
+  for (auto& s : argv_copy) argv.push_back(s.data());
+  argv.push_back(nullptr);
+
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawnattr_init(&attr);
+  if (o.capture_stdout) posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  if (o.capture_stderr) posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+  for (const auto& [parent_fd, child_fd] : o.fds) {
+    if (parent_fd == child_fd)
+      throw Error(ErrorKind::kUsage, "spawn: a passed fd must be renumbered");
+    posix_spawn_file_actions_adddup2(&fa, parent_fd, child_fd);
+  }
+  sigset_t none, defaults;
+  sigemptyset(&none);
+  sigemptyset(&defaults);
+  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM})
+    sigaddset(&defaults, s);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setpgroup(&attr, 0);  // its own group: we can kill it all
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+                                      POSIX_SPAWN_SETPGROUP);
+  pid_t pid = -1;
+  int rc = posix_spawnp(&pid, prog.c_str(), &fa, &attr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) {
+    std::string msg = fmt::format("start {} '{}': {}", o.what, prog,
+                                  rc == ENOENT ? "not found" : "cannot execute");
+    if (rc == ENOENT && prog.find('/') == std::string::npos)
+      msg += " on PATH";
+    throw Error(ErrorKind::kSystem,
+                fmt::format("{} (execve: {}, {})", msg, rc, ErrnoText(rc)))
+        .with_errno(rc);
+  }
+  p.pid_ = pid;
+  // pidfd_open (Linux 5.3): readable when the child exits. -1 on older
+  // kernels; waiting then falls back to polling.
+  p.pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (p.pidfd_ >= 0) fcntl(p.pidfd_, F_SETFD, FD_CLOEXEC);
+  if (o.capture_stdout) {
+    p.out_fd_ = out[0];
+    out[0] = -1;
+  }
+  if (o.capture_stderr) {
+    p.err_fd_ = err[0];
+    err[0] = -1;
+  }
+  return p;  // `cleanup` closes the child's pipe ends
+}
+
+Process::Process(Process&& o) noexcept { *this = std::move(o); }
+
+Process& Process::operator=(Process&& o) noexcept {
+  if (this != &o) {
+    pid_ = std::exchange(o.pid_, -1);
+    pidfd_ = std::exchange(o.pidfd_, -1);
+    out_fd_ = std::exchange(o.out_fd_, -1);
+    err_fd_ = std::exchange(o.err_fd_, -1);
+    reaped_ = std::exchange(o.reaped_, true);
+    status_ = o.status_;
+    stderr_tail_ = std::move(o.stderr_tail_);
+  }
+  return *this;
+}
+
+Process::~Process() {
+  if (pid_ > 0 && !reaped_) {
+    Kill(SIGKILL);
+    int ws;
+    while (waitpid(pid_, &ws, 0) < 0 && errno == EINTR) {
+    }
+  }
+  CloseFds();
+}
+
+void Process::CloseFds() {
+  CloseFd(pidfd_);
+  CloseFd(out_fd_);
+  CloseFd(err_fd_);
+}
+
+void Process::Kill(int sig) const {
+  if (pid_ > 0 && !reaped_) {
+    // The child leads its own group; kill(-pgid) reaches its children too.
+    if (kill(-pid_, sig) != 0) kill(pid_, sig);
+  }
+}
+
+bool Process::Poll(ExitStatus* status) {
+  if (!reaped_) {
+    int ws;
+    pid_t r = waitpid(pid_, &ws, WNOHANG);
+    if (r == pid_) {
+      reaped_ = true;
+      status_ = Decode(ws);
+    }
+  }
+  if (reaped_ && status) *status = status_;
+  return reaped_;
+}
+
+void Process::AppendTail(std::string_view chunk, size_t limit) {
+  stderr_tail_.append(chunk);
+  if (stderr_tail_.size() > 2 * limit)
+    stderr_tail_.erase(0, stderr_tail_.size() - limit);
+}
+
+bool Process::Drain(const WaitOptions& o) {
+  char buf[65536];
+  for (int* fd : {&out_fd_, &err_fd_}) {
+    if (*fd < 0) continue;
+    for (;;) {
+      struct pollfd pfd = {*fd, POLLIN, 0};
+      if (poll(&pfd, 1, 0) <= 0) break;
+      ssize_t n = read(*fd, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        CloseFd(*fd);
+        break;
+      }
+      std::string_view chunk(buf, static_cast<size_t>(n));
+      if (fd == &err_fd_) {
+        AppendTail(chunk, o.stderr_tail_bytes);
+        if (o.on_stderr) o.on_stderr(chunk);
+      } else if (o.on_stdout) {
+        o.on_stdout(chunk);
+      }
+    }
+  }
+  return out_fd_ >= 0 || err_fd_ >= 0;
+}
+
+ExitStatus Process::Wait(const WaitOptions& o, bool* timed_out) {
+  if (timed_out) *timed_out = false;
+  const double deadline = o.timeout_seconds > 0 ? Now() + o.timeout_seconds : 0;
+  ExitStatus st;
+  try {
+    while (!Poll(&st)) {
+      struct pollfd pfds[4];
+      int n = 0;
+      if (pidfd_ >= 0) pfds[n++] = {pidfd_, POLLIN, 0};
+      if (out_fd_ >= 0) pfds[n++] = {out_fd_, POLLIN, 0};
+      if (err_fd_ >= 0) pfds[n++] = {err_fd_, POLLIN, 0};
+      if (o.wake_fd >= 0) pfds[n++] = {o.wake_fd, POLLIN, 0};
+      int wait_ms = pidfd_ >= 0 ? o.poll_interval_ms : std::min(o.poll_interval_ms, 10);
+      if (deadline > 0) {
+        double left = deadline - Now();
+        if (left <= 0) {
+          Kill(SIGKILL);
+          if (timed_out) *timed_out = true;
+          while (!Poll(&st)) {
+            int ws;
+            if (waitpid(pid_, &ws, 0) == pid_) {
+              reaped_ = true;
+              status_ = st = Decode(ws);
+            }
+          }
+          break;
+        }
+        wait_ms = std::min(wait_ms, static_cast<int>(left * 1000) + 1);
+      }
+      int r = poll(pfds, static_cast<nfds_t>(n), wait_ms);
+      if (r < 0 && errno != EINTR)
+        throw SystemError("wait for process", std::to_string(pid_), "poll", errno);
+      if (o.check_interrupt) o.check_interrupt();
+      Drain(o);
+    }
+  } catch (...) {
+    Kill(SIGKILL);
+    Poll(nullptr);
+    int ws;
+    if (!reaped_ && waitpid(pid_, &ws, 0) == pid_) {
+      reaped_ = true;
+      status_ = Decode(ws);
+    }
+    throw;
+  }
+  // The child is gone; collect what it wrote before it exited. A grandchild
+  // holding the pipe would block EOF, so only take what is already there.
+  Drain(o);
+  return st;
+}
+
+}  // namespace pyrmap
