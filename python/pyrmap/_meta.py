@@ -1,0 +1,238 @@
+"""Access to the meta segment, the ready pipe and error recording.
+
+Ownership: the caller (the pyrmap runner) creates, sizes and finally removes
+every segment; this side only opens them by the names it is given and never
+creates, resizes (except the result segment, see _array) or unlinks one.
+
+Writes into the header go through pwrite on the meta segment's descriptor,
+never a mapping, so a meta segment that the caller shrank or removed gives an
+OSError instead of a SIGBUS. Nothing is written into the header before the
+ready byte has arrived on PYRMAP_READY_FD (or the pipe reached EOF): until
+then the caller may still be writing the header itself.
+
+This module does not import numpy: the bootstrap uses it to record that the
+interpreter cannot import numpy.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+
+from . import _header as H
+from ._errors import NotConnectedError, ProtocolError
+
+SHM_DIR = "/dev/shm"
+
+ENV_META = "PYRMAP_META"
+ENV_DATA = "PYRMAP_DATA"
+ENV_RESULT = "PYRMAP_RESULT"
+ENV_READY_FD = "PYRMAP_READY_FD"
+ENV_FUNCTION = "PYRMAP_FUNCTION"
+
+# The most of a meta segment read for decoding: a newer minor version may
+# grow header_size, but never beyond this.
+_MAX_META_READ = 1 << 20
+
+
+def segment_path(name: str, variable: str = "segment name") -> str:
+    """/dev/shm/<name>. A leading '/' (the shm_open spelling) is accepted;
+    any other '/' is rejected so a name cannot reach outside /dev/shm."""
+    bare = name[1:] if name.startswith("/") else name
+    if not bare or "/" in bare or bare in (".", "..") or "\0" in bare:
+        raise ProtocolError("%s %r is not a valid shared memory segment name"
+                            % (variable, name))
+    return os.path.join(SHM_DIR, bare)
+
+
+def open_segment(name: str, flags: int, variable: str) -> int:
+    """os.open of /dev/shm/<name> (close-on-exec), with a message that says
+    which variable named the segment when it does not exist."""
+    path = segment_path(name, variable)
+    try:
+        return os.open(path, flags | os.O_CLOEXEC)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(
+            e.errno, "the shared memory segment %s (from %s) does not exist; "
+            "the pyrmap runner creates it and removes it when the call ends"
+            % (path, variable), path) from None
+
+
+def pread_all(fd: int, size: int, offset: int) -> bytes:
+    parts = []
+    while size > 0:
+        chunk = os.pread(fd, size, offset)
+        if not chunk:
+            break
+        parts.append(chunk)
+        size -= len(chunk)
+        offset += len(chunk)
+    return b"".join(parts)
+
+
+def pwrite_all(fd: int, data, offset: int) -> None:
+    view = memoryview(data).cast("B")
+    done = 0
+    while done < len(view):
+        n = os.pwrite(fd, view[done:], offset + done)
+        if n <= 0:
+            raise OSError("pwrite wrote nothing at offset %d" % (offset + done))
+        done += n
+
+
+# ------------------------------------------------------------------ ready pipe
+
+# None until the ready byte was waited for; then True (byte received) or
+# False (EOF: the runner is gone). One wait per process: the descriptor is
+# closed afterwards and its number may be reused.
+_ready = None
+
+
+def wait_ready(required: bool = True) -> bool:
+    """Blocks until the runner's ready byte arrives on PYRMAP_READY_FD (no-op
+    when the variable is not set). Returns False on EOF, or raises
+    NotConnectedError on EOF when ``required``."""
+    global _ready
+    text = os.environ.get(ENV_READY_FD, "")
+    if _ready is None and text:
+        try:
+            fd = int(text)
+        except ValueError:
+            raise ProtocolError("%s=%r is not a file descriptor number"
+                                % (ENV_READY_FD, text)) from None
+        try:
+            got = os.read(fd, 1)
+        except OSError as e:
+            raise ProtocolError("%s=%s cannot be read: %s"
+                                % (ENV_READY_FD, text, e.strerror)) from None
+        _ready = bool(got)
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    if _ready is False and required:
+        raise NotConnectedError("the pyrmap runner went away before the input was ready "
+                                "(%s reached end of file)" % ENV_READY_FD)
+    return _ready is not False
+
+
+# ------------------------------------------------------------------ meta segment
+
+class Meta:
+    """An open meta segment. Reads decode and validate the whole header;
+    writes touch only the named fields."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.fd = open_segment(name, os.O_RDWR, ENV_META)
+
+    @classmethod
+    def from_env(cls):
+        """The meta segment named by PYRMAP_META, or None when not set."""
+        name = os.environ.get(ENV_META)
+        return cls(name) if name else None
+
+    def read(self) -> H.Header:
+        size = os.fstat(self.fd).st_size
+        return H.decode(pread_all(self.fd, min(size, _MAX_META_READ), 0), self.name)
+
+    def state(self) -> int:
+        return struct.unpack("<I", pread_all(self.fd, 4, H.OFF_STATE).ljust(4, b"\0"))[0]
+
+    def write(self, offset: int, data: bytes) -> None:
+        pwrite_all(self.fd, data, offset)
+
+    def set_state(self, state: int) -> None:
+        self.write(H.OFF_STATE, struct.pack("<I", state))
+
+    def set_worker_pid(self) -> None:
+        self.write(H.OFF_WORKER_PID, struct.pack("<q", os.getpid()))
+
+    def write_result_desc(self, desc: H.ArrayDesc) -> None:
+        self.write(H.OFF_RESULT, H.encode_desc(desc))
+
+    def write_error(self, error_type: str, error_text: str) -> None:
+        """Records an error: the type, the text (its start cut to fit), the
+        worker pid, then state 2. Reserved bytes are left alone."""
+        text, length, flags = H.encode_error_text(error_text)
+        self.write(H.OFF_ERROR_TYPE, H.encode_error_type(error_type))
+        self.write(H.OFF_ERROR_LENGTH, struct.pack("<II", length, flags))
+        self.write(H.OFF_ERROR_TEXT, text)
+        self.set_worker_pid()
+        self.set_state(H.STATE_ERROR)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# ------------------------------------------------------------------ tracebacks
+
+def exception_type_name(exc: BaseException) -> str:
+    """'ValueError' for builtins, 'module.Qualname' otherwise."""
+    cls = type(exc)
+    module = getattr(cls, "__module__", None)
+    if module in (None, "builtins", "__builtin__"):
+        return cls.__qualname__
+    return "%s.%s" % (module, cls.__qualname__)
+
+
+def _internal_dirs():
+    """(directory prefixes, files) whose frames are not the user's."""
+    prefixes = [os.path.dirname(os.path.abspath(__file__)) + os.sep]
+    files = set()
+    importlib = sys.modules.get("importlib")
+    if getattr(importlib, "__file__", None):
+        prefixes.append(os.path.dirname(os.path.abspath(importlib.__file__)) + os.sep)
+    runpy = sys.modules.get("runpy")
+    if getattr(runpy, "__file__", None):
+        files.add(os.path.abspath(runpy.__file__))
+    return tuple(prefixes), files
+
+
+def _is_internal(filename: str, dirs) -> bool:
+    if filename.startswith("<frozen "):
+        return True  # importlib's and runpy's frozen frames
+    if filename.startswith("<"):
+        return False
+    prefixes, files = dirs
+    path = os.path.abspath(filename)
+    return path.startswith(prefixes) or path in files
+
+
+def _trim(te, dirs, seen):
+    import traceback
+
+    if id(te) in seen:
+        return
+    seen.add(id(te))
+    stack = list(te.stack)
+    # The interpreter's "-c" command line that calls the bootstrap.
+    if len(stack) >= 2 and stack[0].filename == "<string>" and \
+            _is_internal(stack[1].filename, dirs):
+        stack.pop(0)
+    frames = [f for f in stack if not _is_internal(f.filename, dirs)]
+    te.stack = traceback.StackSummary.from_list(frames)
+    for chained in (te.__cause__, te.__context__):
+        if chained is not None:
+            _trim(chained, dirs, seen)
+    for sub in getattr(te, "exceptions", None) or ():
+        _trim(sub, dirs, seen)
+
+
+def format_exception(exc: BaseException) -> str:
+    """The traceback as Python prints it, without the frames of pyrmap, the
+    bootstrap, runpy and importlib, so it starts at the user's script."""
+    import traceback
+
+    te = traceback.TracebackException(type(exc), exc, exc.__traceback__)
+    _trim(te, _internal_dirs(), set())
+    return "".join(te.format())

@@ -1,0 +1,182 @@
+"""The run: connecting to the runner's segments, the decorator, recording.
+
+A run is one pyrmap call as seen from Python: the runner (the ``pyrmap``
+command or R's run_python) created the segments, wrote the input and the
+header (state 0), and started this interpreter through pyrmap._bootstrap with
+PYRMAP_META / PYRMAP_DATA / PYRMAP_RESULT / PYRMAP_READY_FD set.
+
+Per run, exactly one outcome is recorded in the header: a result (payload,
+then descriptor, then state 1 last) or an error (type and traceback, then
+state 2). ``connect`` refuses a header that already holds an outcome, so a
+second ``process()`` in the same run is an error instead of a silent
+overwrite. The runner owns and removes the segments; nothing here unlinks.
+
+numpy is imported only when a run is connected, so ``import pyrmap`` works
+in an interpreter without numpy (the bootstrap then reports it).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+
+from . import _header as H
+from . import _meta
+from ._errors import NotConnectedError, ProtocolError
+
+# The exception this process last recorded into a header (see record_error);
+# the bootstrap re-records it with the full traceback once it has unwound.
+_recorded = None
+
+
+def recorded_exception():
+    return _recorded
+
+
+def record_error(meta: _meta.Meta, exc: BaseException) -> None:
+    """Writes exc's type and trimmed traceback into ``meta``, state 2."""
+    global _recorded
+    meta.write_error(_meta.exception_type_name(exc), _meta.format_exception(exc))
+    _recorded = exc
+
+
+class Connection:
+    """One connected run. ``input`` is the read-only, zero-copy input array;
+    ``write_result(x)`` stores the result (state 1), ``fail(exc)`` records an
+    error (state 2). Usable as a context manager: an exception leaving the
+    ``with`` block is recorded, then propagates."""
+
+    def __init__(self, meta_name: str, data_name: str, result_name: str):
+        self.meta_name = meta_name
+        self.data_name = data_name
+        self.result_name = result_name
+        self._meta = _meta.Meta(meta_name)
+        try:
+            self.header = self._meta.read()
+            if self.header.state != H.STATE_INPUT_READY:
+                raise ProtocolError(
+                    "the header in segment '%s' is in state %d (%s), not 0 (input ready): "
+                    "this run already has its outcome; the @process_via_mmap function may "
+                    "be called without arguments only once per run"
+                    % (meta_name, self.header.state, H.STATE_NAMES[self.header.state]))
+            self._meta.set_worker_pid()
+            from . import _array
+
+            self.input = _array.map_input(data_name, self.header.input)
+        except BaseException:
+            self._meta.close()
+            raise
+        self.result = None  # the stored result's ArrayDesc, once stored
+
+    def write_result(self, value, _write=None) -> H.ArrayDesc:
+        """Stores ``value`` as the run's result and returns its descriptor.
+        Raises ResultTypeError for a value the exchange cannot hold and
+        OSError when /dev/shm has no room; the header then keeps state 0."""
+        from . import _array
+
+        if self.result is not None:
+            raise ProtocolError("this run's result was already stored")
+        desc = _array.store(self.result_name, value, self.header.flags, write=_write)
+        self._meta.write_result_desc(desc)
+        self._meta.set_worker_pid()
+        self._meta.set_state(H.STATE_RESULT_READY)  # last: it publishes the result
+        self.result = desc
+        return desc
+
+    def fail(self, exc: BaseException) -> None:
+        """Records ``exc`` as the run's error (state 2)."""
+        record_error(self._meta, exc)
+
+    def read_header(self) -> H.Header:
+        return self._meta.read()
+
+    def close(self) -> None:
+        """Closes the meta segment. The input array stays valid."""
+        self._meta.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        try:
+            if exc is not None and not isinstance(exc, SystemExit) and self._meta.fd >= 0:
+                self.fail(exc)
+        finally:
+            self.close()
+        return False
+
+
+_NOT_IN_RUN = (
+    "this process was not started by a pyrmap runner ({var} is not set): start the "
+    "script with `pyrmap run SCRIPT` or R's run_python(), or call the function with an "
+    "array to use it directly")
+
+
+def connect(meta: str = None, data: str = None, result: str = None) -> Connection:
+    """Connects to the current run: segment names default to PYRMAP_META,
+    PYRMAP_DATA and PYRMAP_RESULT. Waits for the runner's ready byte first
+    (PYRMAP_READY_FD); raises NotConnectedError outside a run or when the
+    runner went away, ProtocolError for an invalid header or input segment."""
+    env = os.environ
+    meta = meta or env.get(_meta.ENV_META)
+    if not meta:
+        raise NotConnectedError(_NOT_IN_RUN.format(var=_meta.ENV_META))
+    data = data or env.get(_meta.ENV_DATA)
+    result = result or env.get(_meta.ENV_RESULT)
+    for var, value in ((_meta.ENV_DATA, data), (_meta.ENV_RESULT, result)):
+        if not value:
+            raise ProtocolError("%s is set but %s is not; both come from the pyrmap runner"
+                                % (_meta.ENV_META, var))
+    _meta.wait_ready(required=True)
+    return Connection(meta, data, result)
+
+
+def run_function(func):
+    """Connects, calls ``func(input)``, stores what it returns and returns
+    it. An exception from any step is recorded (state 2) and re-raised;
+    SystemExit is left to the bootstrap."""
+    run = connect()
+    try:
+        value = func(run.input)
+        run.write_result(value)
+    except SystemExit:
+        raise
+    except BaseException as e:
+        try:
+            run.fail(e)
+        except Exception as failure:  # the original error matters more
+            print("pyrmap: could not record the error in the header: %s" % failure,
+                  file=sys.stderr)
+        raise
+    finally:
+        run.close()
+    return value
+
+
+def process_via_mmap(func=None):
+    """Decorator for the user's function ``f(array) -> array``.
+
+    Calling the decorated function with no arguments runs it on the run's
+    input and stores its return value as the run's result (and returns it).
+    Calling it with arguments just calls ``f``, so it stays testable without
+    a runner. Usable as ``@process_via_mmap`` and ``@process_via_mmap()``.
+    """
+    if func is None:
+        return process_via_mmap
+    if not callable(func):
+        raise TypeError("process_via_mmap decorates a function, not %s"
+                        % type(func).__name__)
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        if args or kwargs:
+            return func(*args, **kwargs)
+        if not os.environ.get(_meta.ENV_META):
+            raise NotConnectedError(
+                "%s() was called without an array, but " % getattr(func, "__name__", "function")
+                + _NOT_IN_RUN.format(var=_meta.ENV_META))
+        return run_function(func)
+
+    wrapper.__pyrmap_function__ = func
+    return wrapper
