@@ -179,18 +179,30 @@ std::vector<uint8_t> ParseTextNumbers(std::istream& in, Dtype dtype, const std::
 
 namespace {
 
+// Shortest round-trip text of a float, always recognisable as one ("2.0",
+// not "2"), as Python's repr writes it.
+template <typename F>
+void FormatFloat(F v, fmt::memory_buffer& buf) {
+  size_t start = buf.size();
+  fmt::format_to(std::back_inserter(buf), "{}", v);
+  if (!std::isfinite(v)) return;
+  for (size_t i = start; i < buf.size(); ++i)
+    if (buf[i] == '.' || buf[i] == 'e') return;
+  buf.append(std::string_view(".0"));
+}
+
 void FormatValue(Dtype t, const uint8_t* p, fmt::memory_buffer& buf) {
   switch (t) {
     case Dtype::kFloat32: {
       float v;
       std::memcpy(&v, p, 4);
-      fmt::format_to(std::back_inserter(buf), "{}", v);
+      FormatFloat(v, buf);
       return;
     }
     case Dtype::kFloat64: {
       double v;
       std::memcpy(&v, p, 8);
-      fmt::format_to(std::back_inserter(buf), "{}", v);
+      FormatFloat(v, buf);
       return;
     }
     case Dtype::kBool: fmt::format_to(std::back_inserter(buf), "{}", p[0] ? "True" : "False"); return;

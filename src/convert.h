@@ -32,7 +32,8 @@ std::vector<uint8_t> ParseTextNumbers(std::istream& in, Dtype dtype, const std::
 // Writes an array as text: a scalar or 1-D array one value per line, a 2-D
 // array one row per line (values separated by a space), higher dimensions as
 // 2-D blocks of the last two axes separated by blank lines. Floats use the
-// shortest representation that reads back to the same value.
+// shortest representation that reads back to the same value, always with a
+// '.' or an exponent ("2.0", "1e+300"); bools are True/False.
 void FormatTextArray(const ArrayDesc& desc, const uint8_t* data, std::ostream& out);
 
 }  // namespace pyrmap

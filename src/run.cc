@@ -314,7 +314,11 @@ class Runner {
     r.script = job->script;
     r.desc = h.result;
     Segment res = Segment::Open(job->res_name, false);
-    CheckPayloadFits(h.result, res.Size(), job->res_name);
+    try {
+      CheckPayloadFits(h.result, res.Size(), job->res_name);
+    } catch (const Error& e) {
+      throw Error(e.kind(), fmt::format("{}: {}", who, e.what())).with_script(job->script.Display());
+    }
     if (map && h.result.nbytes > 0)
       r.mapping = std::make_shared<Mapping>(
           res.Map(o_.result_map, h.result.offset, h.result.nbytes));
