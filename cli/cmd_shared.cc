@@ -1,0 +1,55 @@
+// pyrmap shared A.py B.py ... — several scripts over one shared input.
+#include <memory>
+
+#include "commands.h"
+#include "common.h"
+
+namespace pyrmap::cli {
+
+namespace {
+
+struct SharedCmd {
+  std::vector<std::string> scripts;
+  int jobs = 1;
+  InputOptions in;
+  ExecOptions exec;
+  OutputOptions out;
+};
+
+int RunShared(const SharedCmd& c) {
+  if (!c.out.output.empty())
+    throw Error(ErrorKind::kUsage, "shared writes one result per script: use --output-dir DIR");
+  std::vector<Script> scripts;
+  std::vector<std::string> titles;
+  for (const auto& s : c.scripts) {
+    scripts.push_back(ParseScript(s));
+    titles.push_back(s);
+  }
+  RunOptions ro = MakeRunOptions(c.exec, scripts);
+  SetResultOrder(&ro, c.in, c.out);
+  ro.jobs = c.jobs;
+  CheckOutputWritable(c.out);
+  Input input = LoadInput(c.in);
+  std::vector<Result> results = pyrmap::RunShared(scripts, input, ro);
+  WriteResults(results, titles, c.out);
+  return kExitOk;
+}
+
+}  // namespace
+
+Runner SetupShared(CLI::App& app) {
+  auto c = std::make_shared<SharedCmd>();
+  CLI::App* sub = app.add_subcommand(
+      "shared", "Run several scripts over one shared input; one result per script");
+  sub->add_option("scripts", c->scripts, "The scripts (SCRIPT or SCRIPT::FUNCTION)")->required();
+  sub->add_option("-j,--jobs", c->jobs, "How many scripts run at once")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  AddInputOptions(sub, &c->in);
+  AddExecOptions(sub, &c->exec);
+  AddOutputOptions(sub, &c->out, true);
+  sub->footer(ExitCodeHelp());
+  return [c] { return RunShared(*c); };
+}
+
+}  // namespace pyrmap::cli
