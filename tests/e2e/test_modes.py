@@ -1,0 +1,264 @@
+"""`pyrmap shared` (several scripts over one input) and `pyrmap pipeline`
+(each stage's result is the next stage's input)."""
+
+import os
+
+import numpy as np
+
+from conftest import expect_failure
+
+
+def blocks(text):
+    """'== title ==' blocks of text output: [(title, [lines])]."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("== ") and line.endswith(" =="):
+            out.append((line[3:-3], []))
+        else:
+            assert out, "output does not start with a '== title ==' line:\n" + text
+            out[-1][1].append(line)
+    return out
+
+
+# ------------------------------------------------------------------ shared
+
+def test_shared_one_result_per_script_in_order(cli, scripts):
+    data = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0]
+    a = scripts.func("mean.py", "data.mean()")
+    b = scripts.func("max.py", "data.max()")
+    c = scripts.func("sorted.py", "np.sort(data)")
+    o = cli("shared", a, b, c, input=" ".join(map(str, data)))
+    assert o.rc == 0, o
+    got = blocks(o.out)
+    assert [t for t, _ in got] == [a, b, c]
+    assert float(got[0][1][0]) == np.mean(data)
+    assert float(got[1][1][0]) == 9.0
+    assert [float(x) for x in got[2][1]] == sorted(data)
+
+
+def test_shared_scripts_see_the_same_read_only_input(cli, scripts, work):
+    a = np.arange(1000, dtype=np.int64).reshape(10, 100)
+    np.save(work / "in.npy", a)
+    probe = """
+        assert not data.flags.writeable
+        try:
+            data[0, 0] = 1
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("the shared input is writable")
+        return np.array([data.sum(), data.shape[0], data.shape[1], os.environ["PYRMAP_DATA"] != ""])
+    """
+    s1 = scripts.func("p1.py", probe)
+    s2 = scripts.func("p2.py", probe)
+    o = cli("shared", s1, s2, "-i", work / "in.npy", "--output-dir", work)
+    assert o.rc == 0, o
+    for k, name in ((1, "p1"), (2, "p2")):
+        np.testing.assert_array_equal(np.load(work / ("%d-%s.npy" % (k, name))), [a.sum(), 10, 100, 1])
+
+
+def test_shared_jobs_2_runs_concurrently(cli, scripts):
+    sleeper = "time.sleep(1)\nreturn data.%s()"
+    a = scripts.func("slow_min.py", sleeper % "min")
+    b = scripts.func("slow_max.py", sleeper % "max")
+    o = cli("shared", "-j", "2", a, b, input="5 -2 7")
+    assert o.rc == 0, o
+    assert o.seconds < 1.8, "two 1 s scripts with -j 2 took %.2f s" % o.seconds
+    assert blocks(o.out) == [(a, ["-2"]), (b, ["7"])]
+
+
+def test_shared_jobs_1_runs_in_turn(cli, scripts):
+    a = scripts.func("slow_a.py", "time.sleep(0.6)\nreturn data.sum()")
+    b = scripts.func("slow_b.py", "time.sleep(0.6)\nreturn data.sum()")
+    o = cli("shared", a, b, input="1 2")
+    assert o.rc == 0, o
+    assert o.seconds >= 1.2, o.seconds
+
+
+def test_shared_results_in_script_order_when_finishing_out_of_order(cli, scripts):
+    slow = scripts.func("slow.py", "time.sleep(0.8)\nreturn data * 1")
+    fast = scripts.func("fast.py", "data * 2")
+    o = cli("shared", "-j", "2", slow, fast, fast, input="1 2")
+    assert o.rc == 0, o
+    assert blocks(o.out) == [(slow, ["1", "2"]), (fast, ["2", "4"]), (fast, ["2", "4"])]
+
+
+def test_shared_output_dir(cli, scripts, work):
+    a = np.linspace(0, 1, 11)
+    np.save(work / "in.npy", a)
+    s1 = scripts.func("cumsum.py", "np.cumsum(data)")
+    s2 = scripts.write("funcs.py", """
+        import numpy as np
+        def outer(data):
+            return np.outer(data, data).astype(np.float32)
+    """)
+    out = work / "results"
+    out.mkdir()
+    o = cli("shared", s1, s2 + "::outer", "-i", work / "in.npy", "--output-dir", out)
+    assert o.rc == 0, o
+    assert o.stdout == b""
+    assert sorted(os.listdir(out)) == ["1-cumsum.npy", "2-funcs.npy"]
+    np.testing.assert_array_equal(np.load(out / "1-cumsum.npy"), np.cumsum(a))
+    r2 = np.load(out / "2-funcs.npy")
+    assert r2.dtype == np.float32
+    np.testing.assert_array_equal(r2, np.outer(a, a).astype(np.float32))
+
+
+def test_shared_output_dir_raw(cli, scripts, work):
+    s1 = scripts.func("a.py", "data.astype(np.int32)")
+    s2 = scripts.func("b.py", "data > 1")
+    o = cli("shared", s1, s2, "--output-dir", work, "--output-format", "raw", input="1 2 3")
+    assert o.rc == 0, o
+    assert (work / "1-a.bin").read_bytes() == np.array([1, 2, 3], np.int32).tobytes()
+    assert (work / "2-b.bin").read_bytes() == bytes([0, 1, 1])
+
+
+def test_shared_refuses_a_single_output_file(cli, scripts, work):
+    s = scripts.func("a.py", "data")
+    o = cli("shared", s, s, "-o", work / "x.npy", input="1")
+    expect_failure(o, 2, "--output-dir")
+    assert not (work / "x.npy").exists()
+
+
+def test_shared_one_failing_script_fails_the_call(cli, scripts):
+    good = scripts.func("good.py", "data")
+    bad = scripts.func("bad.py", "raise RuntimeError('second script broke')")
+    o = cli("shared", "-j", "2", good, bad, input="1 2")
+    expect_failure(o, 3, "bad.py", "RuntimeError", "second script broke")
+
+
+# ------------------------------------------------------------------ pipeline
+
+def test_pipeline_feeds_each_result_to_the_next_stage(cli, scripts):
+    s1 = scripts.func("scale.py", "data * 2")
+    s2 = scripts.func("square.py", "data ** 2")
+    s3 = scripts.func("total.py", "data.sum()")
+    o = cli("pipeline", s1, s2, s3, input="1 2 3")
+    assert o.rc == 0, o
+    assert o.out == "56\n"
+
+
+def test_pipeline_shapes_and_dtypes_change_between_stages(cli, scripts, work):
+    a = np.arange(12, dtype=np.uint8)
+    np.save(work / "in.npy", a)
+    s1 = scripts.func("to_matrix.py", """
+        assert data.dtype == np.uint8 and data.shape == (12,)
+        return data.astype(np.int64).reshape(3, 4) * 1000
+    """)
+    s2 = scripts.func("to_float.py", """
+        assert data.dtype == np.int64 and data.shape == (3, 4), (data.dtype, data.shape)
+        return (data / 8).astype(np.float32).T
+    """)
+    s3 = scripts.func("to_bool.py", """
+        assert data.dtype == np.float32 and data.shape == (4, 3), (data.dtype, data.shape)
+        return data > 500
+    """)
+    o = cli("pipeline", s1, s2, s3, "-i", work / "in.npy", "-o", work / "out.npy")
+    assert o.rc == 0, o
+    b = np.load(work / "out.npy")
+    want = ((a.astype(np.int64).reshape(3, 4) * 1000) / 8).astype(np.float32).T > 500
+    assert b.dtype == np.bool_ and b.shape == (4, 3)
+    np.testing.assert_array_equal(b, want)
+
+
+def test_pipeline_keep_intermediate_outputs_every_stage(cli, scripts, work):
+    s1 = scripts.func("scale.py", "data * 2")
+    s2 = scripts.func("square.py", "(data ** 2).astype(np.int64)")
+    s3 = scripts.func("total.py", "data.sum()")
+    o = cli("pipeline", "-k", s1, s2, s3, input="1 2 3")
+    assert o.rc == 0, o
+    assert blocks(o.out) == [("stage 1: " + s1, ["2", "4", "6"]),
+                             ("stage 2: " + s2, ["4", "16", "36"]),
+                             ("stage 3: " + s3, ["56"])]
+    out = work / "stages"
+    out.mkdir()
+    o = cli("pipeline", "--keep-intermediate", s1, s2, s3, "--output-dir", out, input="1 2 3")
+    assert o.rc == 0, o
+    assert sorted(os.listdir(out)) == ["1-scale.npy", "2-square.npy", "3-total.npy"]
+    np.testing.assert_array_equal(np.load(out / "1-scale.npy"), [2.0, 4.0, 6.0])
+    r2 = np.load(out / "2-square.npy")
+    assert r2.dtype == np.int64
+    np.testing.assert_array_equal(r2, [4, 16, 36])
+    assert np.load(out / "3-total.npy") == 56
+
+
+def test_pipeline_output_dir_names_the_final_stage_by_its_number(cli, scripts, work):
+    s1 = scripts.func("scale.py", "data * 2")
+    s2 = scripts.func("total.py", "data.sum()")
+    o = cli("pipeline", s1, s2, "--output-dir", work, input="1 2 3")
+    assert o.rc == 0, o
+    assert sorted(p.name for p in work.iterdir()) == ["2-total.npy"]  # as with -k
+    assert np.load(work / "2-total.npy") == 12
+
+
+def test_pipeline_output_file(cli, scripts, work):
+    s1 = scripts.func("scale.py", "data * 2")
+    s2 = scripts.func("total.py", "data.sum()")
+    o = cli("pipeline", s1, s2, "-o", work / "final.npy", input="1 2 3")
+    assert o.rc == 0, o
+    assert o.stdout == b""
+    assert np.load(work / "final.npy") == 12
+    for bad in (["-k", "-o", work / "x.npy"], ["-o", work / "x.npy", "--output-dir", work]):
+        o = cli("pipeline", s1, s2, *bad, input="1")
+        expect_failure(o, 2, "--output-dir")
+    assert not (work / "x.npy").exists()
+
+
+def test_pipeline_stage_input_is_read_only(cli, scripts):
+    probe = """
+        try:
+            data[...] = 0
+        except ValueError:
+            return np.array([data.flags.writeable, True])
+        return np.array([data.flags.writeable, False])
+    """
+    s1 = scripts.func("first.py", "data + 1")
+    s2 = scripts.func("probe.py", probe)
+    o = cli("pipeline", s1, s2, input="1 2 3")
+    assert o.rc == 0, o
+    assert o.lines() == ["False", "True"]  # not writable; writing raised ValueError
+
+
+def test_pipeline_single_stage(cli, scripts):
+    s = scripts.func("one.py", "data[::-1]")
+    o = cli("pipeline", s, input="1 2 3")
+    assert o.rc == 0, o
+    assert o.lines() == ["3", "2", "1"]
+
+
+def test_pipeline_empty_intermediate_result(cli, scripts):
+    s1 = scripts.func("none.py", "data[data > 10]")
+    s2 = scripts.func("count.py", "np.int64(data.size)")
+    o = cli("pipeline", s1, s2, input="1 2 3")
+    assert o.rc == 0, o
+    assert o.out == "0\n"
+
+
+def test_pipeline_with_functions(cli, scripts):
+    s = scripts.write("stages.py", """
+        def scale(data):
+            return data * 10
+        def total(data):
+            return data.sum()
+    """)
+    o = cli("pipeline", s + "::scale", s + "::scale", s + "::total", input="1 2")
+    assert o.rc == 0, o
+    assert o.out == "300\n"
+
+
+def test_shared_and_pipeline_take_no_script_args(cli, scripts):
+    # Only `run` passes arguments after -- to its script; shared and pipeline
+    # refuse them (usage error) rather than guessing which script they are for.
+    s = scripts.func("a.py", "data")
+    for mode in ("shared", "pipeline"):
+        o = cli(mode, s, s, "--", "10", input="1")
+        assert o.rc == 2, o
+        assert "10" in o.stderr and o.stdout == b""
+
+
+def test_pipeline_failing_middle_stage(cli, scripts):
+    s1 = scripts.func("ok.py", "data")
+    s2 = scripts.func("broken.py", "raise KeyError('middle stage')")
+    s3 = scripts.func("never.py", "data")
+    o = cli("pipeline", s1, s2, s3, input="1")
+    expect_failure(o, 3, "broken.py", "KeyError", "middle stage")

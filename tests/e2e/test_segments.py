@@ -1,0 +1,100 @@
+"""`pyrmap ls` and `pyrmap gc` on a real orphan: a `pyrmap run` killed with
+SIGKILL (so it cannot clean up) while its script still runs."""
+
+import os
+import signal
+
+from conftest import base_env, pid_alive, segment_owner, segments, wait_for_file, wait_gone
+
+SLEEPER = """
+    open(os.environ["PIDFILE"], "w").write(str(os.getpid()))
+    time.sleep(60)
+    return data
+"""
+
+
+def start_sleeper(spawn, scripts, work, name):
+    pidfile = work / (name + ".pid")
+    s = scripts.func(name + ".py", SLEEPER)
+    proc = spawn("run", s, input="1 2 3", env=base_env(PIDFILE=str(pidfile)))
+    child = int(wait_for_file(pidfile, proc=proc))
+    return proc, child
+
+
+def kill_child(pid):
+    """Kills a script process that is no longer our child (orphaned)."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    assert wait_gone(pid, 10), "script pid %d survived SIGKILL" % pid
+
+
+def ls_rows(cli):
+    o = cli("ls")
+    assert o.rc == 0, o
+    return o, {line.split()[0]: line for line in o.lines()[1:] if line.startswith("pyrmap-")}
+
+
+def test_orphan_is_listed_dead_and_collected(cli, spawn, scripts, work):
+    proc, child = start_sleeper(spawn, scripts, work, "orphan")
+    mine = sorted(n for n in segments() if segment_owner(n) == proc.pid)
+    # pyrmap-<uid>-<pid>-<hex>-<role>
+    assert sorted(n.split("-", 4)[4] for n in mine) == ["data", "meta-0", "res-0"], mine
+    try:
+        # While pyrmap lives, its segments are listed with a live owner.
+        o, rows = ls_rows(cli)
+        assert o.lines()[0].split() == ["NAME", "OWNER", "SIZE", "AGE"], o
+        for name in mine:
+            assert "%d (alive)" % proc.pid in rows[name], o
+
+        proc.kill()  # SIGKILL pyrmap itself, not the script: nothing cleans up
+        proc.wait(timeout=10)
+        assert pid_alive(child), "the script died with pyrmap; no orphan to test"
+        left = sorted(n for n in segments() if segment_owner(n) == proc.pid)
+        assert left == mine, "a SIGKILLed pyrmap cannot remove its segments"
+
+        o, rows = ls_rows(cli)
+        for name in mine:
+            assert name in rows, o
+            assert "%d (dead)" % proc.pid in rows[name], o
+        assert "4.0 KiB" in rows[[n for n in mine if "-meta-" in n][0]]
+        assert "24 B" in rows[[n for n in mine if n.endswith("-data")][0]]  # 3 float64
+
+        dry = cli("gc", "-n")
+        assert dry.rc == 0, dry
+        for name in mine:
+            assert "would remove %s (owner %d is dead" % (name, proc.pid) in dry.out, dry
+        assert sorted(n for n in segments() if segment_owner(n) == proc.pid) == mine
+
+        gc = cli("gc")
+        assert gc.rc == 0, gc
+        for name in mine:
+            assert "removed %s (owner %d is dead" % (name, proc.pid) in gc.out, gc
+        assert not [n for n in segments() if segment_owner(n) == proc.pid]
+        o, rows = ls_rows(cli)
+        assert not set(mine) & set(rows), o
+    finally:
+        kill_child(child)
+
+
+def test_gc_spares_segments_of_a_live_run(cli, spawn, scripts, work):
+    proc, child = start_sleeper(spawn, scripts, work, "alive")
+    mine = sorted(n for n in segments() if segment_owner(n) == proc.pid)
+    assert mine
+    gc = cli("gc")
+    assert gc.rc == 0, gc
+    for name in mine:
+        assert name not in gc.out, gc
+    assert sorted(n for n in segments() if segment_owner(n) == proc.pid) == mine
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 143
+    assert wait_gone(child, 5)
+    assert not [n for n in segments() if segment_owner(n) == proc.pid]
+
+
+def test_gc_summary_line(cli):
+    o = cli("gc", "-n")
+    assert o.rc == 0, o
+    last = o.lines()[-1]
+    assert last.startswith("would remove ") and "segment" in last, o
