@@ -1,0 +1,229 @@
+#' Run Python scripts over R data in shared memory
+#'
+#' `run_python()` writes `data` once into a shared-memory segment, starts the
+#' Python interpreter on `python_script_path`, and returns the script's result.
+#' Python sees the data as a read-only 'numpy' array without a copy (an R
+#' matrix arrives as a 2-D column-major array); the result comes back as an
+#' ALTREP view of the result segment, also without a copy. The view stays
+#' valid after the call and after [gc()], is read-only (modifying it makes an
+#' ordinary private copy), and its memory is freed when R collects it.
+#'
+#' The scripts are the seed's: decorate a function taking the input array with
+#' `@process_via_mmap` (from the Python package `pyrmap`, which is found
+#' automatically) and call it with no arguments under
+#' `if __name__ == "__main__":`. Alternatively name a function of the script
+#' with `fun` (or write `"script.py::name"`); it is called with the array.
+#'
+#' @param data A numeric (double), integer, logical or raw vector, matrix or
+#'   array (or a `bit64::integer64` vector). Views returned by pyrmap and
+#'   registered variables are handed to Python without any copy.
+#' @param python_script_path Path of the Python script.
+#' @param script_paths Paths of the Python scripts.
+#' @param dtype The element type Python receives: `"int32"`, `"int64"`,
+#'   `"float32"`, `"float64"`, `"uint8"` or `"bool"`. By default it follows
+#'   the data: double -> float64, integer -> int32, logical -> bool, raw ->
+#'   uint8, integer64 -> int64. Values that the dtype cannot hold exactly
+#'   (300 as uint8, 3e9 as int32, 1.5 as an integer type) are an error.
+#' @param ... Not used; named arguments must be spelled out.
+#' @param fun Name of a function in the script to call with the input instead
+#'   of running the script as `__main__` (R reserves the word `function`, hence
+#'   `fun`). For several scripts: one name, or one per script (`NA` for none).
+#' @param timeout Seconds a script may run before it is killed (`NULL`: no
+#'   limit).
+#' @param python The Python interpreter (a path or a command name). Default:
+#'   `getOption("pyrmap.python")`, else the environment variable
+#'   `PYRMAP_PYTHON`, else `"python3"`. It must be able to import numpy.
+#' @param args Character vector of extra arguments for the scripts
+#'   (`sys.argv[1:]`).
+#' @param jobs How many scripts run at once.
+#' @param keep_intermediate Return every stage's result, not only the last.
+#'
+#' @return `run_python()`: the result. Results of dtype float64, int32 and
+#'   uint8 are zero-copy views; float32 and bool results become double and
+#'   logical vectors; int64 results come back as double when every value is
+#'   within 2^53, else as `bit64::integer64` (an error if bit64 is not
+#'   installed). Results with two or more dimensions carry `dim`; names and
+#'   dimnames of `data` are kept when the result has its shape.
+#'   `run_python_shared_data()`: a list with one result per script, named
+#'   after the scripts. `run_python_pipeline()`: the last stage's result, or
+#'   with `keep_intermediate = TRUE` a list of every stage's result, named
+#'   after the scripts.
+#'
+#' @section Errors: Failures are conditions of class `pyrmap_error` and one
+#'   of: `pyrmap_python_error` (the script raised; the message holds the
+#'   exception and the end of its traceback, the full traceback is in the
+#'   field `traceback`), `pyrmap_script_error` (the script exited or was
+#'   killed without a result), `pyrmap_timeout_error`,
+#'   `pyrmap_script_not_found`, `pyrmap_interpreter_error` (Python missing, or
+#'   without numpy), `pyrmap_usage_error` (unsupported data, unknown dtype,
+#'   values that do not fit), `pyrmap_protocol_error`, `pyrmap_system_error`
+#'   (for example /dev/shm full) and `pyrmap_interrupt` (Ctrl-C: the Python
+#'   process is stopped). Whatever happens, no shared-memory segment of the
+#'   call is left behind.
+#'
+#' @examples
+#' \dontrun{
+#' script <- system.file("examples", "double.py", package = "pyrmap")
+#' m <- matrix(as.numeric(1:6), 2)
+#' run_python(m, script, "float64")
+#' }
+#' @export
+run_python <- function(data, python_script_path, dtype = NULL, ..., fun = NULL,
+                       timeout = NULL, python = NULL, args = character()) {
+  .no_dots(...)
+  .check_scalar_string(python_script_path, "python_script_path")
+  .run(data, python_script_path, "run", dtype, fun, timeout, python, args,
+       jobs = 1L, keep_intermediate = FALSE)[[1L]]
+}
+
+#' @rdname run_python
+#' @export
+run_python_shared_data <- function(data, script_paths, dtype = NULL, ..., jobs = 1L,
+                                   fun = NULL, timeout = NULL, python = NULL,
+                                   args = character()) {
+  .no_dots(...)
+  res <- .run(data, script_paths, "shared", dtype, fun, timeout, python, args,
+              jobs = jobs, keep_intermediate = FALSE)
+  names(res) <- .result_names(script_paths)
+  res
+}
+
+#' @rdname run_python
+#' @export
+run_python_pipeline <- function(data, script_paths, dtype = NULL, ...,
+                                keep_intermediate = FALSE, fun = NULL, timeout = NULL,
+                                python = NULL, args = character()) {
+  .no_dots(...)
+  if (!isTRUE(keep_intermediate) && !isFALSE(keep_intermediate))
+    .usage_error("keep_intermediate must be TRUE or FALSE")
+  res <- .run(data, script_paths, "pipeline", dtype, fun, timeout, python, args,
+              jobs = 1L, keep_intermediate = keep_intermediate)
+  if (!keep_intermediate) return(res[[1L]])
+  names(res) <- .result_names(script_paths)
+  res
+}
+
+#' The Python interpreter pyrmap uses, and the pyrmap command
+#'
+#' `pyrmap_python()` resolves the interpreter as the run functions do:
+#' `getOption("pyrmap.python")`, else the environment variable
+#' `PYRMAP_PYTHON`, else `"python3"`. `pyrmap_command()` is the path of the
+#' `pyrmap` command installed with this package (the same core, for the
+#' shell: `pyrmap run`, `pyrmap ls`, `pyrmap gc`, ...).
+#'
+#' @param python An explicit choice, returned as is when not `NULL`.
+#' @return A string.
+#' @export
+pyrmap_python <- function(python = NULL) {
+  if (!is.null(python)) {
+    .check_scalar_string(python, "python")
+    return(python)
+  }
+  opt <- getOption("pyrmap.python")
+  if (!is.null(opt)) {
+    .check_scalar_string(opt, "options(pyrmap.python)")
+    return(opt)
+  }
+  env <- Sys.getenv("PYRMAP_PYTHON")
+  if (nzchar(env)) env else "python3"
+}
+
+#' @rdname pyrmap_python
+#' @export
+pyrmap_command <- function() {
+  path <- system.file("bin", "pyrmap", package = "pyrmap")
+  if (!nzchar(path)) .usage_error("the pyrmap command is not installed with this package")
+  path
+}
+
+# ---- internals --------------------------------------------------------------
+
+.run <- function(data, scripts, mode, dtype, fun, timeout, python, args, jobs,
+                 keep_intermediate) {
+  if (!is.character(scripts) || length(scripts) == 0L || anyNA(scripts) || !all(nzchar(scripts)))
+    .usage_error("script paths must be a non-empty character vector")
+  if (!is.null(dtype)) .check_scalar_string(dtype, "dtype")
+  if (!is.null(timeout) && (!is.numeric(timeout) || length(timeout) != 1L || is.na(timeout) || timeout < 0))
+    .usage_error("timeout must be a single non-negative number of seconds")
+  if (!is.numeric(jobs) || length(jobs) != 1L || is.na(jobs) || jobs < 1)
+    .usage_error("jobs must be a single number >= 1")
+  if (!is.character(args)) .usage_error("args must be a character vector")
+  specs <- .with_functions(scripts, fun)
+  info <- .pyrmap_run(data, specs, mode, if (is.null(dtype)) "" else dtype,
+                      pyrmap_python(python), .python_package_dir(),
+                      if (is.null(timeout)) 0 else as.numeric(timeout), as.integer(jobs),
+                      keep_intermediate, args, .bit64_available())
+  if (!isTRUE(info$ok)) .raise(info, sys.call(-1L))
+  res <- info$results
+  if (any(vapply(res, inherits, logical(1), "integer64"))) loadNamespace("bit64")
+  res
+}
+
+# "script.py" + fun "f" -> "script.py::f".
+.with_functions <- function(scripts, fun) {
+  if (is.null(fun)) return(scripts)
+  if (!is.character(fun) || !(length(fun) %in% c(1L, length(scripts))))
+    .usage_error("fun must be one function name, or one per script")
+  fun <- rep_len(fun, length(scripts))
+  has <- !is.na(fun) & nzchar(fun)
+  if (any(has & grepl("::", scripts, fixed = TRUE)))
+    .usage_error("give the function either in fun or as 'script.py::name', not both")
+  ifelse(has, paste0(scripts, "::", fun), scripts)
+}
+
+.result_names <- function(scripts) make.unique(basename(scripts))
+
+.python_package_dir <- function() system.file("python", package = "pyrmap")
+
+.bit64_available <- local({
+  known <- NULL
+  function() {
+    if (is.null(known)) known <<- nzchar(system.file(package = "bit64"))
+    known
+  }
+})
+
+.no_dots <- function(...) {
+  if (...length() > 0L) {
+    nm <- names(list(...))
+    what <- if (is.null(nm) || !all(nzchar(nm))) "unnamed arguments" else paste(sQuote(nm), collapse = ", ")
+    .usage_error(paste("unused argument(s):", what))
+  }
+}
+
+.check_scalar_string <- function(x, what) {
+  if (!is.character(x) || length(x) != 1L || is.na(x) || !nzchar(x))
+    .usage_error(sprintf("%s must be a single non-empty string", what))
+}
+
+.usage_error <- function(message) {
+  .raise(list(kind = "usage", message = message), sys.call(-1L))
+}
+
+.condition_class <- function(info) {
+  switch(info$kind,
+    usage = "pyrmap_usage_error",
+    not_found = "pyrmap_script_not_found",
+    script = if (nzchar(info$python_type %||% "")) "pyrmap_python_error" else "pyrmap_script_error",
+    timeout = "pyrmap_timeout_error",
+    protocol = "pyrmap_protocol_error",
+    system = "pyrmap_system_error",
+    interpreter = "pyrmap_interpreter_error",
+    interrupt = "pyrmap_interrupt",
+    "pyrmap_other_error")
+}
+
+.raise <- function(info, call = NULL) {
+  msg <- info$message
+  if (identical(info$kind, "interpreter"))
+    msg <- paste0(msg, "\nChoose the interpreter with python = , options(pyrmap.python = ) ",
+                  "or the environment variable PYRMAP_PYTHON.")
+  cond <- structure(
+    class = c(.condition_class(info), "pyrmap_error", "error", "condition"),
+    list(message = msg, call = call, script = info$script %||% "",
+         python_type = info$python_type %||% "", traceback = info$traceback %||% "",
+         exit_status = info$exit_status %||% NA_integer_, signal = info$signal %||% NA_integer_))
+  stop(cond)
+}
+
+`%||%` <- function(a, b) if (is.null(a)) b else a

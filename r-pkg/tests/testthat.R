@@ -1,0 +1,4 @@
+library(testthat)
+library(pyrmap)
+
+test_check("pyrmap")
