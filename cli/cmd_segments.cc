@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "inventory.h"
 #include "segment.h"
 #include "commands.h"
 #include "common.h"
@@ -41,12 +42,16 @@ int RunLs() {
     std::cout << "no pyrmap segments in " << kShmDir << "\n";
     return kExitOk;
   }
-  size_t w = 4;
-  for (const auto& s : segs) w = std::max(w, s.name.size());
-  std::cout << fmt::format("{:<{}}  {:>16}  {:>10}  {:>5}\n", "NAME", w, "OWNER", "SIZE", "AGE");
+  size_t w = 4, h = 5;
+  for (const auto& s : segs) {
+    w = std::max(w, s.name.size());
+    h = std::max(h, s.what.size());
+  }
+  std::cout << fmt::format("{:<{}}  {:<{}}  {:>16}  {:>10}  {:>5}\n", "NAME", w, "HOLDS", h, "OWNER",
+                           "SIZE", "AGE");
   for (const auto& s : segs)
-    std::cout << fmt::format("{:<{}}  {:>16}  {:>10}  {:>5}\n", s.name, w, Owner(s), HumanSize(s.size),
-                             HumanAge(s.age_seconds));
+    std::cout << fmt::format("{:<{}}  {:<{}}  {:>16}  {:>10}  {:>5}\n", s.name, w, s.what, h, Owner(s),
+                             HumanSize(s.size), HumanAge(s.age_seconds));
   return kExitOk;
 }
 

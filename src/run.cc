@@ -297,6 +297,14 @@ class Runner {
           .with_python(h.error_type, tb)
           .with_status(job->status.code, job->status.signal);
     }
+    if (h.state == State::kInputReady &&
+        job->proc->stderr_tail().find("No module named 'pyrmap'") != std::string::npos)
+      throw Error(ErrorKind::kInterpreter,
+                  fmt::format("the Python interpreter '{}' cannot import the pyrmap package{}: "
+                              "install it (pip install ./python) or set PYRMAP_PACKAGE_DIR",
+                              o_.python,
+                              o_.package_dir.empty() ? "" : " from '" + o_.package_dir + "'"))
+          .with_script(job->script.Display());
     if (!job->status.ok()) {
       const char* when = h.state == State::kResultReady ? "after writing its result"
                                                         : "without writing a result";

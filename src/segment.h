@@ -126,26 +126,4 @@ inline constexpr const char* kShmDir = "/dev/shm";
 // segments.
 std::string NewCallPrefix();
 
-// What the name of a pyrmap segment tells.
-struct SegmentInfo {
-  std::string name;
-  uid_t uid = 0;
-  pid_t owner_pid = 0;  // 0 if unknown
-  uint64_t size = 0;
-  double age_seconds = 0;
-  bool owner_alive = true;
-};
-
-// The pyrmap segments in /dev/shm (names starting "pyrmap-"), with their
-// owner pid (from the name, or from the page header for registry pages), size
-// and age. Segments of other users are listed only for root.
-std::vector<SegmentInfo> ListSegments();
-
-// True if `pid` is a live process (kill(pid, 0) succeeds or fails with EPERM).
-bool ProcessAlive(pid_t pid);
-
-// Removes segments whose owner process is dead and that belong to this user
-// (all users for root). Returns what was removed.
-std::vector<SegmentInfo> CollectGarbage();
-
 }  // namespace pyrmap

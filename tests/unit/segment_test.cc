@@ -1,3 +1,4 @@
+#include "inventory.h"
 #include "segment.h"
 
 #include <doctest/doctest.h>
