@@ -197,7 +197,22 @@ pyrmap_command <- function() {
 }
 
 .usage_error <- function(message) {
-  .raise(list(kind = "usage", message = message), sys.call(-1L))
+  caller <- sys.call(-1L)
+  .raise(list(kind = "usage", message = message), .user_call(caller))
+}
+
+# The call of the outermost exported function of this package on the stack
+# (what the user typed), so that a condition names run_python(...) rather
+# than the helper that checked an argument; `default` if there is none.
+.user_call <- function(default = NULL) {
+  ns <- environment(.user_call)
+  exported <- mget(getNamespaceExports(ns), envir = ns, mode = "function",
+                   ifnotfound = list(NULL))
+  for (i in seq_len(sys.nframe() - 1L)) {
+    f <- sys.function(i)
+    for (e in exported) if (identical(f, e)) return(sys.call(i))
+  }
+  default
 }
 
 .condition_class <- function(info) {
@@ -210,6 +225,7 @@ pyrmap_command <- function() {
     system = "pyrmap_system_error",
     interpreter = "pyrmap_interpreter_error",
     interrupt = "pyrmap_interrupt",
+    not_registered = "pyrmap_not_registered",
     "pyrmap_other_error")
 }
 

@@ -13,6 +13,8 @@
 
 #include "error.h"
 #include "rconvert.h"
+#include "registry.h"
+#include "registry_r.h"
 #include "run.h"
 #include "views.h"
 
@@ -54,16 +56,36 @@ const void* RData(SEXP x) {
   }
 }
 
+// Whether the page a view came from is still the one under that name (it
+// may have been released, and the name registered again with other data).
+bool PageStillHolds(const ViewSource& v) {
+  try {
+    return ReadPageInfo(v.segment).generation == v.generation;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
 // The run's input: handed over without a copy when `x` is a view of a named
 // segment with the same bytes; else written once (converted if asked).
 Input MakeInput(SEXP x, RKind kind, Dtype to) {
   Input in;
   in.desc = ArrayDesc::Make(to, ShapeOf(x), Order::kF);
   const ViewSource* v = ViewOf(x);
-  if (v && !v->segment.empty() && SameBytes(kind, to) && v->offset % kPayloadAlignment == 0) {
+  if (v && !v->segment.empty() && SameBytes(kind, to) && v->offset % kPayloadAlignment == 0 &&
+      PageStillHolds(*v)) {
     in.segment = v->segment;
     in.desc.offset = v->offset;
     return in;
+  }
+  if (!v && SameBytes(kind, to)) {
+    std::string segment;
+    uint64_t offset = 0;
+    if (RegisteredPayload(x, &segment, &offset)) {
+      in.segment = segment;
+      in.desc.offset = offset;
+      return in;
+    }
   }
   const uint8_t* src = static_cast<const uint8_t*>(RData(x));
   const uint64_t count = in.desc.count;

@@ -1,0 +1,217 @@
+#' Shared-memory variables: register, retrieve, release
+#'
+#' The API of the CRAN package memshare on pyrmap's core: code written for
+#' memshare runs after changing `library(memshare)` to `library(pyrmap)`.
+#'
+#' `registerVariables()` copies each object of a named list once into shared
+#' memory (a *page* owned by this session), under `namespace`. Any R process
+#' of the same user — cluster workers included — then gets read-only ALTREP
+#' *views* of it with `retrieveViews()`, without a copy. Supported: double,
+#' integer, logical and raw vectors, matrices and arrays (and
+#' `bit64::integer64` vectors), and lists of them; anything else (character,
+#' factor, data.frame, ...) is an error.
+#'
+#' Views are read-only: modifying one makes an ordinary private copy (R's copy
+#' on write), and C code writing through its data pointer writes into private
+#' pages, never into other processes' data. A view stays valid as long as an R
+#' object refers to it — after `releaseViews()`, `releaseVariables()` or the
+#' owner's exit too; the memory is freed once no view remains in any process.
+#' A name that was released and registered again is never served from an old
+#' view: every retrieval checks the page's generation.
+#'
+#' `releaseViews()` forgets this session's views of the variables;
+#' `releaseVariables()` removes variables this session registered.
+#' `viewList()` and `pageList()` list this session's views and variables as
+#' `"<namespace>.<variable>"`. `retrieveMetadata()` describes a variable
+#' without mapping it. `memshare_gc()` releases every view and variable of a
+#' namespace in this session (and in the workers of `cluster`), and removes
+#' the shared memory of crashed sessions.
+#'
+#' @param namespace A string: the shared-memory space.
+#' @param variableList A named list of the objects to register.
+#' @param variableNames,variableName Character vector of variable names.
+#' @param cluster A `parallel` cluster whose workers also release, or `NULL`.
+#' @return `registerVariables()`, `releaseViews()`, `releaseVariables()`:
+#'   invisibly `NULL`. `retrieveViews()`: a named list of views (a list
+#'   variable is a list of views, an ALTLIST on R >= 4.3).
+#'   `retrieveMetadata()`: for one name, a list with `type` (`"vector"`,
+#'   `"matrix"`, `"array"` or `"list"`), `mode`, and `n` (vectors, lists),
+#'   `nrow`/`ncol` (matrices) or `dim` (arrays); for several names, a named
+#'   list of those. `viewList()`, `pageList()`: lists of strings.
+#'   `memshare_gc()`: invisibly, the names of crashed sessions' segments it
+#'   removed.
+#' @examples
+#' \dontrun{
+#' ns <- "demo"
+#' X <- matrix(rnorm(1e6), 1000, 1000)
+#' registerVariables(ns, list(X = X))
+#' vw <- retrieveViews(ns, "X")
+#' mean(vw$X[, 1])
+#' releaseViews(ns, "X")
+#' releaseVariables(ns, "X")
+#' }
+#' @name shared-variables
+NULL
+
+#' @rdname shared-variables
+#' @export
+registerVariables <- function(namespace, variableList) {
+  .check_namespace(namespace)
+  if (!is.list(variableList) || is.data.frame(variableList))
+    .usage_error("variableList must be a named list of the objects to register")
+  nm <- names(variableList)
+  if (length(variableList) && (is.null(nm) || anyNA(nm) || !all(nzchar(nm)) || anyDuplicated(nm)))
+    .usage_error("every element of variableList needs a distinct, non-empty name")
+  for (i in seq_along(variableList)) .register_one(namespace, nm[[i]], variableList[[i]])
+  invisible(NULL)
+}
+
+#' @rdname shared-variables
+#' @export
+retrieveViews <- function(namespace, variableNames) {
+  .check_namespace(namespace)
+  .check_names(variableNames)
+  out <- lapply(variableNames, function(v) .view_of(namespace, v))
+  names(out) <- variableNames
+  out
+}
+
+#' @rdname shared-variables
+#' @export
+releaseViews <- function(namespace, variableNames) {
+  .check_namespace(namespace)
+  .check_names(variableNames)
+  for (v in variableNames) .forget_view(.key(namespace, v))
+  invisible(NULL)
+}
+
+#' @rdname shared-variables
+#' @export
+releaseVariables <- function(namespace, variableNames) {
+  .check_namespace(namespace)
+  .check_names(variableNames)
+  for (v in variableNames) {
+    key <- .key(namespace, v)
+    info <- .pyrmap_release(namespace, v)
+    if (!isTRUE(info$ok)) .raise(info, sys.call())
+    .forget_view(key)
+    .state$pages[[key]] <- NULL
+  }
+  invisible(NULL)
+}
+
+#' @rdname shared-variables
+#' @export
+retrieveMetadata <- function(namespace, variableName) {
+  .check_namespace(namespace)
+  .check_names(variableName)
+  meta <- lapply(variableName, function(v) .metadata(namespace, v))
+  if (length(meta) == 1L) return(meta[[1L]])
+  names(meta) <- variableName
+  meta
+}
+
+#' @rdname shared-variables
+#' @export
+viewList <- function() as.list(names(.state$views))
+
+#' @rdname shared-variables
+#' @export
+pageList <- function() as.list(names(.state$pages))
+
+#' @rdname shared-variables
+#' @export
+memshare_gc <- function(namespace, cluster = NULL) {
+  .check_namespace(namespace)
+  .gc_namespace(namespace)
+  if (!is.null(cluster)) {
+    .check_cluster(cluster)
+    .prepare_cluster(cluster)
+    parallel::clusterCall(cluster, .worker_gc, namespace)
+  }
+  invisible(.pyrmap_collect_garbage())
+}
+
+# ---- session state ------------------------------------------------------------
+
+# Pages this session owns ("ns.var" -> list(ns, var, generation)), views it
+# holds ("ns.var" -> list(ns, var, generation, value)), workers' jobs, and the
+# default cluster.
+.state <- new.env(parent = emptyenv())
+.state$pages <- list()
+.state$views <- list()
+.state$jobs <- list()
+.state$counter <- 0L
+.state$cluster <- NULL
+
+.key <- function(ns, var) paste0(ns, ".", var)
+
+.register_one <- function(ns, var, x) {
+  info <- .pyrmap_register(ns, var, x)
+  if (!isTRUE(info$ok)) .raise(info, sys.call(-1L))
+  .state$pages[[.key(ns, var)]] <- list(ns = ns, var = var, generation = info$generation)
+  invisible(info)
+}
+
+# A view of (ns, var), from this session's cache when the page under that
+# name is still the one it was made from.
+.view_of <- function(ns, var) {
+  key <- .key(ns, var)
+  current <- .pyrmap_generation(ns, var)
+  if (is.na(current)) {
+    .forget_view(key)
+    .raise(list(kind = "not_registered",
+                message = sprintf("variable '%s' of namespace '%s' is not registered", var, ns)),
+           sys.call(-1L))
+  }
+  cached <- .state$views[[key]]
+  if (!is.null(cached) && identical(cached$generation, current)) return(cached$value)
+  info <- .pyrmap_open(ns, var)
+  if (!isTRUE(info$ok)) .raise(info, sys.call(-1L))
+  .state$views[[key]] <- list(ns = ns, var = var, generation = info$generation, value = info$value)
+  info$value
+}
+
+.forget_view <- function(key) .state$views[[key]] <- NULL
+
+.metadata <- function(ns, var) {
+  info <- .pyrmap_page_info(ns, var)
+  if (!isTRUE(info$ok)) {
+    if (identical(info$kind, "not_found")) info$kind <- "not_registered"
+    .raise(info, sys.call(-1L))
+  }
+  if (info$is_list)
+    return(list(type = "list", mode = "list", n = length(info$arrays)))
+  a <- info$arrays[[1L]]
+  if (!a$has_dim) return(list(type = "vector", mode = a$type, n = a$length))
+  if (length(a$dim) == 2L)
+    return(list(type = "matrix", mode = a$type, nrow = a$dim[[1L]], ncol = a$dim[[2L]]))
+  list(type = "array", mode = a$type, dim = a$dim)
+}
+
+.gc_namespace <- function(ns) {
+  prefix <- paste0(ns, ".")
+  for (key in names(.state$views))
+    if (startsWith(key, prefix) && identical(.state$views[[key]]$ns, ns)) .forget_view(key)
+  for (key in names(.state$pages)) {
+    p <- .state$pages[[key]]
+    if (identical(p$ns, ns)) releaseVariables(ns, p$var)
+  }
+}
+
+# Removes every page this session still owns (at unload and at exit).
+.release_all_pages <- function() {
+  for (p in .state$pages) try(.pyrmap_release(p$ns, p$var), silent = TRUE)
+  .state$pages <- list()
+  .state$views <- list()
+}
+
+.check_namespace <- function(namespace) {
+  if (!is.character(namespace) || length(namespace) != 1L || is.na(namespace) || !nzchar(namespace))
+    .usage_error("namespace must be a single non-empty string")
+}
+
+.check_names <- function(x) {
+  if (!is.character(x) || anyNA(x) || !all(nzchar(x)))
+    .usage_error("variable names must be a character vector of non-empty names")
+}
