@@ -14,6 +14,7 @@ LDLIBS   += -lfmt -pthread
 BUILD    := build
 
 # An interpreter with numpy: $PYRMAP_PYTHON, else /usr/bin/python3, else python3.
+# (Looked for when make starts: `demo` and `test` run a sub-make after `deps`.)
 PYTHON ?= $(shell for p in "$$PYRMAP_PYTHON" /usr/bin/python3 python3; do \
             [ -n "$$p" ] && "$$p" -c 'import numpy' >/dev/null 2>&1 && { command -v "$$p"; break; }; done)
 export PYRMAP_PYTHON := $(PYTHON)
@@ -30,9 +31,9 @@ RLIB     := $(BUILD)/Rlib
 R_TARBALL := $(BUILD)/pyrmap_$(VERSION).tar.gz
 R_SOURCES := $(shell find r-pkg src cli python -type f ! -name '*.o' ! -name '*.so' ! -path '*/__pycache__/*' ! -path 'r-pkg/inst/bin/*' 2>/dev/null)
 # R reads the installed package from build/Rlib, and the interpreter from PYRMAP_PYTHON.
-RENV     := R_LIBS=$(CURDIR)/$(RLIB) PYRMAP_PYTHON=$(PYTHON)
+RENV     := R_LIBS=$(abspath $(RLIB)) PYRMAP_PYTHON=$(PYTHON)
 
-.PHONY: all core cli r-pkg demo test test-unit test-python test-e2e test-r test-large \
+.PHONY: all core cli r-pkg demo demo-run test test-unit test-python test-e2e test-r test-large \
         bench deps clean check-python check-r
 
 all: cli r-pkg
@@ -46,7 +47,7 @@ $(BUILD)/core/%.o: src/%.cc $(wildcard src/*.h)
 
 $(BUILD)/cli/%.o: cli/%.cc $(wildcard cli/*.h src/*.h)
 	@mkdir -p $(@D)
-	$(CXX) $(CXXFLAGS) -iquote src -c $< -o $@
+	$(CXX) $(CXXFLAGS) -iquote src -DPYRMAP_SOURCE_PYTHON_DIR='"$(CURDIR)/python"' -c $< -o $@
 
 $(BUILD)/unit/%.o: tests/unit/%.cc $(wildcard src/*.h tests/unit/*.h)
 	@mkdir -p $(@D)
@@ -66,7 +67,7 @@ r-pkg: $(RLIB)/pyrmap/DESCRIPTION
 
 $(R_TARBALL): $(R_SOURCES)
 	@mkdir -p $(BUILD)
-	cd $(BUILD) && R CMD build --no-build-vignettes --no-manual ../r-pkg >/dev/null
+	cd $(BUILD) && R CMD build --no-build-vignettes --no-manual $(CURDIR)/r-pkg >/dev/null
 	@test -f $@
 
 $(RLIB)/pyrmap/DESCRIPTION: $(R_TARBALL)
@@ -76,9 +77,13 @@ $(RLIB)/pyrmap/DESCRIPTION: $(R_TARBALL)
 	@touch $@
 
 # The end-to-end demo: R -> pyrmap -> Python -> R, then the pyrmap command.
-demo: check-python cli r-pkg
+# (A sub-make, so that the interpreter is looked for after `deps` ran.)
+demo: deps
+	@$(MAKE) --no-print-directory demo-run
+
+demo-run: check-python cli r-pkg
 	$(RENV) Rscript examples/demo.R
-	PYRMAP_PYTHON=$(PYTHON) examples/demo.sh
+	PYRMAP_PYTHON=$(PYTHON) PYRMAP_BIN=$(BUILD)/pyrmap examples/demo.sh
 
 # R CMD check of the package tarball (slow; not part of make test).
 check-r: $(R_TARBALL)
@@ -87,7 +92,8 @@ check-r: $(R_TARBALL)
 check-python:
 	@[ -n "$(PYTHON)" ] || { echo "No Python interpreter with numpy found: install python3-numpy (make deps) or set PYRMAP_PYTHON"; exit 1; }
 
-test: test-unit test-python test-e2e test-r
+test: deps
+	@$(MAKE) --no-print-directory test-unit test-python test-e2e test-r
 	@leftover=$$(ls /dev/shm | grep '^pyrmap-' || true); \
 	  if [ -n "$$leftover" ]; then echo "segments left in /dev/shm:"; echo "$$leftover"; exit 1; fi
 	@echo "all tests passed"

@@ -1,10 +1,14 @@
 #!/bin/sh
 # The demo's shell half: the pyrmap command on the same examples.
+# PYRMAP_BIN is the command to use (default: build/pyrmap).
 set -eu
 cd "$(dirname "$0")/.."
-echo '$ printf "1 2 3\n4 5 6\n" | build/pyrmap run examples/plus_one.py --shape 2,3'
-printf '1 2 3\n4 5 6\n' | build/pyrmap run examples/plus_one.py --shape 2,3
-echo '$ printf "3 1 4 1 5 9 2 6\n" | build/pyrmap pipeline examples/scale.py examples/square.py examples/total.py'
-printf '3 1 4 1 5 9 2 6\n' | build/pyrmap pipeline examples/scale.py examples/square.py examples/total.py
-echo '$ build/pyrmap ls'
-build/pyrmap ls
+pyrmap=${PYRMAP_BIN:-build/pyrmap}
+show() {
+  printf '$ %s\n' "$1"
+  sh -c "$1"
+}
+show "printf '1 2 3\\n4 5 6\\n' | $pyrmap run examples/plus_one.py --shape 2,3"
+show "printf '3 1 4 1 5 9 2 6\\n' | $pyrmap pipeline examples/scale.py examples/square.py examples/total.py"
+show "printf '3 1 4 1 5 9 2 6\\n' | $pyrmap shared examples/stats_mean.py examples/stats_max.py --jobs 2"
+show "$pyrmap ls"
