@@ -55,6 +55,7 @@ Runner SetupPipeline(CLI::App& app) {
                 "Output every stage's result, not only the last");
   AddInputOptions(sub, &c->in);
   AddExecOptions(sub, &c->exec);
+  AddScriptArgOption(sub, &c->exec.script_args, true);
   AddOutputOptions(sub, &c->out, true);
   sub->footer(ExitCodeHelp());
   return [c] { return RunPipeline(*c); };

@@ -10,6 +10,7 @@ namespace {
 
 struct RunCmd {
   std::string script;
+  std::vector<std::string> arg_options;  // -a/--arg, before the arguments after --
   InputOptions in;
   ExecOptions exec;
   OutputOptions out;
@@ -17,7 +18,9 @@ struct RunCmd {
 
 int RunRun(const RunCmd& c) {
   Script script = ParseScript(c.script);
-  RunOptions ro = MakeRunOptions(c.exec, {script});
+  ExecOptions exec = c.exec;
+  exec.script_args.insert(exec.script_args.begin(), c.arg_options.begin(), c.arg_options.end());
+  RunOptions ro = MakeRunOptions(exec, {script});
   SetResultOrder(&ro, c.in, c.out);
   CheckOutputWritable(c.out);
   Input input = LoadInput(c.in);
@@ -36,6 +39,7 @@ Runner SetupRun(CLI::App& app) {
                   "The script, or SCRIPT::FUNCTION to call one of its functions with the input")
       ->required();
   sub->add_option("args", c->exec.script_args, "Arguments for the script (after --)");
+  AddScriptArgOption(sub, &c->arg_options, false);
   AddInputOptions(sub, &c->in);
   AddExecOptions(sub, &c->exec);
   AddOutputOptions(sub, &c->out, false);

@@ -47,6 +47,7 @@ Runner SetupShared(CLI::App& app) {
       ->capture_default_str();
   AddInputOptions(sub, &c->in);
   AddExecOptions(sub, &c->exec);
+  AddScriptArgOption(sub, &c->exec.script_args, true);
   AddOutputOptions(sub, &c->out, true);
   sub->footer(ExitCodeHelp());
   return [c] { return RunShared(*c); };

@@ -201,14 +201,19 @@ std::string FindPackageDir() {
   if (n <= 0) return "";
   std::string exe(buf, static_cast<size_t>(n));
   std::string dir = exe.substr(0, exe.find_last_of('/'));
-  for (const char* rel : {"/../python", "/../share/pyrmap/python", "/python"}) {
-    std::string cand = dir + rel;
+  std::vector<std::string> candidates = {dir + "/../python", dir + "/../share/pyrmap/python",
+                                         dir + "/python"};
+#ifdef PYRMAP_SOURCE_PYTHON_DIR
+  // The source tree this binary was built from, for copies of the binary.
+  candidates.push_back(PYRMAP_SOURCE_PYTHON_DIR);
+#endif
+  for (const std::string& cand : candidates) {
     if (access((cand + "/pyrmap/_bootstrap.py").c_str(), R_OK) == 0) {
       char real[4096];
       return realpath(cand.c_str(), real) ? std::string(real) : cand;
     }
   }
-  return "";
+  return "";  // rely on an installed package (pip install ./python)
 }
 
 }  // namespace
@@ -246,6 +251,17 @@ void AddExecOptions(CLI::App* app, ExecOptions* o) {
                   "Python interpreter with numpy (default: $PYRMAP_PYTHON, else python3)");
   app->add_option("-t,--timeout", o->timeout, "Kill a script that runs longer than this many seconds")
       ->check(CLI::NonNegativeNumber);
+}
+
+void AddScriptArgOption(CLI::App* app, std::vector<std::string>* args, bool every_script) {
+  app->add_option("-a,--arg", *args,
+                  every_script ? "An argument for the scripts (their sys.argv[1:]); repeat for more. "
+                                 "Every script gets the same arguments"
+                               : "An argument for the script (its sys.argv[1:]); repeat for more. "
+                                 "These come before the arguments after --")
+      ->type_name("ARG")
+      ->allow_extra_args(false)  // one value per -a: the scripts after it stay scripts
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
 }
 
 void AddOutputOptions(CLI::App* app, OutputOptions* o, bool several) {
@@ -375,6 +391,9 @@ void CheckOutputWritable(const OutputOptions& o) {
   };
   if (!o.output_dir.empty()) check_dir(o.output_dir, "--output-dir");
   if (!o.output.empty() && o.output != "-") {
+    struct stat st;
+    if (stat(o.output.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+      Usage(fmt::format("--output '{}' is a directory; give a file name", o.output));
     size_t slash = o.output.find_last_of('/');
     check_dir(slash == std::string::npos ? "." : o.output.substr(0, slash + (slash == 0)),
               "the directory of --output");

@@ -52,6 +52,10 @@ struct OutputOptions {
 
 void AddInputOptions(CLI::App* app, InputOptions* o);
 void AddExecOptions(CLI::App* app, ExecOptions* o);
+// -a/--arg ARG (repeatable, one value each): an argument for the script(s),
+// appended to `args` in the order given. `every_script`: the help says that
+// each script (shared, pipeline) gets the same arguments.
+void AddScriptArgOption(CLI::App* app, std::vector<std::string>* args, bool every_script);
 void AddOutputOptions(CLI::App* app, OutputOptions* o, bool several);
 
 // Fills RunOptions from the command line: interpreter, package directory,

@@ -1,4 +1,4 @@
-"""The sum of the input: `printf '1 2 3\n' | build/pyrmap run examples/sum.py` prints 6."""
+"""The sum of the input: `printf '1 2 3\n' | build/pyrmap run examples/sum.py` prints 6.0."""
 from pyrmap import process_via_mmap
 
 

@@ -183,6 +183,10 @@ namespace {
 // not "2"), as Python's repr writes it.
 template <typename F>
 void FormatFloat(F v, fmt::memory_buffer& buf) {
+  if (std::isnan(v)) {  // whatever its sign and payload, as Python prints it
+    buf.append(std::string_view("nan"));
+    return;
+  }
   size_t start = buf.size();
   fmt::format_to(std::back_inserter(buf), "{}", v);
   if (!std::isfinite(v)) return;

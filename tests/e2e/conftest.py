@@ -185,16 +185,30 @@ def base_env(**extra):
     return env
 
 
-def run_cli(*args, input=None, timeout=DEFAULT_TIMEOUT, env=None, cwd=None):
+def _as_user(uid_gid):
+    """A preexec_fn that drops to (uid, gid), or None."""
+    if uid_gid is None:
+        return None
+    uid, gid = uid_gid
+
+    def drop():
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+    return drop
+
+
+def run_cli(*args, input=None, timeout=DEFAULT_TIMEOUT, env=None, cwd=None, as_user=None):
     """Runs `pyrmap ARGS...` (no shell). `input`: bytes or str for stdin,
-    else stdin is /dev/null. Returns an Outcome."""
+    else stdin is /dev/null. `as_user`: (uid, gid) to run as (needs root).
+    Returns an Outcome."""
     args = [str(a) for a in args]
     if isinstance(input, str):
         input = input.encode()
     start = time.monotonic()
     proc = subprocess.Popen([PYRMAP] + args, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env or base_env(), cwd=cwd)
+                            env=env or base_env(), cwd=cwd, preexec_fn=_as_user(as_user))
     _started_pids.add(proc.pid)
     try:
         out, err = proc.communicate(input, timeout=timeout)

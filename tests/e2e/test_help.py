@@ -50,3 +50,16 @@ def test_usage_errors_exit_2(cli, args, needle):
     o = cli(*args)
     assert o.rc == 2, o
     assert needle in o.stderr, o
+
+
+@pytest.mark.parametrize("sub,text", [
+    ("run", "These come before the arguments after --"),
+    ("shared", "Every script gets the same arguments"),
+    ("pipeline", "Every script gets the same arguments"),
+])
+def test_help_documents_the_arg_option(cli, sub, text):
+    o = cli(sub, "--help")
+    assert o.rc == 0, o
+    line = next((l for l in o.lines() if l.lstrip().startswith("-a,--arg ARG")), None)
+    assert line is not None, o
+    assert "sys.argv[1:]" in line and "repeat" in line and text in line, line

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from conftest import expect_failure
+from conftest import base_env, expect_failure
 
 
 def blocks(text):
@@ -29,11 +29,8 @@ def test_shared_one_result_per_script_in_order(cli, scripts):
     c = scripts.func("sorted.py", "np.sort(data)")
     o = cli("shared", a, b, c, input=" ".join(map(str, data)))
     assert o.rc == 0, o
-    got = blocks(o.out)
-    assert [t for t, _ in got] == [a, b, c]
-    assert float(got[0][1][0]) == np.mean(data)
-    assert float(got[1][1][0]) == 9.0
-    assert [float(x) for x in got[2][1]] == sorted(data)
+    assert blocks(o.out) == [(a, [repr(float(np.mean(data)))]), (b, ["9.0"]),
+                             (c, [repr(x) for x in sorted(data)])]
 
 
 def test_shared_scripts_see_the_same_read_only_input(cli, scripts, work):
@@ -57,22 +54,43 @@ def test_shared_scripts_see_the_same_read_only_input(cli, scripts, work):
         np.testing.assert_array_equal(np.load(work / ("%d-%s.npy" % (k, name))), [a.sum(), 10, 100, 1])
 
 
-def test_shared_jobs_2_runs_concurrently(cli, scripts):
-    sleeper = "time.sleep(1)\nreturn data.%s()"
-    a = scripts.func("slow_min.py", sleeper % "min")
-    b = scripts.func("slow_max.py", sleeper % "max")
-    o = cli("shared", "-j", "2", a, b, input="5 -2 7")
-    assert o.rc == 0, o
-    assert o.seconds < 1.8, "two 1 s scripts with -j 2 took %.2f s" % o.seconds
-    assert blocks(o.out) == [(a, ["-2"]), (b, ["7"])]
+SPAN = """
+    start = time.time()
+    time.sleep(1)
+    with open(os.path.join(os.environ["SPAN_DIR"], os.path.basename(__file__)), "w") as f:
+        f.write(repr(start) + " " + repr(time.time()))
+    return data.%s()
+"""
 
 
-def test_shared_jobs_1_runs_in_turn(cli, scripts):
-    a = scripts.func("slow_a.py", "time.sleep(0.6)\nreturn data.sum()")
-    b = scripts.func("slow_b.py", "time.sleep(0.6)\nreturn data.sum()")
-    o = cli("shared", a, b, input="1 2")
+def spans(directory, *names):
+    out = []
+    for name in names:
+        with open(os.path.join(str(directory), os.path.basename(name))) as f:
+            out.append(tuple(map(float, f.read().split())))
+    return out
+
+
+def test_shared_jobs_2_runs_concurrently(cli, scripts, work):
+    # Judged by when each script's function ran (not by the wall time of the
+    # call, which includes starting python and numpy on a possibly busy box).
+    a = scripts.func("slow_min.py", SPAN % "min")
+    b = scripts.func("slow_max.py", SPAN % "max")
+    o = cli("shared", "-j", "2", a, b, input="5 -2 7", env=base_env(SPAN_DIR=str(work)))
     assert o.rc == 0, o
-    assert o.seconds >= 1.2, o.seconds
+    assert blocks(o.out) == [(a, ["-2.0"]), (b, ["7.0"])]
+    (a0, a1), (b0, b1) = spans(work, a, b)
+    assert a0 < b1 and b0 < a1, "with -j 2 the two 1 s scripts did not overlap: %s" % spans(work, a, b)
+
+
+def test_shared_jobs_1_runs_in_turn(cli, scripts, work):
+    a = scripts.func("slow_a.py", SPAN % "sum")
+    b = scripts.func("slow_b.py", SPAN % "sum")
+    o = cli("shared", a, b, input="1 2", env=base_env(SPAN_DIR=str(work)))
+    assert o.rc == 0, o
+    assert o.seconds >= 2.0, o.seconds
+    (a0, a1), (b0, b1) = spans(work, a, b)
+    assert a1 <= b0, "with -j 1 the scripts overlapped: %s" % spans(work, a, b)
 
 
 def test_shared_results_in_script_order_when_finishing_out_of_order(cli, scripts):
@@ -80,7 +98,7 @@ def test_shared_results_in_script_order_when_finishing_out_of_order(cli, scripts
     fast = scripts.func("fast.py", "data * 2")
     o = cli("shared", "-j", "2", slow, fast, fast, input="1 2")
     assert o.rc == 0, o
-    assert blocks(o.out) == [(slow, ["1", "2"]), (fast, ["2", "4"]), (fast, ["2", "4"])]
+    assert blocks(o.out) == [(slow, ["1.0", "2.0"]), (fast, ["2.0", "4.0"]), (fast, ["2.0", "4.0"])]
 
 
 def test_shared_output_dir(cli, scripts, work):
@@ -135,7 +153,7 @@ def test_pipeline_feeds_each_result_to_the_next_stage(cli, scripts):
     s3 = scripts.func("total.py", "data.sum()")
     o = cli("pipeline", s1, s2, s3, input="1 2 3")
     assert o.rc == 0, o
-    assert o.out == "56\n"
+    assert o.out == "56.0\n"
 
 
 def test_pipeline_shapes_and_dtypes_change_between_stages(cli, scripts, work):
@@ -167,7 +185,8 @@ def test_pipeline_keep_intermediate_outputs_every_stage(cli, scripts, work):
     s3 = scripts.func("total.py", "data.sum()")
     o = cli("pipeline", "-k", s1, s2, s3, input="1 2 3")
     assert o.rc == 0, o
-    assert blocks(o.out) == [("stage 1: " + s1, ["2", "4", "6"]),
+    # Each stage printed by its own dtype: float64, then int64.
+    assert blocks(o.out) == [("stage 1: " + s1, ["2.0", "4.0", "6.0"]),
                              ("stage 2: " + s2, ["4", "16", "36"]),
                              ("stage 3: " + s3, ["56"])]
     out = work / "stages"
@@ -223,7 +242,7 @@ def test_pipeline_single_stage(cli, scripts):
     s = scripts.func("one.py", "data[::-1]")
     o = cli("pipeline", s, input="1 2 3")
     assert o.rc == 0, o
-    assert o.lines() == ["3", "2", "1"]
+    assert o.lines() == ["3.0", "2.0", "1.0"]
 
 
 def test_pipeline_empty_intermediate_result(cli, scripts):
@@ -243,17 +262,76 @@ def test_pipeline_with_functions(cli, scripts):
     """)
     o = cli("pipeline", s + "::scale", s + "::scale", s + "::total", input="1 2")
     assert o.rc == 0, o
-    assert o.out == "300\n"
+    assert o.out == "300.0\n"
 
 
-def test_shared_and_pipeline_take_no_script_args(cli, scripts):
+def test_shared_and_pipeline_take_no_args_after_double_dash(cli, scripts, work):
     # Only `run` passes arguments after -- to its script; shared and pipeline
-    # refuse them (usage error) rather than guessing which script they are for.
-    s = scripts.func("a.py", "data")
+    # refuse them (usage error) rather than guessing which script they are
+    # for: there, -a/--arg gives every script the same arguments.
+    marker = work / "ran"
+    s = scripts.func("a.py", "open(os.environ['MARKER'], 'w').close()\nreturn data")
     for mode in ("shared", "pipeline"):
-        o = cli(mode, s, s, "--", "10", input="1")
+        o = cli(mode, s, s, "--", "10", input="1", env=base_env(MARKER=str(marker)))
         assert o.rc == 2, o
         assert "10" in o.stderr and o.stdout == b""
+        assert not marker.exists()
+
+
+ARGV_SCRIPT = """
+    with open(os.path.join(os.environ["ARGV_DIR"], "%d" % os.getpid()), "w") as f:
+        f.write(repr(sys.argv[1:]))
+    return data * float(sys.argv[1]) if len(sys.argv) > 1 else data
+"""
+
+
+def argvs_seen(directory):
+    """The sys.argv[1:] of every script that ran, as recorded by ARGV_SCRIPT."""
+    out = []
+    for name in os.listdir(directory):
+        with open(os.path.join(directory, name)) as f:
+            out.append(eval(f.read()))
+    return out
+
+
+def test_shared_arg_option_gives_every_script_the_same_args(cli, scripts, work):
+    a = scripts.func("scale_a.py", ARGV_SCRIPT)
+    b = scripts.func("scale_b.py", ARGV_SCRIPT)
+    argv_dir = work / "argv"
+    argv_dir.mkdir()
+    o = cli("shared", "-j", "2", "-a", "10", a, b, "--arg", "-x y", "--arg=--z", "-d", "int64",
+            input="1 2 3", env=base_env(ARGV_DIR=str(argv_dir)))
+    assert o.rc == 0, o
+    # One value per -a: the scripts after it are still scripts.
+    assert blocks(o.out) == [(a, ["10.0", "20.0", "30.0"]), (b, ["10.0", "20.0", "30.0"])]
+    assert argvs_seen(argv_dir) == [["10", "-x y", "--z"]] * 2
+
+
+def test_pipeline_arg_option_gives_every_stage_the_same_args(cli, scripts, work):
+    s = scripts.func("scale.py", ARGV_SCRIPT)
+    t = scripts.func("total.py", "data.sum()")
+    argv_dir = work / "argv"
+    argv_dir.mkdir()
+    o = cli("pipeline", s, "-a", "3", s, t, "-a", "", input="1 2 3",
+            env=base_env(ARGV_DIR=str(argv_dir)))
+    assert o.rc == 0, o
+    assert o.out == "54.0\n"  # (1 + 2 + 3) * 3 * 3
+    assert argvs_seen(argv_dir) == [["3", ""]] * 2
+    # Without -a the stages get no arguments.
+    for name in os.listdir(argv_dir):
+        os.unlink(argv_dir / name)
+    o = cli("pipeline", "-k", s, t, input="1 2 3", env=base_env(ARGV_DIR=str(argv_dir)))
+    assert o.rc == 0, o
+    assert blocks(o.out) == [("stage 1: " + s, ["1.0", "2.0", "3.0"]), ("stage 2: " + t, ["6.0"])]
+    assert argvs_seen(argv_dir) == [[]]
+
+
+def test_arg_option_needs_a_value(cli, scripts):
+    s = scripts.func("a.py", "data")
+    for mode in ("run", "shared", "pipeline"):
+        o = cli(mode, s, "-a", input="1")
+        assert o.rc == 2, o
+        assert "--arg" in o.stderr and o.stdout == b""
 
 
 def test_pipeline_failing_middle_stage(cli, scripts):

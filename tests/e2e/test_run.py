@@ -25,7 +25,10 @@ def test_text_stdin_sum(cli, scripts):
     s = scripts.func("sum.py", "data.sum()")
     o = cli("run", s, input="1 2 3\n")
     assert o.rc == 0, o
-    assert o.out == "6\n"
+    assert o.out == "6.0\n"  # float64: printed as a float
+    o = cli("run", s, "-d", "int64", input="1 2 3\n")
+    assert o.rc == 0, o
+    assert o.out == "6\n"  # an integer stays an integer
 
 
 def test_text_stdin_is_float64_and_prints_shortest_round_trip(cli, scripts):
@@ -37,8 +40,8 @@ def test_text_stdin_is_float64_and_prints_shortest_round_trip(cli, scripts):
     o = cli("run", s, input=" ".join(repr(v) for v in values) + "\n")
     assert o.rc == 0, o
     a = np.array(values)
-    got = np.array([float(t) for t in o.lines()])
-    np.testing.assert_array_equal(got, [a.sum(), a.prod(), a.mean()])  # exact, not approx
+    # Exact text: Python's repr of each value (shortest round trip).
+    assert o.lines() == [repr(float(v)) for v in (a.sum(), a.prod(), a.mean())]
 
 
 def test_text_stdin_numbers_across_lines_and_spaces(cli, scripts):
@@ -66,27 +69,110 @@ def test_text_special_values_round_trip(cli, scripts):
     s = scripts.func("ident.py", "data")
     o = cli("run", s, input="-0 0 inf -inf nan 1.5e308 5e-324\n")
     assert o.rc == 0, o
+    assert o.lines() == ["-0.0", "0.0", "inf", "-inf", "nan", "1.5e+308", "5e-324"]
     got = np.array([float(t) for t in o.lines()])
     want = np.array([-0.0, 0.0, np.inf, -np.inf, np.nan, 1.5e308, 5e-324])
     np.testing.assert_array_equal(got, want)
     assert np.signbit(got[0]) and not np.signbit(got[1])
 
 
-@pytest.mark.parametrize("dtype,tokens", [
-    ("int64", ["-9223372036854775808", "9223372036854775807", "0", "-1"]),
-    ("int32", ["-2147483648", "2147483647", "7"]),
-    ("uint8", ["0", "255", "17"]),
-    ("bool", ["True", "False", "True"]),
-    ("float32", ["1.5", "-0", "3.4028235e+38", "inf"]),
+@pytest.mark.parametrize("dtype,tokens,printed", [
+    ("int64", ["-9223372036854775808", "9223372036854775807", "0", "-1"], None),
+    ("int32", ["-2147483648", "2147483647", "7"], None),
+    ("uint8", ["0", "255", "17"], None),
+    ("bool", ["True", "False", "True"], None),
+    ("float32", ["1.5", "-0", "3.4028235e+38", "inf", "16777216", "0.1"],
+     ["1.5", "-0.0", "3.4028235e+38", "inf", "16777216.0", "0.1"]),
+    ("float64", ["1.5", "-0", "1e300", "-inf", "6", "0.1", "1e16", "1e15"],
+     ["1.5", "-0.0", "1e+300", "-inf", "6.0", "0.1", "1e+16", "1000000000000000.0"]),
 ])
-def test_text_extremes_per_dtype(cli, scripts, dtype, tokens):
+def test_text_extremes_per_dtype(cli, scripts, dtype, tokens, printed):
+    # Integers and bools print as they were given; floats as Python's repr
+    # (numpy's for float32) shows them.
     s = scripts.func("ident.py", """
         assert data.dtype == np.dtype(sys.argv[1]), data.dtype
         return data
     """)
     o = cli("run", s, "-d", dtype, "--", dtype, input=" ".join(tokens))
     assert o.rc == 0, o
-    assert o.lines() == tokens
+    assert o.lines() == (printed or tokens)
+
+
+FLOAT64_VALUES = [0.0, -0.0, 1.0, -6.0, 0.5, 0.1, 1 / 3, 2.0 ** 53, 2.0 ** 53 + 2, 1e15, 1e16,
+                  123456.789, 1e-4, 1e-5, 1e22, 1e300, -1e-300, 5e-324, 2.2250738585072014e-308,
+                  1.7976931348623157e308, float("inf"), float("-inf"), float("nan")]
+
+
+def test_float64_text_is_pythons_repr(cli, scripts, work):
+    np.save(work / "in.npy", np.array(FLOAT64_VALUES))
+    s = scripts.func("ident.py", "data")
+    o = cli("run", s, "-i", work / "in.npy")
+    assert o.rc == 0, o
+    assert o.lines() == [repr(v) for v in FLOAT64_VALUES]
+
+
+def test_float32_text_is_the_shortest_float32_repr(cli, scripts, work):
+    a = np.array([0.0, -0.0, 1.0, -6.0, 0.1, 1 / 3, 16777216.0, 1e-4, 1e-5, 1e15, 1e16, 123456.789,
+                  3.4028235e38, 1e-45, 1.1754944e-38, float("inf"), float("-inf"), float("nan")],
+                 np.float32)
+    np.save(work / "in.npy", a)
+    s = scripts.func("ident.py", "data")
+    o = cli("run", s, "-i", work / "in.npy")
+    assert o.rc == 0, o
+    # The shortest digits that read back as the same float32 (numpy's str),
+    # laid out as Python's repr lays out a float: 0.1 (not 0.10000000149011612),
+    # 0.0001 and 1e-05, 1e+16.
+    assert o.lines() == [repr(float(str(v))) for v in a]
+    assert o.lines()[4:12] == ["0.1", "0.33333334", "16777216.0", "0.0001", "1e-05",
+                               "1000000000000000.0", "1e+16", "123456.79"]
+
+
+def test_nan_payloads_print_as_nan(cli, scripts, work):
+    # Quiet and signalling NaNs with payloads: all are "nan", as Python shows them.
+    bits = np.array([0x7FF8000000000000, 0x7FF0000000000001, 0x7FF7FFFFFFFFFFFF, 0x7FF8DEAD0000BEEF],
+                    np.uint64)
+    np.save(work / "in.npy", bits.view(np.float64))
+    s = scripts.func("ident.py", "data")
+    o = cli("run", s, "-i", work / "in.npy")
+    assert o.rc == 0, o
+    assert o.lines() == ["nan"] * 4
+
+
+def test_negative_nan_prints_as_nan(cli, scripts, work):
+    # Python's repr (and numpy's str) show every NaN as 'nan', whatever its sign.
+    bits = np.array([0xFFF8000000000000, 0xFFF8DEAD0000BEEF], np.uint64)
+    np.save(work / "in.npy", bits.view(np.float64))
+    s = scripts.func("ident.py", "data")
+    o = cli("run", s, "-i", work / "in.npy")
+    assert o.rc == 0, o
+    assert o.lines() == [repr(float(v)) for v in bits.view(np.float64)] == ["nan", "nan"]
+
+
+def test_float_matrix_text(cli, scripts):
+    s = scripts.func("ident.py", "data")
+    o = cli("run", s, "-s", "2,3", input="1 2.5 -0\n3 1e300 nan\n")
+    assert o.rc == 0, o
+    assert o.out == "1.0 2.5 -0.0\n3.0 1e+300 nan\n"
+    o = cli("run", s, "-s", "2,1,2", "-d", "float32", input="1 2 3 4\n")
+    assert o.rc == 0, o
+    assert o.out == "1.0 2.0\n\n3.0 4.0\n"
+
+
+@pytest.mark.parametrize("expr,printed", [
+    ("6", "6"),                          # a Python int: int64
+    ("6.0", "6.0"),                      # a Python float: float64
+    ("True", "True"),                    # bool
+    ("np.float32(2)", "2.0"),
+    ("np.int32(-2)", "-2"),
+    ("np.uint8(255)", "255"),
+    ("data.sum() / 3", "2.0"),
+    ("np.float64(1) / 3", "0.3333333333333333"),
+])
+def test_result_text_follows_the_results_dtype(cli, scripts, expr, printed):
+    s = scripts.func("scalar.py", expr)
+    o = cli("run", s, input="1 2 3")
+    assert o.rc == 0, o
+    assert o.out == printed + "\n"
 
 
 # ------------------------------------------------------------------ .npy in and out
@@ -353,7 +439,7 @@ def test_empty_stdin_sums_to_zero(cli, scripts):
     """)
     o = cli("run", s, input="")
     assert o.rc == 0, o
-    assert o.out == "0\n"
+    assert o.out == "0.0\n"
 
 
 @pytest.mark.parametrize("shape,dtype", [((0,), "int32"), ((0, 3), "float64"), ((4, 0), "uint8")])
@@ -428,9 +514,32 @@ def test_script_args_after_double_dash(cli, scripts):
     env_args = ["3", "-i", "--timeout", "x y", "--"]
     o = cli("run", s, "-t", "30", "--", *env_args, input="1 2", env=base_env(ARGV_OUT=out))
     assert o.rc == 0, o
-    assert o.lines() == ["3", "6"]
+    assert o.lines() == ["3.0", "6.0"]
     with open(out) as f:
         assert eval(f.read()) == env_args
+
+
+def test_script_args_with_arg_option(cli, scripts):
+    s = scripts.func("argv.py", """
+        with open(os.environ["ARGV_OUT"], "w") as f:
+            f.write(repr(sys.argv[1:]))
+        return data * float(sys.argv[1])
+    """)
+    out = scripts.path("argv.txt")
+
+    def argv_of(*args):
+        o = cli("run", s, *args, input="1 2", env=base_env(ARGV_OUT=out))
+        assert o.rc == 0, o
+        assert o.lines() == ["3.0", "6.0"]
+        with open(out) as f:
+            return eval(f.read())
+
+    assert argv_of("-a", "3") == ["3"]
+    # Repeatable, in order, values may look like options; -a/--arg come before
+    # the arguments after --.
+    assert argv_of("--arg", "3", "-d", "float64", "-a", "x y", "--arg=-i", "-a", "--", "--", "z") == \
+        ["3", "x y", "-i", "--", "z"]
+    assert argv_of("-a", "3", "--", "4") == ["3", "4"]
 
 
 def test_script_sees_its_own_directory_on_sys_path(cli, scripts):
@@ -438,7 +547,7 @@ def test_script_sees_its_own_directory_on_sys_path(cli, scripts):
     s = scripts.func("uses_helper.py", "data * helper_mod.FACTOR", prelude="import helper_mod\n")
     o = cli("run", s, input="1 2", cwd="/")
     assert o.rc == 0, o
-    assert o.lines() == ["7", "14"]
+    assert o.lines() == ["7.0", "14.0"]
 
 
 def test_script_stdout_passes_through(cli, scripts):
