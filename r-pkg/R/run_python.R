@@ -151,7 +151,10 @@ pyrmap_command <- function() {
   specs <- .with_functions(scripts, fun)
   info <- .pyrmap_run(data, specs, mode, if (is.null(dtype)) "" else dtype,
                       pyrmap_python(python), .python_package_dir(),
-                      if (is.null(timeout)) 0 else as.numeric(timeout), as.integer(jobs),
+                      # 0 means "no limit" to the core; so does Inf here.
+                      if (is.null(timeout) || is.infinite(timeout)) 0 else as.numeric(timeout),
+                      # jobs = Inf: all scripts at once (as.integer(Inf) would be NA).
+                      as.integer(min(jobs, length(scripts))),
                       keep_intermediate, args, .bit64_available())
   if (!isTRUE(info$ok)) .raise(info, sys.call(-1L))
   res <- info$results
@@ -162,6 +165,8 @@ pyrmap_command <- function() {
 # "script.py" + fun "f" -> "script.py::f".
 .with_functions <- function(scripts, fun) {
   if (is.null(fun)) return(scripts)
+  # A bare NA (logical) means "no function", as NA_character_ does.
+  if (is.logical(fun) && length(fun) > 0L && all(is.na(fun))) fun <- as.character(fun)
   if (!is.character(fun) || !(length(fun) %in% c(1L, length(scripts))))
     .usage_error("fun must be one function name, or one per script")
   fun <- rep_len(fun, length(scripts))

@@ -69,10 +69,13 @@ int64_t Integral(const Elem& e, int64_t lo, int64_t hi, uint64_t pos, Dtype to) 
     if (e.i < lo || e.i > hi) DoesNotFit(Show(e), pos, to);
     return e.i;
   }
-  if (!std::isfinite(e.d) || std::trunc(e.d) != e.d || e.d >= kTwo63 || e.d < static_cast<double>(lo) ||
-      e.d > static_cast<double>(hi))
+  // The range is checked on the integer: static_cast<double>(INT64_MIN + 1)
+  // rounds to -2^63, which would let -2^63 through as INT64_MIN (= NA).
+  if (!std::isfinite(e.d) || std::trunc(e.d) != e.d || e.d >= kTwo63 || e.d < -kTwo63)
     DoesNotFit(Show(e), pos, to);
-  return static_cast<int64_t>(e.d);
+  const int64_t v = static_cast<int64_t>(e.d);
+  if (v < lo || v > hi) DoesNotFit(Show(e), pos, to);
+  return v;
 }
 
 void Write(const Elem& e, Dtype to, uint8_t* q, uint64_t pos) {

@@ -1,0 +1,60 @@
+# Doubles round-trip bit for bit, NA, NaN, Inf, -Inf and -0 included; R's
+# missing values keep their meaning in every dtype that can hold them.
+
+shm_at_start <- shm_snapshot()
+
+specials <- c(NA, NaN, Inf, -Inf, -0, 0, 5e-324, .Machine$double.xmin, .Machine$double.xmax,
+              -.Machine$double.xmax, pi, -1e-300, 2^53 + 2)
+
+test_that("float64 round-trips bit-exact, NA and NaN kept apart, -0 kept", {
+  res <- run_python(specials, py("identity.py"), "float64")
+  expect_identical(bits(res), bits(specials))
+  expect_true(is.na(res[1L]) && !is.nan(res[1L]))  # NA stays NA ...
+  expect_true(is.nan(res[2L]))                       # ... and NaN stays NaN
+  expect_identical(1 / res[5L], -Inf)                # -0 keeps its sign
+  expect_identical(1 / res[6L], Inf)
+  # The same inside a matrix and through a pipeline of identities.
+  m <- matrix(specials[1:12], 3)
+  expect_identical(bits(run_python(m, py("identity.py"))), bits(m))
+  piped <- run_python_pipeline(specials, rep(py("identity.py"), 3))
+  expect_identical(bits(piped), bits(specials))
+})
+
+test_that("Python sees NA and NaN as NaN, and infinities as infinities", {
+  expect_identical(py_eval(specials[1:6], "np.isnan(data)"), c(TRUE, TRUE, FALSE, FALSE, FALSE, FALSE))
+  expect_identical(py_eval(specials[1:6], "np.isposinf(data) | np.isneginf(data)"),
+                   c(FALSE, FALSE, TRUE, TRUE, FALSE, FALSE))
+  expect_identical(py_eval(c(-0, 0), "np.signbit(data)"), c(TRUE, FALSE))
+})
+
+test_that("float32 keeps NA, NaN, the infinities and -0", {
+  x <- c(NA, NaN, Inf, -Inf, -0, 0.5, 2^-149, 3.4028234663852886e38)
+  res <- run_python(x, py("identity.py"), "float32")
+  expect_identical(bits(res), bits(x))
+  expect_true(is.na(res[1L]) && !is.nan(res[1L]))
+  expect_true(is.nan(res[2L]))
+  expect_identical(py_eval(x, "np.isnan(data)", "float32"), c(TRUE, TRUE, rep(FALSE, 6)))
+})
+
+test_that("NA_integer_ survives int32 and int64; Python sees the sentinels", {
+  x <- c(NA, 0L, -.Machine$integer.max, .Machine$integer.max)
+  res <- run_python(x, py("identity.py"), "int32")
+  expect_identical(res, x)
+  expect_identical(py_eval(x, "data == np.iinfo(np.int32).min"), c(TRUE, FALSE, FALSE, FALSE))
+  expect_identical(run_python(x, py("identity.py"), "int64"), as.double(x))
+  expect_identical(py_eval(x, "data == np.iinfo(np.int64).min", "int64"), c(TRUE, FALSE, FALSE, FALSE))
+  # A double NA becomes the integer NA, a logical NA too.
+  expect_identical(run_python(c(NA, 2), py("identity.py"), "int32"), c(NA, 2L))
+  expect_identical(run_python(c(NA, TRUE), py("identity.py"), "int32"), c(NA, 1L))
+})
+
+test_that("NA in a computed result: the sentinels read back as NA", {
+  expect_identical(py_eval(1, "np.array([np.iinfo(np.int32).min, 1], dtype=np.int32)"), c(NA, 1L))
+  expect_identical(py_eval(1, "np.array([np.iinfo(np.int64).min, 1], dtype=np.int64)"), c(NA, 1))
+  expect_identical(py_eval(1, "np.array([np.nan, np.inf, -np.inf, -0.0])"), c(NaN, Inf, -Inf, -0))
+  expect_identical(bits(py_eval(1, "np.array([-0.0])")), bits(-0))
+})
+
+test_that("this file leaves no segment in /dev/shm", {
+  expect_identical(shm_leftovers(shm_at_start), character(0))
+})
