@@ -241,7 +241,7 @@ class Runner {
             j->exited = true;
             return j;
           }
-          wait_ms = std::min(wait_ms, static_cast<int>(left * 1000) + 1);
+          wait_ms = std::min(wait_ms, static_cast<int>(std::min(left, 1.0) * 1000) + 1);
         }
       }
       std::vector<struct pollfd> pfds;
@@ -355,7 +355,8 @@ class Runner {
     } catch (const Error& e) {
       throw Error(e.kind(), fmt::format("script '{}' ({}): {}", job.script.Display(),
                                         job.status.Describe(), e.what()))
-          .with_script(job.script.Display());
+          .with_script(job.script.Display())
+          .with_status(job.status.code, job.status.signal);
     }
   }
 

@@ -278,7 +278,7 @@ ExitStatus Process::Wait(const WaitOptions& o, bool* timed_out) {
           }
           break;
         }
-        wait_ms = std::min(wait_ms, static_cast<int>(left * 1000) + 1);
+        wait_ms = std::min(wait_ms, static_cast<int>(std::min(left, 1.0) * 1000) + 1);
       }
       int r = poll(pfds, static_cast<nfds_t>(n), wait_ms);
       if (r < 0 && errno != EINTR)

@@ -210,10 +210,14 @@ def store(result_name: str, value, flags: int, write=None) -> H.ArrayDesc:
             try:
                 os.posix_fallocate(fd, 0, desc.nbytes)
             except OSError as e:
-                if e.errno in (errno.ENOSPC, errno.EFBIG):
+                if e.errno == errno.ENOSPC:
                     raise OSError(e.errno, "no space in /dev/shm for the result of %d bytes: "
                                   "%s (%s; free memory in /dev/shm or return a smaller "
                                   "result)" % (desc.nbytes, e.strerror, desc.describe())) from None
+                if e.errno == errno.EFBIG:
+                    raise OSError(e.errno, "the result of %d bytes (%s) exceeds the file size "
+                                  "limit of this process: %s (see ulimit -f)"
+                                  % (desc.nbytes, desc.describe(), e.strerror)) from None
                 raise
         if os.fstat(fd).st_size > desc.nbytes:
             os.ftruncate(fd, desc.nbytes)

@@ -57,13 +57,20 @@
 #'   `pyrmap_script_not_found`, `pyrmap_interpreter_error` (Python missing, or
 #'   without numpy), `pyrmap_usage_error` (unsupported data, unknown dtype,
 #'   values that do not fit), `pyrmap_protocol_error`, `pyrmap_system_error`
-#'   (for example /dev/shm full) and `pyrmap_interrupt` (Ctrl-C: the Python
-#'   process is stopped). Whatever happens, no shared-memory segment of the
-#'   call is left behind.
+#'   (for example /dev/shm full). Ctrl-C during a call stops the Python
+#'   process and signals a condition of class `c("pyrmap_interrupt",
+#'   "interrupt")`, which `try()` does not swallow. Whatever happens, no
+#'   shared-memory segment of the call is left behind.
 #'
 #' @examples
 #' \dontrun{
-#' script <- system.file("examples", "double.py", package = "pyrmap")
+#' script <- tempfile(fileext = ".py")
+#' writeLines(c("from pyrmap import process_via_mmap",
+#'              "@process_via_mmap",
+#'              "def process(data):",
+#'              "    return data * 2",
+#'              "if __name__ == '__main__':",
+#'              "    process()"), script)
 #' m <- matrix(as.numeric(1:6), 2)
 #' run_python(m, script, "float64")
 #' }
@@ -239,8 +246,12 @@ pyrmap_command <- function() {
   if (identical(info$kind, "interpreter"))
     msg <- paste0(msg, "\nChoose the interpreter with python = , options(pyrmap.python = ) ",
                   "or the environment variable PYRMAP_PYTHON.")
+  # An interrupt stays an interrupt (caught by tryCatch(interrupt = ), not
+  # by try() or tryCatch(error = )), after the core has cleaned up.
+  base <- if (identical(info$kind, "interrupt")) c("interrupt", "condition")
+          else c("pyrmap_error", "error", "condition")
   cond <- structure(
-    class = c(.condition_class(info), "pyrmap_error", "error", "condition"),
+    class = c(.condition_class(info), base),
     list(message = msg, call = call, script = info$script %||% "",
          python_type = info$python_type %||% "", traceback = info$traceback %||% "",
          exit_status = info$exit_status %||% NA_integer_, signal = info$signal %||% NA_integer_))

@@ -473,6 +473,21 @@ def test_no_space_in_dev_shm(call, monkeypatch):
     assert call.read_header().state == 0
 
 
+def test_file_size_limit_is_not_called_no_space(call, monkeypatch):
+    run = connect(call, monkeypatch, np.zeros(1))
+
+    def too_big(fd, offset, length):
+        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+
+    monkeypatch.setattr(os, "posix_fallocate", too_big)
+    with pytest.raises(OSError) as info:
+        run.write_result(np.zeros(1000))
+    assert info.value.errno == errno.EFBIG
+    assert "exceeds the file size limit of this process" in str(info.value)
+    assert "no space" not in str(info.value)
+    assert call.read_header().state == 0
+
+
 def test_fallocate_reserves_the_exact_size(call, monkeypatch):
     run = connect(call, monkeypatch, np.zeros(1))
     seen = []
