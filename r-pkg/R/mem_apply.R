@@ -99,8 +99,8 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
   .check_cluster(cl)
   .prepare_cluster(cl)
   id <- sprintf("%d.%d", Sys.getpid(), .next_counter())
-  parallel::clusterCall(cl, .worker_start, id, job)
-  on.exit(try(parallel::clusterCall(cl, .worker_end, id), silent = TRUE), add = TRUE, after = FALSE)
+  on.exit(.call_nodes(cl, .remote(".worker_end"), id), add = TRUE, after = FALSE)
+  .check_nodes(.call_nodes(cl, .remote(".worker_start"), id, job), what, "could not start the call")
   .dispatch(cl, id, n, what, if (kind == "apply") c("row", "column")[margin] else "element")
 }
 
@@ -132,36 +132,54 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
 }
 
 # VARS as a list of list(ns, var, arg); attr "temp": variables registered here.
+# Everything is checked before anything is registered, and what was
+# registered is released again if a later element fails, so that an error
+# here leaves no page behind.
 .side_data <- function(VARS, NAMESPACE, temp, what, FUN) {
   if (is.null(VARS)) return(structure(list(), temp = character()))
-  registered <- character()
   if (is.character(VARS) && is.null(dim(VARS))) {
     if (is.null(NAMESPACE))
       .usage_error(sprintf("%s: VARS names registered variables: give their NAMESPACE", what))
-    refs <- lapply(VARS, function(v) list(ns = NAMESPACE, var = v, arg = v))
+    .check_names(VARS)
+    arg_names <- VARS
   } else if (is.list(VARS) && !is.data.frame(VARS)) {
-    nm <- names(VARS)
-    if (length(VARS) && (is.null(nm) || anyNA(nm) || !all(nzchar(nm)) || anyDuplicated(nm)))
+    arg_names <- names(VARS)
+    if (length(VARS) && (is.null(arg_names) || anyNA(arg_names) || !all(nzchar(arg_names)) ||
+                         anyDuplicated(arg_names)))
       .usage_error(sprintf("%s: VARS must be a list with a distinct name for every element", what))
-    refs <- vector("list", length(VARS))
-    for (i in seq_along(VARS)) {
-      ref <- .pyrmap_view_page(VARS[[i]])  # a view of a registered variable: no copy
-      if (is.null(ref)) {
-        var <- paste0("VARS.", nm[[i]])
-        .register_one(temp$ns, var, VARS[[i]])
-        registered <- c(registered, var)
-        ref <- list(ns = temp$ns, var = var)
-      }
-      refs[[i]] <- list(ns = ref$ns, var = ref$var, arg = nm[[i]])
-    }
   } else {
     .usage_error(sprintf("%s: VARS must be a named list of objects or a character vector of registered names", what))
   }
   args <- names(formals(FUN))
-  missing <- setdiff(vapply(refs, `[[`, "", "arg"), args)
+  missing <- setdiff(arg_names, args)
   if (length(missing) && !("..." %in% args))
     .usage_error(sprintf("%s: FUN has no argument named %s (VARS names must be FUN's argument names)",
                          what, paste(sQuote(missing, FALSE), collapse = ", ")))
+  if (is.character(VARS)) {
+    for (v in VARS)
+      if (is.na(.pyrmap_generation(NAMESPACE, v)))
+        .raise(list(kind = "not_registered",
+                    message = sprintf("%s: VARS: variable '%s' of namespace '%s' is not registered",
+                                      what, v, NAMESPACE)),
+               .user_call())
+    refs <- lapply(VARS, function(v) list(ns = NAMESPACE, var = v, arg = v))
+    return(structure(refs, temp = character()))
+  }
+  registered <- character()
+  done <- FALSE
+  on.exit(if (!done) for (v in registered) try(releaseVariables(temp$ns, v), silent = TRUE))
+  refs <- vector("list", length(VARS))
+  for (i in seq_along(VARS)) {
+    ref <- .pyrmap_view_page(VARS[[i]])  # a view of a registered variable: no copy
+    if (is.null(ref)) {
+      var <- paste0("VARS.", arg_names[[i]])
+      .register_one(temp$ns, var, VARS[[i]])
+      registered <- c(registered, var)
+      ref <- list(ns = temp$ns, var = var)
+    }
+    refs[[i]] <- list(ns = ref$ns, var = ref$var, arg = arg_names[[i]])
+  }
+  done <- TRUE
   structure(refs, temp = registered)
 }
 
@@ -177,16 +195,32 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
   n <- as.integer(n)
   cl <- .state$cluster
   if (!is.null(cl) && length(cl) == n && .cluster_alive(cl)) return(cl)
-  if (!is.null(cl)) try(parallel::stopCluster(cl), silent = TRUE)
+  if (!is.null(cl)) .stop_cluster(cl)
   .state$cluster <- NULL
-  cl <- parallel::makePSOCKcluster(n)
+  # TCP_NODELAY on both ends of the workers' sockets (R >= 4.1 reads the
+  # option "socketOptions" when it opens them). Without it, a message that
+  # serialize() writes in more than one piece (any reply beyond R's ~8 KB
+  # connection buffer, e.g. a chunk of results) waits ~40 ms for a delayed
+  # ACK: a fixed cost per chunk.
+  old <- options(socketOptions = "no-delay")
+  on.exit(options(old))
+  cl <- parallel::makePSOCKcluster(n, rscript_args = c("-e", shQuote("options(socketOptions = 'no-delay')")))
   .state$cluster <- cl
   cl
 }
 
+# Stops every worker that can still be reached (stopCluster() gives up at
+# the first dead one, leaving the others running) and closes the
+# connections of the others.
+.stop_cluster <- function(cl) {
+  for (i in seq_along(cl))
+    tryCatch(parallel::stopCluster(cl[i]),
+             error = function(e) try(close(cl[[i]]$con), silent = TRUE))
+}
+
 .cluster_alive <- function(cl) {
-  ok <- tryCatch(all(unlist(parallel::clusterCall(cl, function() TRUE))), error = function(e) FALSE)
-  isTRUE(ok)
+  ok <- .call_nodes(cl, function() TRUE)
+  all(vapply(ok, isTRUE, logical(1)))
 }
 
 # Makes sure every worker can load this package from where it is installed.
@@ -199,46 +233,68 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
     requireNamespace("pyrmap", quietly = TRUE)
   }
   environment(add_lib) <- globalenv()
-  ok <- unlist(parallel::clusterCall(cl, add_lib, lib))
-  if (!all(ok))
+  ok <- .call_nodes(cl, add_lib, lib)
+  .check_nodes(ok, "", "failed")
+  if (!all(vapply(ok, isTRUE, logical(1))))
     .raise(list(kind = "system", message = sprintf("the cluster's workers cannot load pyrmap from '%s'", lib)),
            sys.call(-1L))
 }
 
-# Deals chunks of 1..n to the workers as they become free (guided
-# self-scheduling: each chunk is a share of what is left, so chunks shrink
-# towards the end and uneven tasks balance), collects the results in order,
-# and stops at the first error in FUN.
+# Deals chunks of 1..n to the workers as they become free, collects the
+# results in order, and stops at the first error in FUN. A chunk is at most
+# a share of what is left (guided self-scheduling: chunks shrink towards the
+# end), and at most what takes about .chunk_seconds at the cost per task
+# measured on the last chunk; the first chunks, of unknown cost, are single
+# tasks. So a few expensive tasks never land in one chunk (with only the
+# guided bound, the first chunk of 20 tasks is 5 of them), while cheap tasks
+# still travel in large chunks.
+.chunk_seconds <- 0.1
+
 .dispatch <- function(cl, id, n, what, unit) {
   send_call <- utils::getFromNamespace("sendCall", "parallel")
   recv_one <- utils::getFromNamespace("recvOneResult", "parallel")
   p <- length(cl)
   results <- vector("list", n)
   next_i <- 1L
-  outstanding <- 0L
+  pending <- vector("list", p)  # the chunk each node works on (NULL: none)
   failure <- NULL
   progress <- .progressor(n)
+  cost <- NA_real_       # seconds per task, measured on the last chunk
+  sent_at <- numeric(p)  # when each node was sent its chunk
+  now <- function() proc.time()[[3L]]
   take <- function() {
     left <- n - next_i + 1L
     size <- max(1L, ceiling(left / (2L * p)))
+    if (is.na(cost)) size <- 1L
+    else if (cost > 0) size <- max(1L, min(size, floor(.chunk_seconds / cost)))
     idx <- seq.int(next_i, length.out = min(size, left))
     next_i <<- next_i + length(idx)
     idx
   }
-  # Outstanding chunks are always collected, even when interrupted: a reply
-  # left in a worker's socket would be read as the answer to the next call.
-  on.exit(while (outstanding > 0L) {
-    recv_one(cl)
-    outstanding <- outstanding - 1L
-  })
-  for (node in seq_len(min(p, n))) {
-    idx <- take()
-    send_call(cl[[node]], .worker_chunk, list(id, idx), tag = idx)
-    outstanding <- outstanding + 1L
+  chunk <- .remote(".worker_chunk")
+  send <- function(node, idx) {
+    sent_at[node] <<- now()
+    pending[node] <<- list(idx)
+    # The tag carries the call's id: a reply is matched to its chunk exactly.
+    send_call(cl[[node]], chunk, list(id, idx), tag = list(id = id, idx = idx))
   }
-  while (outstanding > 0L) {
-    d <- recv_one(cl)
-    outstanding <- outstanding - 1L
+  busy <- function() !vapply(pending, is.null, logical(1))
+  # Outstanding chunks are always collected, even when interrupted or when a
+  # worker died: a reply left in a worker's socket would be read as the
+  # answer to the next call.
+  on.exit(.drain(cl, pending))
+  for (node in seq_len(min(p, n))) send(node, take())
+  while (any(busy())) {
+    d <- tryCatch(recv_one(cl), error = function(e) e)
+    if (inherits(d, "error"))
+      .raise(list(kind = "system",
+                  message = sprintf("%s: lost a worker of the cluster (%s)", what, conditionMessage(d))),
+             .user_call())
+    node <- d$node
+    tag <- d$tag
+    if (!is.list(tag) || !identical(tag$id, id) || !identical(tag$idx, pending[[node]])) next  # not ours
+    pending[node] <- list(NULL)
+    cost <- (now() - sent_at[node]) / length(tag$idx)
     value <- d$value
     if (inherits(value, "try-error")) {
       failure <- failure %||% list(index = NA_integer_, message = as.character(value), class = "error")
@@ -246,22 +302,65 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
       failure <- failure %||% value
       results[value$done] <- value$values
     } else if (is.null(failure)) {
-      results[d$tag] <- value
-      if (!is.null(progress)) progress(amount = length(d$tag))
+      results[tag$idx] <- value
+      if (!is.null(progress)) progress(amount = length(tag$idx))
     }
-    if (is.null(failure) && next_i <= n) {
-      idx <- take()
-      send_call(cl[[d$node]], .worker_chunk, list(id, idx), tag = idx)
-      outstanding <- outstanding + 1L
-    }
+    if (is.null(failure) && next_i <= n) send(node, take())
   }
   if (!is.null(failure)) .raise_fun_error(failure, what, unit)
   results
 }
 
-.progressor <- function(n) {
+# Reads the replies still due from the nodes of `pending` (non-NULL
+# entries); a node that fails to answer (it died) is skipped.
+.drain <- function(cl, pending) {
+  recv_from <- utils::getFromNamespace("recvResult", "parallel")
+  for (node in which(!vapply(pending, is.null, logical(1))))
+    tryCatch(recv_from(cl[[node]]), error = function(e) NULL)
+}
+
+# fun(...) on every node of `cl`. Unlike clusterCall(), a node that cannot be
+# reached or fails never leaves another node's reply unread (which the next
+# call would take for its own). Returns one value per node, or the error
+# (a condition) for nodes that failed.
+.call_nodes <- function(cl, fun, ...) {
+  send_call <- utils::getFromNamespace("sendCall", "parallel")
+  recv_from <- utils::getFromNamespace("recvResult", "parallel")
+  args <- list(...)
+  sent <- lapply(seq_along(cl), function(i) {
+    tryCatch({
+      send_call(cl[[i]], fun, args)
+      TRUE
+    }, error = function(e) e)
+  })
+  lapply(seq_along(cl), function(i) {
+    if (!isTRUE(sent[[i]])) return(sent[[i]])
+    tryCatch({
+      v <- recv_from(cl[[i]])
+      if (inherits(v, "try-error")) simpleError(as.character(v)) else v
+    }, error = function(e) e)
+  })
+}
+
+# Raises a pyrmap_system_error if a node of .call_nodes() failed.
+.check_nodes <- function(values, what, doing) {
+  bad <- Filter(function(v) inherits(v, "error"), values)
+  if (length(bad))
+    .raise(list(kind = "system",
+                message = sprintf("%s%s of %d worker(s) of the cluster %s: %s",
+                                  if (nzchar(what)) paste0(what, ": ") else "", length(bad),
+                                  length(values), doing, trimws(conditionMessage(bad[[1L]])))),
+           .user_call())
+  invisible(values)
+}
+
+# A progressr progressor of n steps tied to the caller's frame (`envir`):
+# progressr finishes a progressor when the frame it was made for exits, so
+# made for this helper's own frame it would be finished before the first
+# step.
+.progressor <- function(n, envir = parent.frame()) {
   if (n < 2L || !requireNamespace("progressr", quietly = TRUE)) return(NULL)
-  progressr::progressor(steps = n)
+  progressr::progressor(steps = n, envir = envir)
 }
 
 .raise_fun_error <- function(f, what, unit) {
@@ -274,28 +373,44 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
   stop(cond)
 }
 
+# A small stand-in, for sending to workers, for this package's function
+# `name`. Sent as it is, a package function travels with its byte code
+# (~11 KB for .worker_chunk), which serialize() writes to the socket in many
+# small pieces; on a PSOCK connection (no TCP_NODELAY) that costs a ~40 ms
+# delayed-ACK stall per message, i.e. per chunk. The stand-in is a few
+# hundred bytes and looks the function up in the worker's copy of the
+# package.
+.remote <- function(name) {
+  eval(bquote(function(...) utils::getFromNamespace(.(name), "pyrmap")(...)), globalenv())
+}
+
 # ---- the workers' side ----------------------------------------------------------
 
 # Receives a call's job: maps its pages (views cached by generation) and
 # keeps FUN, so that chunks carry only indices.
 .worker_start <- function(id, job) {
+  ok <- FALSE
+  on.exit(if (!ok) .release_job_views(job))  # e.g. a variable released meanwhile
   job$x_value <- .view_of(job$x$ns, job$x$var)
   args <- lapply(job$vars, function(v) .view_of(v$ns, v$var))
   names(args) <- vapply(job$vars, `[[`, "", "arg")
   job$args <- args
   job$is_view <- !is.null(.pyrmap_view_info(job$x_value))
   .state$jobs[[id]] <- job
+  ok <- TRUE
   invisible(TRUE)
+}
+
+.release_job_views <- function(job) {
+  releaseViews(job$x$ns, job$x$var)
+  for (v in job$vars) releaseViews(v$ns, v$var)
 }
 
 # Releases the call's views in this worker.
 .worker_end <- function(id) {
   job <- .state$jobs[[id]]
   .state$jobs[[id]] <- NULL
-  if (!is.null(job)) {
-    releaseViews(job$x$ns, job$x$var)
-    for (v in job$vars) releaseViews(v$ns, v$var)
-  }
+  if (!is.null(job)) .release_job_views(job)
   invisible(TRUE)
 }
 

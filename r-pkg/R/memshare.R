@@ -113,11 +113,11 @@ retrieveMetadata <- function(namespace, variableName) {
 
 #' @rdname shared-variables
 #' @export
-viewList <- function() as.list(names(.state$views))
+viewList <- function() .shown_names(.state$views)
 
 #' @rdname shared-variables
 #' @export
-pageList <- function() as.list(names(.state$pages))
+pageList <- function() .shown_names(.state$pages)
 
 #' @rdname shared-variables
 #' @export
@@ -127,7 +127,7 @@ memshare_gc <- function(namespace, cluster = NULL) {
   if (!is.null(cluster)) {
     .check_cluster(cluster)
     .prepare_cluster(cluster)
-    parallel::clusterCall(cluster, .worker_gc, namespace)
+    parallel::clusterCall(cluster, .remote(".worker_gc"), namespace)
   }
   invisible(.pyrmap_collect_garbage())
 }
@@ -144,7 +144,11 @@ memshare_gc <- function(namespace, cluster = NULL) {
 .state$counter <- 0L
 .state$cluster <- NULL
 
-.key <- function(ns, var) paste0(ns, ".", var)
+# Entries are keyed without ambiguity ("a" + "b.c" and "a.b" + "c" are two
+# variables); viewList() and pageList() show them as memshare does,
+# "<namespace>.<variable>".
+.key <- function(ns, var) paste0(nchar(ns, "bytes"), ":", ns, ".", var)
+.shown_names <- function(entries) lapply(unname(entries), function(e) paste0(e$ns, ".", e$var))
 
 .register_one <- function(ns, var, x) {
   info <- .pyrmap_register(ns, var, x)
@@ -181,7 +185,7 @@ memshare_gc <- function(namespace, cluster = NULL) {
     .raise(info, sys.call(-1L))
   }
   if (info$is_list)
-    return(list(type = "list", mode = "list", n = length(info$arrays)))
+    return(list(type = "list", mode = "list", n = as.numeric(length(info$arrays))))
   a <- info$arrays[[1L]]
   if (!a$has_dim) return(list(type = "vector", mode = a$type, n = a$length))
   if (length(a$dim) == 2L)
@@ -190,9 +194,8 @@ memshare_gc <- function(namespace, cluster = NULL) {
 }
 
 .gc_namespace <- function(ns) {
-  prefix <- paste0(ns, ".")
   for (key in names(.state$views))
-    if (startsWith(key, prefix) && identical(.state$views[[key]]$ns, ns)) .forget_view(key)
+    if (identical(.state$views[[key]]$ns, ns)) .forget_view(key)
   for (key in names(.state$pages)) {
     p <- .state$pages[[key]]
     if (identical(p$ns, ns)) releaseVariables(ns, p$var)
