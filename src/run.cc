@@ -1,9 +1,11 @@
 #include "run.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -11,6 +13,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <optional>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -23,6 +26,11 @@ namespace {
 
 constexpr const char* kBootstrap = "from pyrmap._bootstrap import main; main()";
 constexpr int kReadyFdInChild = 3;
+constexpr int kDataFdInChild = 4;
+// Results are reserved ahead (see Runner::StartReserving) for inputs of at
+// least this size, when /dev/shm keeps this much room besides.
+constexpr uint64_t kReserveMinBytes = uint64_t{16} << 20;
+constexpr uint64_t kReserveHeadroom = uint64_t{256} << 20;
 // Bytes of a meta segment read back after a script ends (a newer minor
 // version may use a larger header; 4096 is all version 1 needs).
 constexpr size_t kMetaReadLimit = 65536;
@@ -89,6 +97,7 @@ struct Job {
   std::string meta_name;
   std::string res_name;
   std::optional<Segment> meta;
+  std::optional<Segment> res;  // read-write, while the call may reserve it
   std::optional<Process> proc;
   int ready_fd = -1;  // our end of the ready socket; closing it is EOF
   bool released = false;
@@ -115,34 +124,77 @@ class Runner {
     wait_.wake_fd = o_.wake_fd;
   }
 
-  // Removes names before processes die would be wrong for nothing: the
-  // processes are killed by ~Job (via ~Process) first, then names go.
+  // The processes are killed by ~Job (via ~Process) first, then names go.
   ~Runner() {
+    JoinReserving();
     jobs_.clear();
     guard_.RemoveAll();
   }
 
-  // Creates the data segment and fills it from `input`, or adopts the
+  // Creates the data segment (space reserved, not yet filled), or adopts the
   // segment the input names. Returns the data segment's name.
   std::string PrepareData(const Input& input) {
-    if (!input.segment.empty()) return input.segment;
+    if (!input.segment.empty()) {
+      data_ro_.emplace(Segment::Open(input.segment, false));
+      return input.segment;
+    }
     if (!input.fill && input.desc.nbytes > 0)
       throw Error(ErrorKind::kUsage, "input has no data and no segment");
     std::string name = prefix_ + "-data";
     data_.emplace(Segment::Create(name, input.desc.nbytes));
     guard_.Add(name);
+    data_owned_ = true;
+    data_ro_.emplace(Segment::Open(name, false));
     return name;
   }
+
+  // A read-only descriptor of the data segment, passed to the scripts.
+  int DataFd() const { return data_ro_ ? data_ro_->fd() : -1; }
 
   void FillData(const Input& input) {
     if (!data_ || !input.fill) return;
     input.fill(*data_, &Runner::CheckTrampoline, this);
   }
 
-  // Starts the interpreter for `script`, reading `data_name`. `desc` is the
-  // input's geometry, or nullptr when it is not known yet (a pipeline stage
-  // started early); then Release() writes it.
-  Job* Start(const Script& script, const std::string& data_name,
+  // Called once every script that reads the data has been started (each
+  // holds its own descriptor of it): the name goes, and the memory follows
+  // when the last script lets go of it, not at the end of the call.
+  void DropData() {
+    if (data_owned_ && data_) Segment::Remove(data_->name());
+    data_.reset();
+    data_ro_.reset();
+  }
+
+  // Reserves the result segments of `jobs` to `nbytes` each in a thread,
+  // while the caller writes the input. Most results are the input's size,
+  // and reserving tmpfs pages is most of what writing them costs, so this
+  // takes that work off the script's critical path. The script still sizes
+  // its result exactly (it truncates what it does not need). Skipped for
+  // small inputs and when /dev/shm could not hold it with room to spare.
+  void StartReserving(const std::vector<Job*>& jobs, uint64_t nbytes) {
+    if (!o_.reserve_results || nbytes < kReserveMinBytes || jobs.empty()) return;
+    struct statvfs v;
+    if (statvfs(kShmDir, &v) != 0) return;
+    const uint64_t free_bytes = static_cast<uint64_t>(v.f_bavail) * v.f_frsize;
+    if (free_bytes < nbytes * jobs.size() + kReserveHeadroom) return;
+    std::vector<int> fds;
+    for (Job* j : jobs) fds.push_back(j->res->fd());
+    reserver_ = std::thread([fds, nbytes] {
+      for (int fd : fds) posix_fallocate(fd, 0, static_cast<off_t>(nbytes));  // failure: nothing reserved
+    });
+  }
+
+  // Must be called before the scripts are released: they size their result
+  // segments themselves and must not race a reservation.
+  void JoinReserving() {
+    if (reserver_.joinable()) reserver_.join();
+  }
+
+  // Starts the interpreter for `script`, reading segment `data_name` (whose
+  // read-only descriptor `data_fd` it inherits). `desc` is the input's
+  // geometry, or nullptr when it is not known yet (a pipeline stage started
+  // early); then Release() writes it.
+  Job* Start(const Script& script, const std::string& data_name, int data_fd,
              const ArrayDesc* desc) {
     auto job = std::make_unique<Job>();
     size_t k = jobs_.size();
@@ -151,7 +203,7 @@ class Runner {
     job->res_name = fmt::format("{}-res-{}", prefix_, k);
     job->meta.emplace(Segment::Create(job->meta_name, kHeaderSize));
     guard_.Add(job->meta_name);
-    Segment::Create(job->res_name, 0);
+    job->res.emplace(Segment::Create(job->res_name, 0));
     guard_.Add(job->res_name);
 
     ExchangeHeader h;
@@ -176,12 +228,14 @@ class Runner {
     so.capture_stdout = static_cast<bool>(o_.on_stdout);
     so.capture_stderr = true;
     so.fds.push_back({sv[1], kReadyFdInChild});
+    if (data_fd >= 0) so.fds.push_back({data_fd, kDataFdInChild});
     std::string pypath = o_.package_dir;
     if (const char* old = getenv("PYTHONPATH"); old && *old)
       pypath = pypath.empty() ? old : pypath + ":" + old;
     if (!pypath.empty()) so.env.push_back({"PYTHONPATH", pypath});
     so.env.push_back({"PYRMAP_META", job->meta_name});
     so.env.push_back({"PYRMAP_DATA", data_name});
+    if (data_fd >= 0) so.env.push_back({"PYRMAP_DATA_FD", std::to_string(kDataFdInChild)});
     so.env.push_back({"PYRMAP_RESULT", job->res_name});
     so.env.push_back({"PYRMAP_READY_FD", std::to_string(kReadyFdInChild)});
     so.env.push_back({"PYRMAP_FUNCTION", script.function});
@@ -342,8 +396,15 @@ class Runner {
                             job->script.Display()));
   }
 
-  // Removes one segment name early (memory of an intermediate stage).
-  void Drop(const std::string& name) { Segment::Remove(name); }
+  // Removes a job's result segment name early (an intermediate stage's
+  // result, once the next stage holds a descriptor of it).
+  void DropResult(Job* job) {
+    job->res.reset();
+    Segment::Remove(job->res_name);
+  }
+
+  // A read-only descriptor of `job`'s result segment, for the next stage.
+  Segment OpenResult(const Job* job) const { return Segment::Open(job->res_name, false); }
 
  private:
   ExchangeHeader ReadHeader(const Job& job) {
@@ -368,7 +429,10 @@ class Runner {
   const RunOptions& o_;
   std::string prefix_;
   SegmentGuard guard_;  // declared before jobs_: destroyed after them
-  std::optional<Segment> data_;
+  std::optional<Segment> data_;     // read-write, for filling
+  std::optional<Segment> data_ro_;  // read-only, passed to the scripts
+  bool data_owned_ = false;         // data_ was created by this call
+  std::thread reserver_;
   std::vector<std::unique_ptr<Job>> jobs_;
   WaitOptions wait_;
 };
@@ -417,14 +481,20 @@ std::vector<Result> RunShared(const std::vector<Script>& scripts, const Input& i
   std::vector<Job*> running;  // released, not finished
   std::vector<size_t> index_of;
   size_t next = 0;
+  bool filled = false;
   // The first wave, plus one started early to hide its start-up.
   auto start_next = [&]() {
     if (next >= n) return;
-    by_index[next] = runner.Start(scripts[next], data, &input.desc);
+    by_index[next] = runner.Start(scripts[next], data, runner.DataFd(), &input.desc);
     ++next;
+    if (next == n && filled) runner.DropData();  // every script holds the data now
   };
   for (size_t i = 0; i < std::min(n, width + 1); ++i) start_next();
+  runner.StartReserving(std::vector<Job*>(by_index.begin(), by_index.begin() + width), input.desc.nbytes);
   runner.FillData(input);
+  runner.JoinReserving();
+  filled = true;
+  if (next == n) runner.DropData();
   size_t released = 0;
   for (; released < width; ++released) {
     runner.Release(by_index[released], nullptr);
@@ -461,12 +531,19 @@ std::vector<Result> RunPipeline(const std::vector<Script>& scripts, const Input&
   std::string data = runner.PrepareData(input);
   const size_t n = scripts.size();
   std::vector<Job*> stage(n, nullptr);
-  stage[0] = runner.Start(scripts[0], data, &input.desc);
+  stage[0] = runner.Start(scripts[0], data, runner.DataFd(), &input.desc);
   // Stage k+1 reads stage k's result segment; start it before stage k
   // finishes, its input descriptor follows on release.
-  if (n > 1) stage[1] = runner.Start(scripts[1], stage[0]->res_name, nullptr);
+  auto start_stage = [&](size_t k) {
+    Segment src = runner.OpenResult(stage[k - 1]);
+    stage[k] = runner.Start(scripts[k], stage[k - 1]->res_name, src.fd(), nullptr);
+  };
+  if (n > 1) start_stage(1);
+  runner.StartReserving({stage[0]}, input.desc.nbytes);
   runner.FillData(input);
+  runner.JoinReserving();
   runner.Release(stage[0], nullptr);
+  runner.DropData();
   std::vector<Result> results;
   for (size_t k = 0; k < n; ++k) {
     std::vector<Job*> watch = {stage[k]};
@@ -476,12 +553,13 @@ std::vector<Result> RunPipeline(const std::vector<Script>& scripts, const Input&
     Result r = runner.Finish(stage[k], keep_intermediate || last);
     if (keep_intermediate || last) results.push_back(r);
     if (!last) {
-      if (k + 2 < n) stage[k + 2] = runner.Start(scripts[k + 2], stage[k + 1]->res_name, nullptr);
+      if (k + 2 < n) start_stage(k + 2);
       ArrayDesc next_in = r.desc;
       runner.Release(stage[k + 1], &next_in);
+      // Stage k+1 holds this result; its memory goes when that stage is done
+      // with it.
+      if (!keep_intermediate) runner.DropResult(stage[k]);
     }
-    // Stage k's input is no longer needed by anyone.
-    if (k >= 1 && !keep_intermediate) runner.Drop(stage[k - 1]->res_name);
   }
   return results;
 }

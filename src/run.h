@@ -77,6 +77,11 @@ struct RunOptions {
   // A descriptor that becomes readable when check_interrupt should run now
   // (e.g. the CLI's signal self-pipe); -1 for none.
   int wake_fd = -1;
+  // Reserve result segments to the input's size while the input is being
+  // written (large inputs only, when /dev/shm has room): most results are
+  // the input's size, and this moves most of the cost of writing them off
+  // the script's critical path.
+  bool reserve_results = true;
   // Extra variables for the scripts' environment.
   std::vector<std::pair<std::string, std::string>> env;
 };

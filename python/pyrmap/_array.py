@@ -44,15 +44,20 @@ _WIDENING = ("int8/int16/uint16 are widened to int32, uint32 to int64, "
 
 # ------------------------------------------------------------------ input
 
-def map_input(name: str, desc: H.ArrayDesc) -> np.ndarray:
+def map_input(name: str, desc: H.ArrayDesc, fd: int = -1) -> np.ndarray:
     """A read-only, zero-copy ndarray over segment ``name`` as ``desc``
-    describes it (F order for order 1)."""
+    describes it (F order for order 1). ``fd``, when given, is a descriptor
+    of that segment inherited from the runner (which may already have
+    removed the name); it is closed here, the mapping keeps the memory."""
     if desc.dtype == H.DTYPE_NONE:
+        if fd >= 0:
+            os.close(fd)
         raise ProtocolError("the header describes no input array (dtype code 0) for "
                             "segment '%s'" % name)
     dtype = NUMPY_DTYPES[desc.dtype]
     order = "F" if desc.order == H.ORDER_F else "C"
-    fd = open_segment(name, os.O_RDONLY, ENV_DATA)
+    if fd < 0:
+        fd = open_segment(name, os.O_RDONLY, ENV_DATA)
     try:
         H.check_payload_fits(desc, os.fstat(fd).st_size, name)
         if desc.nbytes == 0:
@@ -64,9 +69,44 @@ def map_input(name: str, desc: H.ArrayDesc) -> np.ndarray:
                        prot=mmap.PROT_READ)
     finally:
         os.close(fd)
-    # The array keeps `mm` alive through its base; a read-only buffer makes a
-    # read-only array.
-    return np.ndarray(desc.shape, dtype, buffer=mm, offset=desc.offset, order=order)
+    # frombuffer keeps a memoryview of `mm` as its base: while any array views
+    # the mapping, mm.close() refuses (np.ndarray(buffer=mm) would let it
+    # unmap under live arrays). A read-only mapping makes a read-only array.
+    flat = np.frombuffer(mm, dtype, count=desc.count, offset=desc.offset)
+    return flat.reshape(desc.shape, order=order)
+
+
+def detach_input(arr: np.ndarray, keep):
+    """The mapping under the input array ``arr`` if it may be released once
+    ``arr`` is dropped (the caller's last reference), else None: ``keep``
+    (the result) may share its memory, or there is no mapping."""
+    mm = arr
+    while isinstance(mm, np.ndarray):  # array -> ... -> memoryview -> mmap
+        mm = mm.base
+    if isinstance(mm, memoryview):
+        mm = mm.obj
+    if not isinstance(mm, mmap.mmap):
+        return None
+    if isinstance(keep, np.ndarray) and np.may_share_memory(keep, arr):
+        return None
+    return mm
+
+
+def close_in_background(mm: mmap.mmap) -> None:
+    """Unmaps ``mm`` in a thread. Once the runner has removed the segment's
+    name, this frees the input's memory while the result is being written,
+    so input and result never both take memory here. An array the script
+    kept that still views the mapping makes mmap.close refuse (the arrays
+    hold a buffer export of it): the memory then goes at exit."""
+    def close():
+        try:
+            mm.close()
+        except (BufferError, ValueError):
+            pass
+
+    import threading
+
+    threading.Thread(target=close, name="pyrmap-release-input", daemon=True).start()
 
 
 # ------------------------------------------------------------------ result type

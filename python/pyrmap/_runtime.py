@@ -63,7 +63,13 @@ class Connection:
             self._meta.set_worker_pid()
             from . import _array
 
-            self.input = _array.map_input(data_name, self.header.input)
+            # The runner passes the data segment as a descriptor (and may
+            # remove its name early); the name is the fallback.
+            fd = -1
+            if data_name == os.environ.get(_meta.ENV_DATA):
+                fd = int(os.environ.get(_meta.ENV_DATA_FD, "-1") or "-1")
+                os.environ.pop(_meta.ENV_DATA_FD, None)  # used once
+            self.input = _array.map_input(data_name, self.header.input, fd)
         except BaseException:
             self._meta.close()
             raise
@@ -83,6 +89,17 @@ class Connection:
         self._meta.set_state(H.STATE_RESULT_READY)  # last: it publishes the result
         self.result = desc
         return desc
+
+    def release_input(self, keep=None) -> None:
+        """Lets go of the input: its mapping is closed in the background once
+        nothing views it, unless ``keep`` (the result) may share its memory.
+        ``self.input`` is None afterwards."""
+        from . import _array
+
+        mm = _array.detach_input(self.input, keep) if self.input is not None else None
+        self.input = None  # the last reference here: no array holds `mm` now
+        if mm is not None:
+            _array.close_in_background(mm)
 
     def fail(self, exc: BaseException) -> None:
         """Records ``exc`` as the run's error (state 2)."""
@@ -139,6 +156,7 @@ def run_function(func):
     run = connect()
     try:
         value = func(run.input)
+        run.release_input(value)
         run.write_result(value)
     except SystemExit:
         raise

@@ -558,3 +558,37 @@ def test_script_stdout_passes_through(cli, scripts):
     o = cli("run", s, "-o", os.devnull, input="1")
     assert o.rc == 0, o
     assert "hello from the script" in o.out
+
+
+# ------------------------------------------------------------------ segments of a big input
+
+RESULT_SEGMENT_SIZE = """
+    # What the runner prepared: the result segment's size, and whether the
+    # data segment still has a name, seen before anything is stored.
+    size = os.stat("/dev/shm/" + os.environ["PYRMAP_RESULT"]).st_size
+    named = os.path.exists("/dev/shm/" + os.environ["PYRMAP_DATA"])
+    return np.array([size, named, data.nbytes], dtype=np.int64)
+"""
+
+
+@pytest.mark.parametrize("count, reserved", [(1 << 22, True), (1000, False)])
+def test_big_inputs_get_their_result_segment_reserved_ahead(cli, scripts, work, count, reserved):
+    # 32 MiB of float64: the runner reserves the result segment to the
+    # input's size while it writes the input; small inputs are not worth it.
+    np.save(work / "in.npy", np.ones(count))
+    s = scripts.func("probe.py", RESULT_SEGMENT_SIZE)
+    o = cli("run", s, "-i", work / "in.npy")
+    assert o.rc == 0, o
+    size, named, nbytes = (int(v) for v in o.lines())
+    assert nbytes == count * 8
+    assert size == (nbytes if reserved else 0)
+    # The script holds a descriptor of the data; its name is already gone.
+    assert named == 0
+
+
+def test_a_result_smaller_than_the_reservation_is_cut_to_size(cli, scripts, work):
+    np.save(work / "in.npy", np.arange(1 << 22, dtype=np.float64))
+    s = scripts.func("total.py", "data[:3] * 2")
+    o = cli("run", s, "-i", work / "in.npy", "-o", work / "out.npy")
+    assert o.rc == 0, o
+    np.testing.assert_array_equal(np.load(work / "out.npy"), [0.0, 2.0, 4.0])

@@ -39,8 +39,10 @@ def ls_rows(cli):
 def test_orphan_is_listed_dead_and_collected(cli, spawn, scripts, work):
     proc, child = start_sleeper(spawn, scripts, work, "orphan")
     mine = sorted(n for n in segments() if segment_owner(n) == proc.pid)
-    # pyrmap-<uid>-<pid>-<hex>-<role>
-    assert sorted(n.split("-", 4)[4] for n in mine) == ["data", "meta-0", "res-0"], mine
+    # pyrmap-<uid>-<pid>-<hex>-<role>. The data segment's name is removed as
+    # soon as the script holds a descriptor of it, so a killed runner never
+    # leaves the (largest) input behind.
+    assert sorted(n.split("-", 4)[4] for n in mine) == ["meta-0", "res-0"], mine
     try:
         # While pyrmap lives, its segments are listed with a live owner.
         o, rows = ls_rows(cli)
@@ -61,7 +63,6 @@ def test_orphan_is_listed_dead_and_collected(cli, spawn, scripts, work):
             assert name in rows, o
             assert "%d (dead)" % proc.pid in rows[name], o
         assert "4.0 KiB" in rows[[n for n in mine if "-meta-" in n][0]]
-        assert "24 B" in rows[[n for n in mine if n.endswith("-data")][0]]  # 3 float64
 
         dry = cli("gc", "-n")
         assert dry.rc == 0, dry

@@ -241,3 +241,70 @@ def test_format_exception_without_user_frames():
     # Only test-file frames remain above pyrmap's; pyrmap's own are gone.
     assert "_meta.py" not in text
     assert text.endswith("is not a valid shared memory segment name\n")
+
+
+# ------------------------------------------------------------------ the data descriptor
+
+def test_input_is_mapped_from_the_inherited_descriptor_after_its_name_is_gone(call, monkeypatch):
+    x = np.arange(12.0).reshape(3, 4, order="F")
+    call.setup(x)
+    call.set_env(monkeypatch)
+    fd = os.open(call.path(call.data), os.O_RDONLY)
+    os.unlink(call.path(call.data))  # the runner removes the name early
+    call.made.remove(call.data)
+    monkeypatch.setenv("PYRMAP_DATA_FD", str(fd))
+    run = pyrmap.connect()
+    with run:
+        np.testing.assert_array_equal(run.input, x)
+        assert run.input.flags.f_contiguous and not run.input.flags.writeable
+        with pytest.raises(OSError):
+            os.fstat(fd)  # used once, then closed: the mapping keeps the memory
+        assert "PYRMAP_DATA_FD" not in os.environ
+
+
+def _input_mappings(name):
+    with open("/proc/self/maps") as f:
+        return [line for line in f if name in line]
+
+
+def test_the_input_is_unmapped_before_the_result_is_stored(call, monkeypatch):
+    x = np.arange(1 << 16, dtype=np.float64)
+    call.setup(x)
+    call.set_env(monkeypatch)
+    run = pyrmap.connect()
+    with run:
+        assert _input_mappings(call.data)
+        result = run.input * 2
+        run.release_input(result)
+        assert run.input is None
+        for _ in range(200):  # closed in a background thread
+            if not _input_mappings(call.data):
+                break
+            time.sleep(0.01)
+        assert not _input_mappings(call.data)
+        run.write_result(result)
+    np.testing.assert_array_equal(call.result_array(), x * 2)
+
+
+@pytest.mark.parametrize("kept", ["the input itself", "a view of it", "a view held elsewhere"])
+def test_the_input_stays_mapped_while_something_views_it(call, monkeypatch, kept):
+    x = np.arange(100, dtype=np.int32)
+    call.setup(x)
+    call.set_env(monkeypatch)
+    run = pyrmap.connect()
+    held = []
+    with run:
+        if kept == "the input itself":
+            result = run.input
+        elif kept == "a view of it":
+            result = run.input[::2]
+        else:
+            held.append(run.input[10:20])
+            result = np.zeros(3)
+        run.release_input(result)
+        time.sleep(0.1)
+        assert _input_mappings(call.data)  # still mapped: nothing breaks
+        run.write_result(result)
+    if kept != "a view held elsewhere":
+        np.testing.assert_array_equal(call.result_array(), np.asarray(result))
+    np.testing.assert_array_equal(held[0] if held else x[:1], x[10:20] if held else x[:1])
