@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstdlib>
 
 #include <fmt/format.h>
@@ -125,10 +126,23 @@ Process Process::Spawn(const SpawnOptions& o) {
   posix_spawnattr_init(&attr);
   if (o.capture_stdout) posix_spawn_file_actions_adddup2(&fa, out[1], 1);
   if (o.capture_stderr) posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+  // Passed descriptors are first copied above every target number: dup2 of
+  // one onto its target must never clobber another that is still to come
+  // (nor be a no-op that keeps close-on-exec set).
+  std::vector<int> high;
+  struct CloseHigh {
+    std::vector<int>& fds;
+    ~CloseHigh() {
+      for (int fd : fds) close(fd);
+    }
+  } close_high{high};
+  int above = 10;
+  for (const auto& [parent_fd, child_fd] : o.fds) above = std::max(above, child_fd + 1);
   for (const auto& [parent_fd, child_fd] : o.fds) {
-    if (parent_fd == child_fd)
-      throw Error(ErrorKind::kUsage, "spawn: a passed fd must be renumbered");
-    posix_spawn_file_actions_adddup2(&fa, parent_fd, child_fd);
+    int fd = fcntl(parent_fd, F_DUPFD_CLOEXEC, above);
+    if (fd < 0) throw SystemError("pass descriptor to", prog, "fcntl", errno);
+    high.push_back(fd);
+    posix_spawn_file_actions_adddup2(&fa, fd, child_fd);
   }
   sigset_t none, defaults;
   sigemptyset(&none);

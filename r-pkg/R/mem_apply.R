@@ -68,7 +68,8 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
 .mem_call <- function(kind, X, xlabel, margin, FUN, NAMESPACE, CLUSTER, VARS, MAX.CORES) {
   what <- if (kind == "apply") "memApply" else "memLapply"
   if (!is.null(NAMESPACE)) .check_namespace(NAMESPACE)
-  job <- list(kind = kind, margin = margin, fun = FUN, first = names(formals(FUN))[1L])
+  job <- list(kind = kind, margin = margin, fun = .pack_fun(FUN, what),
+              first = names(formals(FUN))[1L])
   temp <- list(ns = sprintf(".pyrmap.%d.%d", Sys.getpid(), .next_counter()), vars = character())
   on.exit(for (v in temp$vars) try(releaseVariables(temp$ns, v), silent = TRUE), add = TRUE)
 
@@ -299,7 +300,8 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
     if (inherits(value, "try-error")) {
       failure <- failure %||% list(index = NA_integer_, message = as.character(value), class = "error")
     } else if (inherits(value, "pyrmap_task_error")) {
-      failure <- failure %||% value
+      # Of the failures seen, report the first element in order.
+      if (is.null(failure) || is.na(failure$index) || value$index < failure$index) failure <- value
       results[value$done] <- value$values
     } else if (is.null(failure)) {
       results[tag$idx] <- value
@@ -384,6 +386,21 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
   eval(bquote(function(...) utils::getFromNamespace(.(name), "pyrmap")(...)), globalenv())
 }
 
+# FUN, serialized once for all workers. FUN travels with its enclosing
+# environment: one defined inside a function carries that function's local
+# variables along, copied into every worker. Big ones are reported, since
+# the remedy (passing them in VARS) is easy and the cost is not visible.
+.fun_warn_bytes <- 64 * 1024^2
+
+.pack_fun <- function(FUN, what) {
+  bytes <- serialize(FUN, NULL)
+  if (length(bytes) > .fun_warn_bytes)
+    warning(sprintf(paste("%s: FUN takes %.0f MB with its environment, copied to every worker;",
+                          "pass big objects in VARS (shared) instead of through FUN's environment"),
+                    what, length(bytes) / 1024^2), call. = FALSE)
+  bytes
+}
+
 # ---- the workers' side ----------------------------------------------------------
 
 # Receives a call's job: maps its pages (views cached by generation) and
@@ -396,6 +413,7 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
   names(args) <- vapply(job$vars, `[[`, "", "arg")
   job$args <- args
   job$is_view <- !is.null(.pyrmap_view_info(job$x_value))
+  job$fun <- unserialize(job$fun)
   .state$jobs[[id]] <- job
   ok <- TRUE
   invisible(TRUE)

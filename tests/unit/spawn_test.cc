@@ -111,6 +111,36 @@ TEST_CASE("descriptors listed in fds reach the child under their new number") {
   close(fds[0]);
 }
 
+TEST_CASE("descriptors are passed whatever their numbers, even onto each other's targets") {
+  // Parent fds 3 and 4 passed crosswise (3 -> 4, 4 -> 3), and one onto its
+  // own number: each must arrive intact.
+  int a[2], b[2];
+  REQUIRE(pipe2(a, O_CLOEXEC) == 0);
+  REQUIRE(pipe2(b, O_CLOEXEC) == 0);
+  int keep3 = fcntl(3, F_DUPFD_CLOEXEC, 30), keep4 = fcntl(4, F_DUPFD_CLOEXEC, 30);
+  REQUIRE(dup3(a[1], 3, O_CLOEXEC) == 3);
+  REQUIRE(dup3(b[1], 4, O_CLOEXEC) == 4);
+  SpawnOptions o;
+  o.argv = {"sh", "-c", "echo to-a >&4; echo to-b >&3"};
+  o.fds = {{3, 4}, {4, 3}};
+  Process p = Process::Spawn(o);
+  WaitOptions w;
+  CHECK(p.Wait(w).ok());
+  dup3(keep3, 3, O_CLOEXEC);
+  dup3(keep4, 4, O_CLOEXEC);
+  close(keep3);
+  close(keep4);
+  close(a[1]);
+  close(b[1]);
+  char buf[16] = {};
+  CHECK(read(a[0], buf, sizeof buf) == 5);
+  CHECK(std::string(buf, 5) == "to-a\n");
+  CHECK(read(b[0], buf, sizeof buf) == 5);
+  CHECK(std::string(buf, 5) == "to-b\n");
+  close(a[0]);
+  close(b[0]);
+}
+
 TEST_CASE("FindOnPath resolves names and passes paths through") {
   CHECK(FindOnPath("sh").find("/sh") != std::string::npos);
   CHECK(FindOnPath("./x/y") == "./x/y");

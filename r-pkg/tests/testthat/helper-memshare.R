@@ -179,7 +179,8 @@ ms_poke_lib <- local({
 # ---- Python ------------------------------------------------------------------------
 
 # A script (written to a temporary file) that records, in the file named by
-# sys.argv[1], the input segment (PYRMAP_DATA), the type of the array's base
+# sys.argv[1], the input segment (PYRMAP_DATA), the type of what finally
+# owns the array's memory
 # and the /proc/self/maps file that holds its first element, then returns
 # the input times two.
 ms_zero_copy_script <- local({
@@ -200,11 +201,16 @@ ms_zero_copy_script <- local({
       "                return parts[5] if len(parts) > 5 else ''",
       "    return ''",
       "",
+      "def root(a):",
+      "    while getattr(a, 'base', None) is not None:",
+      "        a = a.base",
+      "    return getattr(a, 'obj', a)",
+      "",
       "@process_via_mmap",
       "def process(data):",
       "    with open(sys.argv[1], 'w') as f:",
       "        f.write('data: %s\\n' % os.environ['PYRMAP_DATA'])",
-      "        f.write('base: %s\\n' % type(data.base).__name__)",
+      "        f.write('base: %s\\n' % type(root(data)).__name__)",
       "        f.write('owndata: %s\\n' % data.flags.owndata)",
       "        f.write('mapping: %s\\n' % mapping_of(data.__array_interface__['data'][0]))",
       "    return data * 2",

@@ -6,8 +6,9 @@ shm_at_start <- shm_snapshot()
 # Records of py/inspect_input.py (one per script run), as a list of lists.
 inspect_log <- function(log) lapply(seq_len(nrow(d <- read.dcf(log))), function(i) as.list(d[i, ]))
 
+# (The name may already be removed while Python maps it: "(deleted)".)
 data_segment_pattern <- function(role = "data") {
-  sprintf("^/dev/shm/pyrmap-%s-%d-[0-9a-f]+-%s$", my_uid(), Sys.getpid(), role)
+  sprintf("^/dev/shm/pyrmap-%s-%d-[0-9a-f]+-%s( \\(deleted\\))?$", my_uid(), Sys.getpid(), role)
 }
 
 test_that("Python gets a read-only, F-ordered view of the data segment for a matrix", {

@@ -220,6 +220,29 @@ test_that("an error in FUN is an R error naming the row, column or element, with
   expect_identical(unlist(memApply(X, 2, sum, CLUSTER = cl)), colSums(X))
 })
 
+test_that("of several failing elements, the first in order is reported", {
+  X <- matrix(rep(as.numeric(1:8), each = 2), 2)  # column j holds j
+  # Column 7 fails at once; column 3, already running, fails later.
+  f <- ms_fn(function(v) {
+    if (v[1] == 3) { Sys.sleep(0.5); stop("three") }
+    if (v[1] == 7) stop("seven")
+    v[1]
+  })
+  e <- expect_error(memApply(X, 2, f, CLUSTER = cl), class = "pyrmap_fun_error")
+  expect_identical(e$index, 3L)
+  expect_identical(e$parent_message, "three")
+})
+
+test_that("a FUN whose environment holds big data is warned about (it is copied to every worker)", {
+  run <- function() {
+    big <- runif(9e6)  # 72 MB in FUN's enclosing environment
+    memApply(matrix(as.numeric(1:4), 2), 2, function(v) sum(v) + 0 * length(big), CLUSTER = cl)
+  }
+  expect_warning(res <- run(), "copied to every worker; pass big objects in VARS")
+  expect_identical(unlist(res), c(3, 7))
+  expect_silent(memApply(matrix(as.numeric(1:4), 2), 2, ms_fn(function(v) sum(v)), CLUSTER = cl))
+})
+
 test_that("zero-length data: empty lists, zero-row and zero-column matrices", {
   pages <- pageList()
   shm <- ms_shm()

@@ -16,6 +16,13 @@ def mapping_of(addr):
     return "", ""
 
 
+def _root(a):
+    """What finally owns the array's memory (through views and buffers)."""
+    while hasattr(a, "base") and a.base is not None:
+        a = a.base
+    return getattr(a, "obj", a)  # a memoryview's exporter
+
+
 @process_via_mmap
 def process(data):
     path, perms = mapping_of(data.__array_interface__["data"][0]) if data.size else ("", "")
@@ -26,7 +33,7 @@ def process(data):
         "owndata": data.flags.owndata,
         "dtype": data.dtype,
         "shape": ",".join(str(d) for d in data.shape),
-        "base": type(data.base).__name__,
+        "base": type(_root(data)).__name__,
         "mapping": path,
         "perms": perms,
         "first": data.flat[0] if data.size else "",
