@@ -34,7 +34,7 @@ R_SOURCES := $(shell find r-pkg src cli python -type f ! -name '*.o' ! -name '*.
 RENV     := R_LIBS=$(abspath $(RLIB)) PYRMAP_PYTHON=$(PYTHON)
 
 .PHONY: all core cli python-bytecode r-pkg demo demo-run test test-unit test-python test-e2e test-r test-large \
-        bench deps clean check-python check-r
+        bench bench-quick deps clean check-python check-r
 
 all: cli r-pkg
 
@@ -115,6 +115,13 @@ test-e2e: check-python $(BUILD)/pyrmap
 
 test-r: check-python r-pkg
 	cd r-pkg/tests && $(RENV) Rscript -e 'testthat::test_dir("testthat", package = "pyrmap", load_package = "installed", stop_on_failure = TRUE)'
+
+# Benchmarks against the named competitors; tables in bench/RESULTS.md.
+bench: check-python cli r-pkg
+	$(RENV) bench/run.sh --no-build
+
+bench-quick: check-python cli r-pkg
+	$(RENV) bench/run.sh --no-build --quick
 
 # Tests that need several GiB (a raw vector of more than 2^31 elements).
 test-large: check-python r-pkg

@@ -155,6 +155,7 @@ void EncodeHeader(const ExchangeHeader& h, uint8_t* dst, size_t dst_size) {
   Store<uint32_t>(dst + off::kFlags, h.flags);
   Store<int64_t>(dst + off::kOwnerPid, h.owner_pid);
   Store<int64_t>(dst + off::kWorkerPid, h.worker_pid);
+  Store<uint32_t>(dst + off::kResultLocation, h.result_location);
   EncodeArrayDesc(h.input, dst + off::kInput);
   EncodeArrayDesc(h.result, dst + off::kResult);
   // Texts are cut on UTF-8 character boundaries: the type keeps its start,
@@ -202,6 +203,11 @@ ExchangeHeader DecodeHeader(const uint8_t* src, size_t size,
   h.flags = Load<uint32_t>(src + off::kFlags);
   h.owner_pid = Load<int64_t>(src + off::kOwnerPid);
   h.worker_pid = Load<int64_t>(src + off::kWorkerPid);
+  h.result_location = Load<uint32_t>(src + off::kResultLocation);
+  if (h.result_location > kResultInInputSegment)
+    Reject(where, fmt::format("result_location {} is unknown", h.result_location));
+  if (h.result_location == kResultInInputSegment && !(h.flags & kFlagInPlace))
+    Reject(where, "result_location says the input's segment, which the caller did not hand over");
   h.input = DecodeArrayDesc(src + off::kInput, where, "input");
   h.result = DecodeArrayDesc(src + off::kResult, where, "result");
   const char* type = reinterpret_cast<const char*>(src + off::kErrorType);

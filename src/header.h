@@ -5,7 +5,8 @@
 // the C++ and the Python tests decode, so the two sides cannot drift.
 //
 // All integers are little-endian. Offsets are in bytes from the start of the
-// meta segment. Version 1.0:
+// meta segment. Version 1.1 (1.1 added result_location; a 1.0 header has 0
+// there):
 //
 //   offset size type      field
 //   ------ ---- --------  ---------------------------------------------------
@@ -18,10 +19,15 @@
 //       20    4 u32       flags: bit 0 = the caller wants results of 2 or
 //                         more dimensions in column-major (F) order; bit 1 =
 //                         either order will do (keep the result's own
-//                         layout; bit 0 then only breaks ties)
+//                         layout; bit 0 then only breaks ties); bit 2 = the
+//                         input's segment belongs to this script alone and
+//                         was handed over writable: the result may be
+//                         written into it instead of the result segment
 //       24    8 i64       owner_pid: the process that created the segments
 //       32    8 i64       worker_pid: the Python process (0 until it starts)
-//       40   24 -         reserved (0)
+//       40    4 u32       result_location: 0 = the result segment, 1 = the
+//                         input's segment (only with flag bit 2) (1.1)
+//       44   20 -         reserved (0)
 //       64  192 ArrayDesc input: the array in the data segment
 //      256  192 ArrayDesc result: the array in the result segment
 //      448   64 char[64]  error_type: Python exception type, NUL-padded UTF-8
@@ -63,7 +69,7 @@ namespace pyrmap {
 
 inline constexpr uint8_t kMagic[8] = {0x89, 'P', 'Y', 'R', 'M', 'A', 'P', '\n'};
 inline constexpr uint16_t kVersionMajor = 1;
-inline constexpr uint16_t kVersionMinor = 0;
+inline constexpr uint16_t kVersionMinor = 1;
 inline constexpr size_t kHeaderSize = 4096;
 inline constexpr size_t kMaxDims = 16;
 inline constexpr size_t kPayloadAlignment = 64;
@@ -78,6 +84,7 @@ inline constexpr size_t kState = 16;
 inline constexpr size_t kFlags = 20;
 inline constexpr size_t kOwnerPid = 24;
 inline constexpr size_t kWorkerPid = 32;
+inline constexpr size_t kResultLocation = 40;
 inline constexpr size_t kInput = 64;
 inline constexpr size_t kResult = 256;
 inline constexpr size_t kErrorType = 448;
@@ -103,6 +110,9 @@ enum class Order : uint32_t { kC = 0, kF = 1 };
 
 inline constexpr uint32_t kFlagResultOrderF = 1u << 0;
 inline constexpr uint32_t kFlagResultOrderAny = 1u << 1;
+inline constexpr uint32_t kFlagInPlace = 1u << 2;
+inline constexpr uint32_t kResultInResultSegment = 0;
+inline constexpr uint32_t kResultInInputSegment = 1;
 inline constexpr uint32_t kErrorFlagTruncated = 1u << 0;
 
 // An array's type and geometry. count and nbytes are derived from shape and
@@ -131,6 +141,7 @@ struct ExchangeHeader {
   uint32_t flags = 0;
   int64_t owner_pid = 0;
   int64_t worker_pid = 0;
+  uint32_t result_location = kResultInResultSegment;
   ArrayDesc input;
   ArrayDesc result;
   std::string error_type;

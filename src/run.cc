@@ -26,7 +26,6 @@ namespace {
 
 constexpr const char* kBootstrap = "from pyrmap._bootstrap import main; main()";
 constexpr int kReadyFdInChild = 3;
-constexpr int kDataFdInChild = 4;
 // Results are reserved ahead (see Runner::StartReserving) for inputs of at
 // least this size, when /dev/shm keeps this much room besides.
 constexpr uint64_t kReserveMinBytes = uint64_t{16} << 20;
@@ -97,7 +96,11 @@ struct Job {
   std::string meta_name;
   std::string res_name;
   std::optional<Segment> meta;
-  std::optional<Segment> res;  // read-write, while the call may reserve it
+  std::shared_ptr<Segment> res;    // read-write: reserved, then read back
+  std::shared_ptr<Segment> input;  // the input's segment, kept while the
+                                   // result may be written into it
+  bool in_place = false;           // the job may write its result there
+  uint32_t result_location = kResultInResultSegment;
   std::optional<Process> proc;
   int ready_fd = -1;  // our end of the ready socket; closing it is EOF
   bool released = false;
@@ -131,39 +134,39 @@ class Runner {
     guard_.RemoveAll();
   }
 
-  // Creates the data segment (space reserved, not yet filled), or adopts the
-  // segment the input names. Returns the data segment's name.
+  // Creates the data segment (space reserved, not yet filled), or opens the
+  // segment the input names (a registry page: read-only, never ours).
+  // Returns its name.
   std::string PrepareData(const Input& input) {
     if (!input.segment.empty()) {
-      data_ro_.emplace(Segment::Open(input.segment, false));
+      data_ = std::make_shared<Segment>(Segment::Open(input.segment, false));
       return input.segment;
     }
     if (!input.fill && input.desc.nbytes > 0)
       throw Error(ErrorKind::kUsage, "input has no data and no segment");
     std::string name = prefix_ + "-data";
-    data_.emplace(Segment::Create(name, input.desc.nbytes));
+    data_ = std::make_shared<Segment>(Segment::Create(name, input.desc.nbytes));
     guard_.Add(name);
     data_owned_ = true;
-    data_ro_.emplace(Segment::Open(name, false));
     return name;
   }
 
-  // A read-only descriptor of the data segment, passed to the scripts.
-  int DataFd() const { return data_ro_ ? data_ro_->fd() : -1; }
-
+  // Writes the input, then removes the data segment's name: the scripts get
+  // it as a descriptor with their ready byte, and its memory goes when the
+  // last holder lets go of it, not at the end of the call.
   void FillData(const Input& input) {
-    if (!data_ || !input.fill) return;
-    input.fill(*data_, &Runner::CheckTrampoline, this);
+    if (!data_owned_) return;
+    if (input.fill) input.fill(*data_, &Runner::CheckTrampoline, this);
+    Segment::Remove(data_->name());
   }
 
-  // Called once every script that reads the data has been started (each
-  // holds its own descriptor of it): the name goes, and the memory follows
-  // when the last script lets go of it, not at the end of the call.
-  void DropData() {
-    if (data_owned_ && data_) Segment::Remove(data_->name());
-    data_.reset();
-    data_ro_.reset();
-  }
+  // The data segment, for Release(); whether it is this call's own (a
+  // script may then write its result into it).
+  std::shared_ptr<Segment> Data() const { return data_; }
+  bool DataOwned() const { return data_owned_; }
+
+  // Forgets the data segment once every script that reads it holds it.
+  void DropData() { data_.reset(); }
 
   // Reserves the result segments of `jobs` to `nbytes` each in a thread,
   // while the caller writes the input. Most results are the input's size,
@@ -178,7 +181,9 @@ class Runner {
     const uint64_t free_bytes = static_cast<uint64_t>(v.f_bavail) * v.f_frsize;
     if (free_bytes < nbytes * jobs.size() + kReserveHeadroom) return;
     std::vector<int> fds;
-    for (Job* j : jobs) fds.push_back(j->res->fd());
+    for (Job* j : jobs)
+      if (!j->in_place) fds.push_back(j->res->fd());
+    if (fds.empty()) return;
     reserver_ = std::thread([fds, nbytes] {
       for (int fd : fds) posix_fallocate(fd, 0, static_cast<off_t>(nbytes));  // failure: nothing reserved
     });
@@ -190,12 +195,11 @@ class Runner {
     if (reserver_.joinable()) reserver_.join();
   }
 
-  // Starts the interpreter for `script`, reading segment `data_name` (whose
-  // read-only descriptor `data_fd` it inherits). `desc` is the input's
-  // geometry, or nullptr when it is not known yet (a pipeline stage started
-  // early); then Release() writes it.
-  Job* Start(const Script& script, const std::string& data_name, int data_fd,
-             const ArrayDesc* desc) {
+  // Starts the interpreter for `script`, whose input will be segment
+  // `data_name` (handed over by Release()). `desc` is the input's geometry,
+  // or nullptr when it is not known yet (a pipeline stage started early);
+  // then Release() writes it.
+  Job* Start(const Script& script, const std::string& data_name, const ArrayDesc* desc) {
     auto job = std::make_unique<Job>();
     size_t k = jobs_.size();
     job->script = script;
@@ -203,14 +207,12 @@ class Runner {
     job->res_name = fmt::format("{}-res-{}", prefix_, k);
     job->meta.emplace(Segment::Create(job->meta_name, kHeaderSize));
     guard_.Add(job->meta_name);
-    job->res.emplace(Segment::Create(job->res_name, 0));
+    job->res = std::make_shared<Segment>(Segment::Create(job->res_name, 0));
     guard_.Add(job->res_name);
 
     ExchangeHeader h;
     h.state = State::kInputReady;
-    h.flags = o_.result_order == ResultOrder::kF     ? kFlagResultOrderF
-              : o_.result_order == ResultOrder::kAny ? kFlagResultOrderAny
-                                                     : 0u;
+    h.flags = Flags();
     h.owner_pid = getpid();
     if (desc) h.input = *desc;
     uint8_t buf[kHeaderSize];
@@ -228,14 +230,12 @@ class Runner {
     so.capture_stdout = static_cast<bool>(o_.on_stdout);
     so.capture_stderr = true;
     so.fds.push_back({sv[1], kReadyFdInChild});
-    if (data_fd >= 0) so.fds.push_back({data_fd, kDataFdInChild});
     std::string pypath = o_.package_dir;
     if (const char* old = getenv("PYTHONPATH"); old && *old)
       pypath = pypath.empty() ? old : pypath + ":" + old;
     if (!pypath.empty()) so.env.push_back({"PYTHONPATH", pypath});
     so.env.push_back({"PYRMAP_META", job->meta_name});
     so.env.push_back({"PYRMAP_DATA", data_name});
-    if (data_fd >= 0) so.env.push_back({"PYRMAP_DATA_FD", std::to_string(kDataFdInChild)});
     so.env.push_back({"PYRMAP_RESULT", job->res_name});
     so.env.push_back({"PYRMAP_READY_FD", std::to_string(kReadyFdInChild)});
     so.env.push_back({"PYRMAP_FUNCTION", script.function});
@@ -256,20 +256,56 @@ class Runner {
   }
 
   // Gives `job` its input: writes the descriptor if it was not known at
-  // Start, then sends the ready byte.
-  void Release(Job* job, const ArrayDesc* desc) {
+  // Start, then sends the ready byte with a descriptor of `input` (the
+  // segment holding it). With `in_place`, that descriptor is writable and
+  // the script may put its result into the segment (header flag bit 2):
+  // only for a segment of this call that nobody else reads afterwards.
+  void Release(Job* job, const ArrayDesc* desc, const std::shared_ptr<Segment>& input,
+               bool in_place) {
     if (desc && !job->exited) {
       uint8_t buf[kArrayDescSize];
       EncodeArrayDesc(*desc, buf);
       job->meta->Write(off::kInput, buf, sizeof buf);
     }
-    const char go = '1';
+    int fd = -1, read_only = -1;
+    if (input) {
+      if (in_place) {
+        fd = input->fd();
+        job->input = input;
+        job->in_place = true;
+        uint32_t flags = Flags() | kFlagInPlace;
+        job->meta->Write(off::kFlags, &flags, sizeof flags);
+      } else {
+        // A read-only descriptor of the same segment (its name may be gone).
+        read_only = open(fmt::format("/proc/self/fd/{}", input->fd()).c_str(), O_RDONLY | O_CLOEXEC);
+        fd = read_only >= 0 ? read_only : input->fd();
+      }
+    }
     // A child that already died makes this fail with EPIPE; its exit is
     // reported by Finish().
+    char go = '1';
+    struct iovec iov = {&go, 1};
+    union {
+      char buf[CMSG_SPACE(sizeof(int))];
+      struct cmsghdr align;
+    } control;
+    struct msghdr msg = {};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (fd >= 0) {
+      msg.msg_control = control.buf;
+      msg.msg_controllen = sizeof control.buf;
+      struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int));
+      std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    }
     ssize_t n;
     do {
-      n = send(job->ready_fd, &go, 1, MSG_NOSIGNAL);
+      n = sendmsg(job->ready_fd, &msg, MSG_NOSIGNAL);
     } while (n < 0 && errno == EINTR);
+    if (read_only >= 0) close(read_only);
     job->released = true;
     job->released_at = Now();
   }
@@ -375,9 +411,16 @@ class Runner {
     Result r;
     r.script = job->script;
     r.desc = h.result;
-    Segment res = Segment::Open(job->res_name, false);
+    if (h.result_location == kResultInInputSegment && !job->in_place)
+      throw Error(ErrorKind::kProtocol,
+                  fmt::format("{} says it wrote its result into its input, which it was not "
+                              "given to write",
+                              who))
+          .with_script(job->script.Display());
+    job->result_location = h.result_location;
+    const Segment& res = h.result_location == kResultInInputSegment ? *job->input : *job->res;
     try {
-      CheckPayloadFits(h.result, res.Size(), job->res_name);
+      CheckPayloadFits(h.result, res.Size(), res.name());
     } catch (const Error& e) {
       throw Error(e.kind(), fmt::format("{}: {}", who, e.what())).with_script(job->script.Display());
     }
@@ -396,15 +439,29 @@ class Runner {
                             job->script.Display()));
   }
 
-  // Removes a job's result segment name early (an intermediate stage's
-  // result, once the next stage holds a descriptor of it).
-  void DropResult(Job* job) {
-    job->res.reset();
-    Segment::Remove(job->res_name);
+  uint32_t Flags() const {
+    return o_.result_order == ResultOrder::kF     ? kFlagResultOrderF
+           : o_.result_order == ResultOrder::kAny ? kFlagResultOrderAny
+                                                  : 0u;
   }
 
-  // A read-only descriptor of `job`'s result segment, for the next stage.
-  Segment OpenResult(const Job* job) const { return Segment::Open(job->res_name, false); }
+  // The segment that holds a finished job's result (its own result
+  // segment, or its input's if it wrote there), and whether it is this
+  // call's own.
+  std::shared_ptr<Segment> Output(const Job* job) const {
+    return job->result_location == kResultInInputSegment ? job->input : job->res;
+  }
+  bool OutputOwned(const Job* job) const {
+    return job->result_location == kResultInInputSegment ? job->in_place : true;
+  }
+
+  // Lets go of a finished job's segments (an intermediate stage whose
+  // result the next stage now holds): names and descriptors.
+  void Forget(Job* job) {
+    Segment::Remove(job->res_name);
+    job->res.reset();
+    job->input.reset();
+  }
 
  private:
   ExchangeHeader ReadHeader(const Job& job) {
@@ -429,9 +486,8 @@ class Runner {
   const RunOptions& o_;
   std::string prefix_;
   SegmentGuard guard_;  // declared before jobs_: destroyed after them
-  std::optional<Segment> data_;     // read-write, for filling
-  std::optional<Segment> data_ro_;  // read-only, passed to the scripts
-  bool data_owned_ = false;         // data_ was created by this call
+  std::shared_ptr<Segment> data_;  // the input's segment until handed over
+  bool data_owned_ = false;        // data_ was created by this call
   std::thread reserver_;
   std::vector<std::unique_ptr<Job>> jobs_;
   WaitOptions wait_;
@@ -477,29 +533,30 @@ std::vector<Result> RunShared(const std::vector<Script>& scripts, const Input& i
   std::string data = runner.PrepareData(input);
   const size_t n = scripts.size();
   const size_t width = std::min<size_t>(static_cast<size_t>(o.jobs), n);
+  // One script alone may write its result over this call's own input.
+  const bool in_place = n == 1 && runner.DataOwned();
   std::vector<Job*> by_index(n, nullptr);
   std::vector<Job*> running;  // released, not finished
-  std::vector<size_t> index_of;
   size_t next = 0;
-  bool filled = false;
-  // The first wave, plus one started early to hide its start-up.
   auto start_next = [&]() {
     if (next >= n) return;
-    by_index[next] = runner.Start(scripts[next], data, runner.DataFd(), &input.desc);
+    by_index[next] = runner.Start(scripts[next], data, &input.desc);
     ++next;
-    if (next == n && filled) runner.DropData();  // every script holds the data now
   };
+  // The first wave, plus one started early to hide its start-up.
   for (size_t i = 0; i < std::min(n, width + 1); ++i) start_next();
-  runner.StartReserving(std::vector<Job*>(by_index.begin(), by_index.begin() + width), input.desc.nbytes);
+  if (!in_place)
+    runner.StartReserving(std::vector<Job*>(by_index.begin(), by_index.begin() + width),
+                          input.desc.nbytes);
   runner.FillData(input);
   runner.JoinReserving();
-  filled = true;
-  if (next == n) runner.DropData();
   size_t released = 0;
-  for (; released < width; ++released) {
-    runner.Release(by_index[released], nullptr);
+  auto release_next = [&]() {
+    runner.Release(by_index[released], nullptr, runner.Data(), in_place);
     running.push_back(by_index[released]);
-  }
+    if (++released == n) runner.DropData();  // every script holds the data now
+  };
+  while (released < width) release_next();
   std::vector<Result> results(n);
   size_t finished = 0;
   while (finished < n) {
@@ -513,11 +570,7 @@ std::vector<Result> RunShared(const std::vector<Script>& scripts, const Input& i
     results[idx] = runner.Finish(done, true);
     ++finished;
     running.erase(std::remove(running.begin(), running.end(), done), running.end());
-    if (released < n && released < next) {
-      runner.Release(by_index[released], nullptr);
-      running.push_back(by_index[released]);
-      ++released;
-    }
+    if (released < n && released < next) release_next();
     start_next();
   }
   return results;
@@ -531,18 +584,16 @@ std::vector<Result> RunPipeline(const std::vector<Script>& scripts, const Input&
   std::string data = runner.PrepareData(input);
   const size_t n = scripts.size();
   std::vector<Job*> stage(n, nullptr);
-  stage[0] = runner.Start(scripts[0], data, runner.DataFd(), &input.desc);
-  // Stage k+1 reads stage k's result segment; start it before stage k
-  // finishes, its input descriptor follows on release.
-  auto start_stage = [&](size_t k) {
-    Segment src = runner.OpenResult(stage[k - 1]);
-    stage[k] = runner.Start(scripts[k], stage[k - 1]->res_name, src.fd(), nullptr);
-  };
-  if (n > 1) start_stage(1);
-  runner.StartReserving({stage[0]}, input.desc.nbytes);
+  stage[0] = runner.Start(scripts[0], data, &input.desc);
+  // Stage k+1 reads stage k's result; start it before stage k finishes, its
+  // input follows on release.
+  if (n > 1) stage[1] = runner.Start(scripts[1], stage[0]->res_name, nullptr);
   runner.FillData(input);
-  runner.JoinReserving();
-  runner.Release(stage[0], nullptr);
+  // Each stage may write its result over its input when that input is this
+  // call's own and no one needs it afterwards: the data always, a previous
+  // stage's result unless the caller keeps the intermediates (they are
+  // returned as they are).
+  runner.Release(stage[0], nullptr, runner.Data(), runner.DataOwned());
   runner.DropData();
   std::vector<Result> results;
   for (size_t k = 0; k < n; ++k) {
@@ -553,12 +604,13 @@ std::vector<Result> RunPipeline(const std::vector<Script>& scripts, const Input&
     Result r = runner.Finish(stage[k], keep_intermediate || last);
     if (keep_intermediate || last) results.push_back(r);
     if (!last) {
-      if (k + 2 < n) start_stage(k + 2);
+      if (k + 2 < n) stage[k + 2] = runner.Start(scripts[k + 2], stage[k + 1]->res_name, nullptr);
       ArrayDesc next_in = r.desc;
-      runner.Release(stage[k + 1], &next_in);
-      // Stage k+1 holds this result; its memory goes when that stage is done
-      // with it.
-      if (!keep_intermediate) runner.DropResult(stage[k]);
+      runner.Release(stage[k + 1], &next_in, runner.Output(stage[k]),
+                     runner.OutputOwned(stage[k]) && !keep_intermediate);
+      // Stage k+1 holds this result now; its memory goes when that stage is
+      // done with it (or with the caller's mapping, when kept).
+      runner.Forget(stage[k]);
     }
   }
   return results;

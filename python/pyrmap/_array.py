@@ -242,26 +242,34 @@ def store(result_name: str, value, flags: int, write=None) -> H.ArrayDesc:
     returns the descriptor to record. ``write`` replaces write_payload (tests
     use it to fail mid-way)."""
     arr, code = as_storable(value)
-    fortran = _wants_fortran(arr, flags)
-    desc = H.ArrayDesc.make(code, arr.shape, H.ORDER_F if fortran else H.ORDER_C, 0)
     fd = open_segment(result_name, os.O_RDWR, ENV_RESULT)
     try:
-        if desc.nbytes:
-            try:
-                os.posix_fallocate(fd, 0, desc.nbytes)
-            except OSError as e:
-                if e.errno == errno.ENOSPC:
-                    raise OSError(e.errno, "no space in /dev/shm for the result of %d bytes: "
-                                  "%s (%s; free memory in /dev/shm or return a smaller "
-                                  "result)" % (desc.nbytes, e.strerror, desc.describe())) from None
-                if e.errno == errno.EFBIG:
-                    raise OSError(e.errno, "the result of %d bytes (%s) exceeds the file size "
-                                  "limit of this process: %s (see ulimit -f)"
-                                  % (desc.nbytes, desc.describe(), e.strerror)) from None
-                raise
-        if os.fstat(fd).st_size > desc.nbytes:
-            os.ftruncate(fd, desc.nbytes)
-        (write or write_payload)(fd, arr, code, fortran)
+        return store_array(fd, arr, code, flags, write)
     finally:
         os.close(fd)
+
+
+def store_array(fd: int, arr: np.ndarray, code: int, flags: int, write=None) -> H.ArrayDesc:
+    """Writes ``arr`` (already storable as dtype ``code``) at offset 0 of the
+    segment open as ``fd``, sized to exactly its bytes: reserved first with
+    posix_fallocate (a full /dev/shm is an OSError, never a SIGBUS), cut
+    with ftruncate if the segment was larger. Returns the descriptor."""
+    fortran = _wants_fortran(arr, flags)
+    desc = H.ArrayDesc.make(code, arr.shape, H.ORDER_F if fortran else H.ORDER_C, 0)
+    if desc.nbytes:
+        try:
+            os.posix_fallocate(fd, 0, desc.nbytes)
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise OSError(e.errno, "no space in /dev/shm for the result of %d bytes: "
+                              "%s (%s; free memory in /dev/shm or return a smaller "
+                              "result)" % (desc.nbytes, e.strerror, desc.describe())) from None
+            if e.errno == errno.EFBIG:
+                raise OSError(e.errno, "the result of %d bytes (%s) exceeds the file size "
+                              "limit of this process: %s (see ulimit -f)"
+                              % (desc.nbytes, desc.describe(), e.strerror)) from None
+            raise
+    if os.fstat(fd).st_size > desc.nbytes:
+        os.ftruncate(fd, desc.nbytes)
+    (write or write_payload)(fd, arr, code, fortran)
     return desc

@@ -4,7 +4,8 @@ This module is the Python twin of src/header.h, which is the reference for the
 table below; tests/golden/ holds header images that both sides decode (and
 encode back byte for byte), so the two cannot drift apart.
 
-All integers are little-endian. Version 1.0:
+All integers are little-endian. Version 1.1 (1.1 added result_location; a
+1.0 header has 0 there):
 
     offset size type      field
          0    8 u8[8]     magic b"\\x89PYRMAP\\n"
@@ -12,9 +13,14 @@ All integers are little-endian. Version 1.0:
         10    2 u16       version_minor (0); a newer minor is accepted
         12    4 u32       header_size (4096)
         16    4 u32       state: 0 input ready, 1 result ready, 2 error
-        20    4 u32       flags: bit 0 = results of ndim >= 2 in column-major
+        20    4 u32       flags: bit 0 = results of ndim >= 2 in column-major;
+                          bit 1 = keep the result's own layout; bit 2 = the
+                          input's segment was handed over writable and may
+                          receive the result
         24    8 i64       owner_pid
         32    8 i64       worker_pid (0 until the Python side starts)
+        40    4 u32       result_location: 0 = the result segment, 1 = the
+                          input's segment (only with flag bit 2)
         64  192 ArrayDesc input
        256  192 ArrayDesc result
        448   64 char[64]  error_type, NUL-padded UTF-8
@@ -43,7 +49,7 @@ from ._errors import ProtocolError
 
 MAGIC = b"\x89PYRMAP\n"
 VERSION_MAJOR = 1
-VERSION_MINOR = 0
+VERSION_MINOR = 1
 HEADER_SIZE = 4096
 MAX_DIMS = 16
 PAYLOAD_ALIGNMENT = 64
@@ -57,6 +63,7 @@ OFF_STATE = 16
 OFF_FLAGS = 20
 OFF_OWNER_PID = 24
 OFF_WORKER_PID = 32
+OFF_RESULT_LOCATION = 40
 OFF_INPUT = 64
 OFF_RESULT = 256
 OFF_ERROR_TYPE = 448
@@ -86,6 +93,9 @@ ORDER_F = 1
 
 FLAG_RESULT_ORDER_F = 1 << 0
 FLAG_RESULT_ORDER_ANY = 1 << 1
+FLAG_IN_PLACE = 1 << 2
+RESULT_IN_RESULT_SEGMENT = 0
+RESULT_IN_INPUT_SEGMENT = 1
 ERROR_FLAG_TRUNCATED = 1 << 0
 
 # Dtype codes (src/dtype.h); they never change.
@@ -230,13 +240,14 @@ class Header(_Record):
     """The decoded exchange header. Texts are str; ``error_truncated`` says
     that the start of the traceback was cut to fit its area. Fields:
     version_major, version_minor, state, flags, owner_pid, worker_pid,
-    input, result (ArrayDesc), error_type, error_text, error_truncated."""
+    input, result (ArrayDesc), error_type, error_text, error_truncated,
+    result_location."""
 
     __slots__ = ("version_major", "version_minor", "state", "flags", "owner_pid",
                  "worker_pid", "input", "result", "error_type", "error_text",
-                 "error_truncated")
+                 "error_truncated", "result_location")
     _defaults = (VERSION_MAJOR, VERSION_MINOR, STATE_INPUT_READY, 0, 0, 0,
-                 ArrayDesc, ArrayDesc, "", "", False)
+                 ArrayDesc, ArrayDesc, "", "", False, RESULT_IN_RESULT_SEGMENT)
 
 
 # ---------------------------------------------------------------- encoding
@@ -295,6 +306,7 @@ def encode(header: Header) -> bytes:
     struct.pack_into("<HHIIIqq", buf, OFF_VERSION_MAJOR,
                      header.version_major, header.version_minor, HEADER_SIZE,
                      header.state, header.flags, header.owner_pid, header.worker_pid)
+    struct.pack_into("<I", buf, OFF_RESULT_LOCATION, header.result_location)
     buf[OFF_INPUT:OFF_INPUT + ARRAY_DESC_SIZE] = encode_desc(header.input)
     buf[OFF_RESULT:OFF_RESULT + ARRAY_DESC_SIZE] = encode_desc(header.result)
     buf[OFF_ERROR_TYPE:OFF_ERROR_TYPE + ERROR_TYPE_SIZE] = encode_error_type(header.error_type)
@@ -369,6 +381,12 @@ def decode(buf, where: str = "?") -> Header:
     if state > 2:
         _reject(where, "state %d is unknown" % state)
     h = Header(major, minor, state, flags, owner_pid, worker_pid)
+    (h.result_location,) = struct.unpack_from("<I", buf, OFF_RESULT_LOCATION)
+    if h.result_location > RESULT_IN_INPUT_SEGMENT:
+        _reject(where, "result_location %d is unknown" % h.result_location)
+    if h.result_location == RESULT_IN_INPUT_SEGMENT and not flags & FLAG_IN_PLACE:
+        _reject(where, "result_location says the input's segment, which the caller did "
+                "not hand over")
     h.input = decode_desc(buf, OFF_INPUT, where, "input")
     h.result = decode_desc(buf, OFF_RESULT, where, "result")
     raw_type = bytes(buf[OFF_ERROR_TYPE:OFF_ERROR_TYPE + ERROR_TYPE_SIZE])

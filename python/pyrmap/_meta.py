@@ -27,7 +27,6 @@ SHM_DIR = "/dev/shm"
 
 ENV_META = "PYRMAP_META"
 ENV_DATA = "PYRMAP_DATA"
-ENV_DATA_FD = "PYRMAP_DATA_FD"
 ENV_RESULT = "PYRMAP_RESULT"
 ENV_READY_FD = "PYRMAP_READY_FD"
 ENV_FUNCTION = "PYRMAP_FUNCTION"
@@ -88,13 +87,15 @@ def pwrite_all(fd: int, data, offset: int) -> None:
 # False (EOF: the runner is gone). One wait per process: the descriptor is
 # closed afterwards and its number may be reused.
 _ready = None
+_input_fd = -1  # the input segment's descriptor from the runner
 
 
 def wait_ready(required: bool = True) -> bool:
     """Blocks until the runner's ready byte arrives on PYRMAP_READY_FD (no-op
-    when the variable is not set). Returns False on EOF, or raises
-    NotConnectedError on EOF when ``required``."""
-    global _ready
+    when the variable is not set). The runner sends a descriptor of the
+    input's segment with it (SCM_RIGHTS), kept for take_input_fd(). Returns
+    False on EOF, or raises NotConnectedError on EOF when ``required``."""
+    global _ready, _input_fd
     text = os.environ.get(ENV_READY_FD, "")
     if _ready is None and text:
         try:
@@ -103,7 +104,7 @@ def wait_ready(required: bool = True) -> bool:
             raise ProtocolError("%s=%r is not a file descriptor number"
                                 % (ENV_READY_FD, text)) from None
         try:
-            got = os.read(fd, 1)
+            got, _input_fd = _receive(fd)
         except OSError as e:
             raise ProtocolError("%s=%s cannot be read: %s"
                                 % (ENV_READY_FD, text, e.strerror)) from None
@@ -116,6 +117,39 @@ def wait_ready(required: bool = True) -> bool:
         raise NotConnectedError("the pyrmap runner went away before the input was ready "
                                 "(%s reached end of file)" % ENV_READY_FD)
     return _ready is not False
+
+
+def _receive(fd: int):
+    """One byte from ``fd``, and the descriptor passed with it (or -1). A
+    socket is read with recvmsg; anything else (a pipe) with read."""
+    import _socket  # the C module: `socket` costs milliseconds of enum set-up
+
+    try:
+        sock = _socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return os.read(fd, 1), -1
+    try:
+        data, ancillary, _, _ = sock.recvmsg(1, _socket.CMSG_SPACE(4))
+    finally:
+        sock.close()
+    passed = -1
+    for level, kind, payload in ancillary:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            for i in range(0, len(payload) - len(payload) % 4, 4):
+                (got,) = struct.unpack_from("i", payload, i)
+                if passed < 0:
+                    passed = got
+                else:
+                    os.close(got)  # only one is expected
+    return data, passed
+
+
+def take_input_fd() -> int:
+    """The descriptor of the input's segment the runner sent with the ready
+    byte, or -1; the caller owns it afterwards (it is handed out once)."""
+    global _input_fd
+    fd, _input_fd = _input_fd, -1
+    return fd
 
 
 # ------------------------------------------------------------------ meta segment
@@ -150,8 +184,9 @@ class Meta:
     def set_worker_pid(self) -> None:
         self.write(H.OFF_WORKER_PID, struct.pack("<q", os.getpid()))
 
-    def write_result_desc(self, desc: H.ArrayDesc) -> None:
+    def write_result_desc(self, desc: H.ArrayDesc, location: int = 0) -> None:
         self.write(H.OFF_RESULT, H.encode_desc(desc))
+        self.write(H.OFF_RESULT_LOCATION, struct.pack("<I", location))
 
     def write_error(self, error_type: str, error_text: str) -> None:
         """Records an error: the type, the text (its start cut to fit), the

@@ -30,6 +30,12 @@ from ._errors import NotConnectedError, ProtocolError
 _recorded = None
 
 
+def np_may_share_memory(a, b) -> bool:
+    import numpy as np
+
+    return bool(np.may_share_memory(a, b))
+
+
 def recorded_exception():
     return _recorded
 
@@ -51,6 +57,7 @@ class Connection:
         self.meta_name = meta_name
         self.data_name = data_name
         self.result_name = result_name
+        self._input_fd = -1  # writable descriptor of the input's segment (flag bit 2)
         self._meta = _meta.Meta(meta_name)
         try:
             self.header = self._meta.read()
@@ -63,14 +70,17 @@ class Connection:
             self._meta.set_worker_pid()
             from . import _array
 
-            # The runner passes the data segment as a descriptor (and may
-            # remove its name early); the name is the fallback.
-            fd = -1
-            if data_name == os.environ.get(_meta.ENV_DATA):
-                fd = int(os.environ.get(_meta.ENV_DATA_FD, "-1") or "-1")
-                os.environ.pop(_meta.ENV_DATA_FD, None)  # used once
+            # The runner hands the input's segment over as a descriptor with
+            # the ready byte (its name may be gone); the name is the
+            # fallback. When the segment is this script's alone (flag bit 2)
+            # the descriptor is writable and a copy is kept: the result may
+            # then go into the input's pages instead of new ones.
+            fd = _meta.take_input_fd() if data_name == os.environ.get(_meta.ENV_DATA) else -1
+            if fd >= 0 and self.header.flags & H.FLAG_IN_PLACE:
+                self._input_fd = os.dup(fd)
             self.input = _array.map_input(data_name, self.header.input, fd)
         except BaseException:
+            self._close_input_fd()
             self._meta.close()
             raise
         self.result = None  # the stored result's ArrayDesc, once stored
@@ -83,8 +93,26 @@ class Connection:
 
         if self.result is not None:
             raise ProtocolError("this run's result was already stored")
-        desc = _array.store(self.result_name, value, self.header.flags, write=_write)
-        self._meta.write_result_desc(desc)
+        arr, code = _array.as_storable(value)
+        # Unless the result is (a view of) the input, the input is let go of
+        # first: its memory is freed while the result is written, and, when
+        # the runner allowed it, the result is written over it.
+        shares = self.input is not None and np_may_share_memory(arr, self.input)
+        if not shares:
+            self.release_input()
+        in_place = self._input_fd >= 0 and not shares
+        if in_place:
+            desc = _array.store_array(self._input_fd, arr, code, self.header.flags, _write)
+            location = H.RESULT_IN_INPUT_SEGMENT
+        else:
+            fd = _meta.open_segment(self.result_name, os.O_RDWR, _meta.ENV_RESULT)
+            try:
+                desc = _array.store_array(fd, arr, code, self.header.flags, _write)
+            finally:
+                os.close(fd)
+            location = H.RESULT_IN_RESULT_SEGMENT
+        self._close_input_fd()
+        self._meta.write_result_desc(desc, location)
         self._meta.set_worker_pid()
         self._meta.set_state(H.STATE_RESULT_READY)  # last: it publishes the result
         self.result = desc
@@ -108,8 +136,14 @@ class Connection:
     def read_header(self) -> H.Header:
         return self._meta.read()
 
+    def _close_input_fd(self) -> None:
+        if self._input_fd >= 0:
+            os.close(self._input_fd)
+            self._input_fd = -1
+
     def close(self) -> None:
         """Closes the meta segment. The input array stays valid."""
+        self._close_input_fd()
         self._meta.close()
 
     def __enter__(self):
@@ -156,7 +190,6 @@ def run_function(func):
     run = connect()
     try:
         value = func(run.input)
-        run.release_input(value)
         run.write_result(value)
     except SystemExit:
         raise

@@ -443,7 +443,7 @@ ROGUE = """
 
 CORRUPTIONS = [
     ("magic", "bad magic"),
-    ("major", "version 2.0 is newer"),
+    ("major", "is newer than this pyrmap"),
     ("nbytes", "does not fit"),
 ]
 

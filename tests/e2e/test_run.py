@@ -572,18 +572,31 @@ RESULT_SEGMENT_SIZE = """
 
 
 @pytest.mark.parametrize("count, reserved", [(1 << 22, True), (1000, False)])
-def test_big_inputs_get_their_result_segment_reserved_ahead(cli, scripts, work, count, reserved):
-    # 32 MiB of float64: the runner reserves the result segment to the
-    # input's size while it writes the input; small inputs are not worth it.
+def test_big_inputs_get_their_result_segments_reserved_ahead(cli, scripts, work, count, reserved):
+    # Several scripts over one input each write a result segment of their
+    # own: for a big input (32 MiB of float64) the runner reserves them to
+    # the input's size while it writes the input; small inputs are not worth it.
     np.save(work / "in.npy", np.ones(count))
+    s = scripts.func("probe.py", RESULT_SEGMENT_SIZE)
+    o = cli("shared", s, s, "-j", "2", "-i", work / "in.npy")
+    assert o.rc == 0, o
+    lines = [line for line in o.lines() if not line.startswith("==")]
+    for size, named, nbytes in zip(*[iter(int(v) for v in lines)] * 3):
+        assert nbytes == count * 8
+        assert size == (nbytes if reserved else 0)
+        # The scripts got the data as a descriptor; its name is already gone.
+        assert named == 0
+
+
+def test_a_single_script_writes_its_result_over_its_own_input(cli, scripts, work):
+    # The input is this call's alone: the result goes into its pages (no
+    # result segment is filled, none is reserved).
+    np.save(work / "in.npy", np.ones(1 << 22))
     s = scripts.func("probe.py", RESULT_SEGMENT_SIZE)
     o = cli("run", s, "-i", work / "in.npy")
     assert o.rc == 0, o
     size, named, nbytes = (int(v) for v in o.lines())
-    assert nbytes == count * 8
-    assert size == (nbytes if reserved else 0)
-    # The script holds a descriptor of the data; its name is already gone.
-    assert named == 0
+    assert (size, named, nbytes) == (0, 0, 8 << 22)
 
 
 def test_a_result_smaller_than_the_reservation_is_cut_to_size(cli, scripts, work):
@@ -592,3 +605,32 @@ def test_a_result_smaller_than_the_reservation_is_cut_to_size(cli, scripts, work
     o = cli("run", s, "-i", work / "in.npy", "-o", work / "out.npy")
     assert o.rc == 0, o
     np.testing.assert_array_equal(np.load(work / "out.npy"), [0.0, 2.0, 4.0])
+
+
+@pytest.mark.parametrize("expr", ["np.concatenate([data, data, data]) + 1", "data[::3] - 1",
+                                  "data.astype(np.float32)", "data.reshape(4, -1).T.copy()"])
+def test_results_written_over_the_input_are_right_whatever_their_size(cli, scripts, work, expr):
+    x = np.arange(1 << 20, dtype=np.float64)  # 8 MiB
+    np.save(work / "in.npy", x)
+    s = scripts.func("f.py", expr)
+    o = cli("run", s, "-i", work / "in.npy", "-o", work / "out.npy")
+    assert o.rc == 0, o
+    data = x  # noqa: F841 (the expression's name)
+    np.testing.assert_array_equal(np.load(work / "out.npy"), eval(expr))
+
+
+def test_pipeline_stages_write_over_their_inputs_and_kept_stages_stay_intact(cli, scripts, work):
+    x = np.arange(1 << 18, dtype=np.float64)
+    np.save(work / "in.npy", x)
+    a = scripts.func("a.py", "data * 2")
+    b = scripts.func("b.py", "np.concatenate([data, data])")
+    c = scripts.func("c.py", "data[: data.size // 4] + 1")
+    o = cli("pipeline", a, b, c, "-i", work / "in.npy", "-o", work / "out.npy")
+    assert o.rc == 0, o
+    np.testing.assert_array_equal(np.load(work / "out.npy"), np.concatenate([x * 2, x * 2])[: x.size // 2] + 1)
+    (work / "kept").mkdir()
+    o = cli("pipeline", a, b, c, "-k", "-i", work / "in.npy", "--output-dir", work / "kept")
+    assert o.rc == 0, o
+    np.testing.assert_array_equal(np.load(work / "kept" / "1-a.npy"), x * 2)
+    np.testing.assert_array_equal(np.load(work / "kept" / "2-b.npy"), np.concatenate([x * 2, x * 2]))
+    np.testing.assert_array_equal(np.load(work / "kept" / "3-c.npy"), (x * 2)[: x.size // 2] + 1)

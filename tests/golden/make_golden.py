@@ -12,8 +12,8 @@ compare bytes.
 expected.json maps each file name to either the decoded fields
 
     {"version_major", "version_minor", "state", "flags", "owner_pid",
-     "worker_pid", "input": DESC, "result": DESC, "error_type",
-     "error_text", "error_truncated"}
+     "worker_pid", "result_location", "input": DESC, "result": DESC,
+     "error_type", "error_text", "error_truncated"}
     DESC = {"dtype": name ("none" for no array), "order": "C" | "F",
             "shape": [...], "count", "offset", "nbytes"}
 
@@ -70,7 +70,7 @@ def put_desc(buf, base, d):
 
 def image(state=0, flags=0, owner_pid=4242, worker_pid=0, inp=None, res=None,
           error_type="", error_text="", error_truncated=False, major=1, minor=0,
-          header_size=SIZE, magic=MAGIC, error_length=None):
+          header_size=SIZE, magic=MAGIC, error_length=None, result_location=0):
     buf = bytearray(SIZE)
     buf[0:8] = magic
     struct.pack_into("<H", buf, 8, major)
@@ -80,6 +80,7 @@ def image(state=0, flags=0, owner_pid=4242, worker_pid=0, inp=None, res=None,
     struct.pack_into("<I", buf, 20, flags)
     struct.pack_into("<q", buf, 24, owner_pid)
     struct.pack_into("<q", buf, 32, worker_pid)
+    struct.pack_into("<I", buf, 40, result_location)
     inp = inp or desc()
     res = res or desc()
     put_desc(buf, 64, inp)
@@ -95,6 +96,7 @@ def image(state=0, flags=0, owner_pid=4242, worker_pid=0, inp=None, res=None,
     fields = {
         "version_major": major, "version_minor": minor, "state": state,
         "flags": flags, "owner_pid": owner_pid, "worker_pid": worker_pid,
+        "result_location": result_location,
         "input": {k: v for k, v in inp.items() if not k.startswith("_")},
         "result": {k: v for k, v in res.items() if not k.startswith("_")},
         "error_type": error_type, "error_text": error_text,
@@ -152,6 +154,9 @@ def cases():
                           error_text="the Python interpreter /usr/bin/python3 cannot "
                                      "import numpy (No module named 'numpy')"),
         "newer_minor": image(flags=1, inp=f64_32, minor=7),
+        # Version 1.1: the result written into the input's segment (flag bit 2).
+        "result_in_input": image(state=1, flags=4 | 1, worker_pid=4243, minor=1, inp=f64_32,
+                                 res=desc("float64", (3, 2), "F"), result_location=1),
     }
     invalid = {
         "bad_magic": (image(inp=f64_32, magic=b"\x89PYRMAQ\n")[0], "bad magic"),
@@ -179,6 +184,13 @@ def cases():
                                        error_length=4000)[0], "error_length"),
         "result_ready_without_result": (image(state=1, inp=f64_32)[0],
                                         "no result is described"),
+        "result_location_unknown": (image(state=1, flags=4, minor=1, inp=f64_32,
+                                          res=desc("float64", (1,)), result_location=2)[0],
+                                    "result_location 2 is unknown"),
+        "result_location_not_handed_over": (
+            image(state=1, flags=0, minor=1, inp=f64_32, res=desc("float64", (1,)),
+                  result_location=1)[0],
+            "which the caller did not hand over"),
     }
     return valid, invalid
 

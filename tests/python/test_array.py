@@ -392,7 +392,7 @@ def test_staged_writes_are_bounded_and_correct(call, monkeypatch, flags, shape, 
     monkeypatch.setattr(os, "pwrite", real)
     want = x.tobytes(order="F" if flags and x.ndim >= 2 else "C")
     assert call.result_bytes() == want
-    payload_writes = sizes[:-3]  # then the descriptor, worker pid and state
+    payload_writes = sizes[:-4]  # then the descriptor, its location, worker pid and state
     assert max(payload_writes) <= 64 and sum(payload_writes) == len(want)
 
 

@@ -33,7 +33,7 @@ def header_from_spec(spec):
     return H.Header(spec["version_major"], spec["version_minor"], spec["state"], spec["flags"],
                     spec["owner_pid"], spec["worker_pid"], desc_from_spec(spec["input"]),
                     desc_from_spec(spec["result"]), spec["error_type"], spec["error_text"],
-                    spec["error_truncated"])
+                    spec["error_truncated"], spec["result_location"])
 
 
 def test_golden_set_is_complete():
@@ -41,7 +41,8 @@ def test_golden_set_is_complete():
                 "error_truncated", "newer_minor", "bad_magic", "newer_major",
                 "header_size_too_big", "truncated", "count_mismatch", "nbytes_mismatch",
                 "too_many_dims", "unknown_dtype", "unknown_state", "misaligned_offset",
-                "error_length_too_big"}
+                "error_length_too_big", "result_in_input", "result_location_unknown",
+                "result_location_not_handed_over"}
     assert required <= {n[:-4] for n in EXPECTED}
     for name in EXPECTED:
         assert os.path.exists(os.path.join(GOLDEN_DIR, name)), name
@@ -155,11 +156,11 @@ def test_encode_layout_and_reserved_bytes_zero():
                  result=H.ArrayDesc.make("bool", ()), error_type="E", error_text="t")
     b = H.encode(h)
     assert len(b) == 4096 and b[:8] == b"\x89PYRMAP\n"
-    assert struct.unpack_from("<HHIIIqq", b, 8) == (1, 0, 4096, 2, 1, -5, 1 << 40)
+    assert struct.unpack_from("<HHIIIqq", b, 8) == (1, 1, 4096, 2, 1, -5, 1 << 40)
     assert struct.unpack_from("<IIIIQQQ", b, 64) == (2, 1, 2, 0, 6, 64, 48)
     assert struct.unpack_from("<3Q", b, 64 + 48) == (2, 3, 0)
     assert struct.unpack_from("<IIIIQQQ", b, 256) == (6, 0, 0, 0, 1, 0, 1)
-    reserved = [(40, 64), (64 + 12, 64 + 16), (64 + 40, 64 + 48), (64 + 176, 256),
+    reserved = [(44, 64), (64 + 12, 64 + 16), (64 + 40, 64 + 48), (64 + 176, 256),
                 (256 + 176, 448), (520, 1024), (1025, 4096), (449, 512)]
     for a, z in reserved:
         assert b[a:z] == bytes(z - a), (a, z)

@@ -245,21 +245,72 @@ def test_format_exception_without_user_frames():
 
 # ------------------------------------------------------------------ the data descriptor
 
-def test_input_is_mapped_from_the_inherited_descriptor_after_its_name_is_gone(call, monkeypatch):
+def _send_ready(monkeypatch, fd):
+    """As the runner does: the ready byte, with `fd` passed along (SCM_RIGHTS)."""
+    import array
+    import socket
+
+    ours, theirs = socket.socketpair()
+    ours.sendmsg([b"1"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
+    ours.close()
+    monkeypatch.setattr(pyrmap._meta, "_ready", None)
+    monkeypatch.setenv("PYRMAP_READY_FD", str(theirs.detach()))
+
+
+def test_input_is_mapped_from_the_descriptor_sent_with_the_ready_byte(call, monkeypatch):
     x = np.arange(12.0).reshape(3, 4, order="F")
     call.setup(x)
     call.set_env(monkeypatch)
     fd = os.open(call.path(call.data), os.O_RDONLY)
+    _send_ready(monkeypatch, fd)
+    os.close(fd)
     os.unlink(call.path(call.data))  # the runner removes the name early
     call.made.remove(call.data)
-    monkeypatch.setenv("PYRMAP_DATA_FD", str(fd))
     run = pyrmap.connect()
     with run:
         np.testing.assert_array_equal(run.input, x)
         assert run.input.flags.f_contiguous and not run.input.flags.writeable
-        with pytest.raises(OSError):
-            os.fstat(fd)  # used once, then closed: the mapping keeps the memory
-        assert "PYRMAP_DATA_FD" not in os.environ
+        assert pyrmap._meta.take_input_fd() == -1  # handed out once, then closed
+
+
+@pytest.mark.parametrize("allowed", [True, False])
+def test_the_result_goes_into_the_input_segment_when_the_runner_allows(call, monkeypatch, allowed):
+    x = np.arange(1000, dtype=np.float64)
+    call.setup(x, flags=H.FLAG_IN_PLACE if allowed else 0)
+    call.set_env(monkeypatch)
+    fd = os.open(call.path(call.data), os.O_RDWR if allowed else os.O_RDONLY)
+    _send_ready(monkeypatch, fd)
+    os.close(fd)
+    run = pyrmap.connect()
+    with run:
+        desc = run.write_result(run.input[:10] * 3.0)
+    h = call.read_header()
+    assert h.state == 1 and h.result == desc
+    with open(call.path(call.data), "rb") as f:
+        data = f.read()
+    if allowed:
+        assert h.result_location == H.RESULT_IN_INPUT_SEGMENT
+        assert data == (x[:10] * 3.0).tobytes()  # written over the input, cut to size
+        assert call.result_bytes() == b""
+    else:
+        assert h.result_location == H.RESULT_IN_RESULT_SEGMENT
+        assert data == x.tobytes()  # the input is untouched
+        assert call.result_bytes() == (x[:10] * 3.0).tobytes()
+
+
+def test_a_result_that_is_a_view_of_the_input_never_overwrites_it(call, monkeypatch):
+    x = np.arange(100, dtype=np.int32)
+    call.setup(x, flags=H.FLAG_IN_PLACE)
+    call.set_env(monkeypatch)
+    fd = os.open(call.path(call.data), os.O_RDWR)
+    _send_ready(monkeypatch, fd)
+    os.close(fd)
+    run = pyrmap.connect()
+    with run:
+        run.write_result(run.input[1:])  # shifted onto itself would corrupt it
+    h = call.read_header()
+    assert h.result_location == H.RESULT_IN_RESULT_SEGMENT
+    assert call.result_bytes() == x[1:].tobytes()
 
 
 def _input_mappings(name):

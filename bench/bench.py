@@ -1,0 +1,551 @@
+#!/usr/bin/env python3
+"""pyrmap benchmarks B1-B4 (issues 3 and 4): measure, compare, write RESULTS.md.
+
+    bench/run.sh [--only B1,B3] [--reps N] [--n 1e8] [--quick]
+
+(run.sh sets PYRMAP_PYTHON and R_LIBS and builds first; see bench/README.md.)
+
+Every benchmark measures pyrmap and its named competitors in the same run,
+interleaved (the order alternates from one repetition to the next), because
+this 2-core machine is shared and its load changes from second to second:
+interleaving makes the noise fall on both sides alike. Tables quote medians,
+with min/max and the interquartile range, and the peak total memory measured
+by bench/lib/memwatch.py (process tree RssAnon + RssFile, plus the /dev/shm
+pages the tree uses, each counted once).
+
+Results: printed, written to bench/RESULTS.md (with the date, the machine and
+the exact commands) and, raw, to bench/out/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(HERE, "lib"))
+import memwatch  # noqa: E402
+
+OUT = os.path.join(HERE, "out")
+SCRIPTS = os.path.join(HERE, "scripts")
+PY = os.environ.get("PYRMAP_PYTHON") or "/usr/bin/python3"
+PYRMAP = os.environ.get("PYRMAP") or os.path.join(REPO, "build", "pyrmap")
+RSCRIPT = shutil.which("Rscript") or "Rscript"
+UID = os.getuid()
+SHM_TAG = "pyrmapbench-%d" % os.getpid()  # names of the files the file method puts in /dev/shm
+
+SEEN_PIDS: set = set()  # every pid of every measured tree (for the /dev/shm check)
+
+
+# ------------------------------------------------------------------ helpers
+
+def q(cmd) -> str:
+    return " ".join(shlex.quote(c) for c in cmd)
+
+
+def rel(path: str) -> str:
+    """A path relative to the repository, for the printed commands."""
+    return os.path.relpath(path, REPO) if path.startswith(REPO) else path
+
+
+def qrel(cmd) -> str:
+    return " ".join(shlex.quote(rel(c)) for c in cmd)
+
+
+def stats(xs):
+    xs = sorted(xs)
+    if not xs:
+        return {"n": 0}
+    qs = statistics.quantiles(xs, n=4, method="inclusive") if len(xs) > 1 else [xs[0]] * 3
+    return {"n": len(xs), "median": statistics.median(xs), "min": xs[0], "max": xs[-1],
+            "q1": qs[0], "q3": qs[2]}
+
+
+def fmt_s(x: float) -> str:
+    return "%.1f ms" % (x * 1e3) if x < 1 else "%.3f s" % x
+
+
+def fmt_mb(b) -> str:
+    return "—" if b is None else "%.0f MB" % (b / 1e6)
+
+
+def verdict(ok: bool) -> str:
+    return "**PASS**" if ok else "**FAIL**"
+
+
+def measured(result) -> None:
+    SEEN_PIDS.update(result["watch"].tree)
+
+
+def run_watched(cmd, env=None, poll_ms=5.0):
+    r = memwatch.run(cmd, env=env, shm_prefixes=(SHM_TAG,), poll_ms=poll_ms)
+    measured(r)
+    if r["rc"] != 0:
+        raise SystemExit("command failed (exit %s): %s\n%s\n%s"
+                         % (r["rc"], q(cmd), r["stdout"][-2000:], r["stderr"][-4000:]))
+    return r
+
+
+def table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def loadavg() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def drop_file(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def warm(path):
+    """Reads a file once so that it is in the page cache."""
+    with open(path, "rb") as f:
+        while f.read(64 << 20):
+            pass
+
+
+# ------------------------------------------------------------------ B1
+
+def bench_b1(a):
+    """pyrmap run of a trivial script vs python3 -c 'import numpy' (hyperfine)."""
+    tiny = os.path.join(OUT, "b1_tiny.npy")
+    subprocess.run([PY, "-c", "import numpy, sys; numpy.save(sys.argv[1], numpy.arange(10.0))", tiny],
+                   check=True)
+    py_cmd = [PY, "-c", "import numpy"]
+    pr_cmd = [PYRMAP, "run", os.path.join(SCRIPTS, "trivial.py"), "-i", tiny]
+    chk = subprocess.run(pr_cmd, capture_output=True, text=True)
+    if chk.returncode != 0 or chk.stdout.strip() not in ("45", "45.0"):
+        raise SystemExit("B1: %s failed: %r %r" % (q(pr_cmd), chk.stdout, chk.stderr))
+    names = {"python": py_cmd, "pyrmap": pr_cmd}
+    times = {k: [] for k in names}
+    cpu = {k: [] for k in names}  # per round: mean user + system (hyperfine)
+    rounds, runs = a.b1_rounds, a.b1_runs
+    hf_cmds = []
+    for r in range(rounds):
+        order = ["python", "pyrmap"] if r % 2 == 0 else ["pyrmap", "python"]
+        js = os.path.join(OUT, "b1_round%d.json" % r)
+        cmd = ["hyperfine", "-N", "--warmup", str(a.b1_warmup), "--runs", str(runs),
+               "--style", "none", "--export-json", js] + [q(names[k]) for k in order]
+        hf_cmds.append(cmd)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        with open(js) as f:
+            res = json.load(f)["results"]
+        for k, rr in zip(order, res):
+            times[k].extend(rr["times"])
+            cpu[k].append(rr["user"] + rr["system"])
+    # Peak memory: a few watched runs of each (hyperfine measures no memory).
+    peaks = {k: [] for k in names}
+    for i in range(a.mem_reps):
+        for k in (["python", "pyrmap"] if i % 2 == 0 else ["pyrmap", "python"]):
+            peaks[k].append(run_watched(names[k])["peak_bytes"])
+    st = {k: stats(v) for k, v in times.items()}
+    ratio = st["pyrmap"]["median"] / st["python"]["median"]
+    # Per-round ratios: a check that the verdict does not hang on one noisy round.
+    round_ratios = []
+    for r in range(rounds):
+        with open(os.path.join(OUT, "b1_round%d.json" % r)) as f:
+            res = json.load(f)["results"]
+        order = ["python", "pyrmap"] if r % 2 == 0 else ["pyrmap", "python"]
+        per = {k: rr["median"] for k, rr in zip(order, res)}
+        round_ratios.append(per["pyrmap"] / per["python"])
+    target = 1.2
+    rows = []
+    for k, label in (("pyrmap", "`pyrmap run` trivial script"), ("python", "`python3 -c \"import numpy\"`")):
+        s = st[k]
+        rows.append([label, fmt_s(s["median"]), "%s / %s" % (fmt_s(s["min"]), fmt_s(s["max"])),
+                     "%s – %s" % (fmt_s(s["q1"]), fmt_s(s["q3"])), s["n"],
+                     fmt_mb(statistics.median(peaks[k])),
+                     "%.2f×" % (st[k]["median"] / st["python"]["median"]),
+                     "≤ %.1f×" % target if k == "pyrmap" else "",
+                     verdict(ratio <= target) if k == "pyrmap" else ""])
+    md = table(["method", "median", "min / max", "IQR", "runs", "peak memory",
+                "ratio to python -c import numpy", "target", "result"], rows)
+    cpu_ratio = statistics.median(cpu["pyrmap"]) / statistics.median(cpu["python"])
+    md += "\n\nRatio of medians per hyperfine round: %s (median %.2f×).\n" % (
+        ", ".join("%.2f×" % x for x in round_ratios), statistics.median(round_ratios))
+    md += ("\nCPU time (user + system, median over rounds of hyperfine's per-round mean): pyrmap %s, "
+           "python %s, ratio %.2f× — less disturbed by other load than wall time; not the target.\n"
+           % (fmt_s(statistics.median(cpu["pyrmap"])), fmt_s(statistics.median(cpu["python"])), cpu_ratio))
+    cmds = ["# %d rounds, command order alternating; times of all rounds pooled" % rounds]
+    cmds += [qrel(c) for c in hf_cmds[:2]]
+    cmds += ["# peak memory: %d runs each under bench/lib/memwatch.py" % a.mem_reps]
+    return {"id": "B1", "title": "B1 — `pyrmap run` start-up (issue 3)",
+            "what": "Wall time of `pyrmap run` on a trivial script (the sum of a 10-element .npy) "
+                    "against starting `python3 -c \"import numpy\"` alone.",
+            "table": md, "commands": cmds, "pass": ratio <= target, "ratio": ratio,
+            "cpu_ratio": cpu_ratio, "raw": {"times": times, "cpu": cpu, "peaks": peaks, "round_ratios": round_ratios}}
+
+
+# ------------------------------------------------------------------ B2
+
+def bench_b2(a):
+    """1e8 float64: pyrmap run times2.py .npy -> .npy vs one numpy process."""
+    n = int(a.n)
+    src = os.path.join(OUT, "b2_in_%d.npy" % n)
+    if not os.path.exists(src) or os.path.getsize(src) != 128 + 8 * n:
+        subprocess.run([PY, "-c", "import numpy as np, sys; n = int(sys.argv[2]); "
+                        "np.save(sys.argv[1], np.random.default_rng(1).random(n))", src, str(n)],
+                       check=True)
+    out_np = os.path.join(OUT, "b2_out_numpy.npy")
+    out_pr = os.path.join(OUT, "b2_out_pyrmap.npy")
+    cmds = {
+        "numpy": [PY, os.path.join(SCRIPTS, "numpy_times2.py"), src, out_np],
+        "pyrmap": [PYRMAP, "run", os.path.join(SCRIPTS, "times2.py"), "-i", src, "-o", out_pr],
+    }
+    res = {k: [] for k in cmds}
+    for i in range(a.reps):
+        for k in (["numpy", "pyrmap"] if i % 2 == 0 else ["pyrmap", "numpy"]):
+            drop_file(cmds[k][-1])
+            os.sync()
+            warm(src)
+            r = run_watched(cmds[k])
+            res[k].append({"wall": r["wall_s"], "peak": r["peak_bytes"], "maxrss": r["maxrss_bytes"],
+                           "shm_at_peak": r["watch"].peak()[1],
+                           "user": r["user_s"], "sys": r["sys_s"]})
+    # Both outputs must hold the same numbers (checked once, not timed).
+    subprocess.run([PY, "-c", "import numpy as np, sys; a = np.load(sys.argv[1], mmap_mode='r'); "
+                    "b = np.load(sys.argv[2], mmap_mode='r'); x = np.load(sys.argv[3], mmap_mode='r'); "
+                    "assert a.shape == b.shape == x.shape and a.dtype == b.dtype; "
+                    "i = np.random.default_rng(0).integers(0, len(x), 100000); "
+                    "assert (a[i] == 2 * x[i]).all() and (b[i] == 2 * x[i]).all()",
+                    out_np, out_pr, src], check=True)
+    for f in (out_np, out_pr):
+        drop_file(f)
+    st = {k: stats([r["wall"] for r in v]) for k, v in res.items()}
+    pk = {k: stats([r["peak"] for r in v]) for k, v in res.items()}
+    allowance = 8 * n  # one copy of the data, in bytes (800 MB for 1e8 float64)
+    extra = pk["pyrmap"]["median"] - pk["numpy"]["median"]
+    ok = extra <= allowance
+    rows = []
+    for k, label in (("pyrmap", "`pyrmap run times2.py -i in.npy -o out.npy`"),
+                     ("numpy", "one numpy process: load, `x * 2`, save")):
+        s = st[k]
+        rows.append([label, fmt_s(s["median"]), "%s / %s" % (fmt_s(s["min"]), fmt_s(s["max"])),
+                     "%s – %s" % (fmt_s(s["q1"]), fmt_s(s["q3"])), s["n"],
+                     "%s (%s – %s)" % (fmt_mb(pk[k]["median"]), fmt_mb(pk[k]["min"]), fmt_mb(pk[k]["max"])),
+                     fmt_mb(statistics.median([r["shm_at_peak"] for r in res[k]])),
+                     fmt_mb(statistics.median([r["maxrss"] for r in res[k]])),
+                     "%.2f×" % (s["median"] / st["numpy"]["median"]),
+                     ("%+.0f MB" % (extra / 1e6)) if k == "pyrmap" else "",
+                     ("≤ +%.0f MB" % (allowance / 1e6)) if k == "pyrmap" else "",
+                     verdict(ok) if k == "pyrmap" else ""])
+    md = table(["method", "median time", "min / max", "IQR", "runs", "peak total memory (min – max)",
+                "of which /dev/shm", "largest process (maxrss)", "time ratio to numpy", "peak − numpy's peak", "target", "result"], rows)
+    md += ("\n\nInput: %d float64 (%.0f MB) in a .npy file on disk (%s), read once before each run so it "
+           "is in the page cache; outputs are written to the same directory. The time target is "
+           "informational (none set); the target is on memory.\n" % (n, 8 * n / 1e6, rel(OUT)))
+    md += "\nCPU time (median user / sys of the process tree): %s.\n" % "; ".join(
+        "%s %.2f s / %.2f s" % (k, statistics.median([r["user"] for r in v]),
+                                statistics.median([r["sys"] for r in v])) for k, v in res.items())
+    return {"id": "B2", "title": "B2 — `pyrmap run` on %s float64, .npy in and out (issue 3)" % fmt_n(n),
+            "what": "Time and peak total memory (runner + Python + /dev/shm segments) of `pyrmap run` "
+                    "computing `x * 2`, against the same work in one plain numpy process.",
+            "table": md, "commands": ["# %d repetitions each, alternating" % a.reps] +
+            [qrel(c) for c in cmds.values()],
+            "pass": ok, "extra_bytes": extra, "allowance": allowance, "n": n, "raw": res}
+
+
+# ------------------------------------------------------------------ B3
+
+def bench_b3(a):
+    n = int(a.n)
+    nrow = 10000 if n % 10000 == 0 else 1
+    calls = a.b3_calls
+    methods = ["pyrmap", "reticulate", "file"]
+    res = {m: [] for m in methods}
+    cmds = {}
+    for i in range(a.reps):
+        order = methods[i % 3:] + methods[:i % 3]
+        for m in order:
+            cmd = [RSCRIPT, os.path.join(HERE, "r", "b3_one.R"), m, str(n), str(nrow), PY, HERE,
+                   "%s-%s-%d" % (SHM_TAG, m, i), str(calls)]
+            cmds[m] = cmd
+            os.sync()
+            r = run_watched(cmd)
+            if "BENCH_OK" not in r["stdout"]:
+                raise SystemExit("B3 %s: no BENCH_OK\n%s\n%s" % (m, r["stdout"], r["stderr"]))
+            mk = r["marks"]
+            w = r["watch"]
+            cpu = {}
+            for line in r["stdout"].splitlines():
+                p = line.split()
+                if p[:1] == ["BENCH_CPU"]:
+                    cpu[int(p[1])] = float(p[2])
+            rep = {"init": mk["init_end"] - mk["init_start"], "sum": mk["sum_end"] - mk["sum_start"],
+                   "wall": r["wall_s"], "calls": []}
+            for k in range(1, calls + 1):
+                t0, t1 = mk["start%d" % k], mk["end%d" % k]
+                peak, shm_at_peak = w.peak(t0, t1)
+                rep["calls"].append({"time": t1 - t0, "cpu": cpu.get(k), "peak": peak,
+                                     "base": w.at(t0), "shm_at_peak": shm_at_peak})
+            res[m].append(rep)
+    med = statistics.median
+    cold = {m: stats([rep["calls"][0]["time"] for rep in v]) for m, v in res.items()}
+    warm = {m: stats([c["time"] for rep in v for c in rep["calls"][1:]]) for m, v in res.items()}
+    targets = {"reticulate": 0.5, "file": 0.25}
+    labels = {"pyrmap": "pyrmap `run_python(x, \"times2.py\")`",
+              "reticulate": "reticulate `py_to_r(np$multiply(r_to_py(x), 2))`",
+              "file": "file approach: `writeBin` to /dev/shm, python `fromfile`/`tofile`, `readBin`"}
+    rows = []
+    for m in methods:
+        for phase, st, sel in (("first call", cold, lambda rep: rep["calls"][:1]),
+                               ("calls 2–%d" % calls, warm, lambda rep: rep["calls"][1:])):
+            if not st[m].get("n"):
+                continue
+            s = st[m]
+            cs = [c for rep in res[m] for c in sel(rep)]
+            rows.append([labels[m] if phase == "first call" else "″", phase, fmt_s(s["median"]),
+                         "%s / %s" % (fmt_s(s["min"]), fmt_s(s["max"])),
+                         "%s – %s" % (fmt_s(s["q1"]), fmt_s(s["q3"])), s["n"],
+                         "%.2f s" % med([c["cpu"] for c in cs if c["cpu"] is not None]),
+                         fmt_mb(med([c["peak"] for c in cs])),
+                         fmt_mb(med([c["peak"] - c["base"] for c in cs])),
+                         "%.2f×" % (s["median"] / st["reticulate"]["median"]),
+                         "%.2f×" % (s["median"] / st["file"]["median"])])
+    md = table(["method", "call", "median time", "min / max", "IQR", "calls", "CPU time (median)",
+                "peak total memory", "of which added by the call", "ratio to reticulate",
+                "ratio to file approach"], rows)
+    verdicts = []
+    ok_all = True
+    primary = {}
+    for phase, st in (("first call (fresh process)", cold), ("steady state (calls 2–%d)" % calls, warm)):
+        if not st["pyrmap"].get("n"):
+            continue
+        for comp, tgt in targets.items():
+            ratio = st["pyrmap"]["median"] / st[comp]["median"]
+            ok = ratio <= tgt
+            ok_all = ok_all and ok
+            primary.setdefault(comp, []).append(ratio)
+            verdicts.append(["pyrmap ≤ %s× %s, %s" % (tgt, comp if comp == "reticulate" else "file approach", phase),
+                             "%.2f×" % ratio, verdict(ok)])
+    md += "\n\n" + table(["target", "measured", "result"], verdicts)
+    md += "\n\n" + "Not timed: `sum(y)` over the first result (a first full read; pyrmap's result is a " \
+        "lazily mapped view): %s. Set-up (loading the package; for reticulate also starting Python and " \
+        "importing numpy, left out of reticulate's time, which favours reticulate): %s.\n" % (
+            "; ".join("%s %s" % (m, fmt_s(med([rep["sum"] for rep in res[m]]))) for m in methods),
+            "; ".join("%s %s" % (m, fmt_s(med([rep["init"] for rep in res[m]]))) for m in methods))
+    md += ("\nData: a %d × %d double matrix (%.0f MB) made with `runif` in the R process before anything "
+           "is timed. Each repetition of each method is a fresh `Rscript` process (methods in rotating "
+           "order) that makes %d calls in a row, with `rm(y); gc()` between them: the first call shows "
+           "a fresh session, the later ones the steady state (memory that was just freed is cheap to "
+           "use again on this VM, fresh memory is not; see bench/README.md). Time: `Sys.time()` around "
+           "the call, inside R; CPU time: `proc.time()` user + system of R and of its waited-for "
+           "children. Peak total memory: R + its Python child + the call's /dev/shm files, sampled "
+           "every 5 ms inside the call; \"added by the call\" is that peak minus the total just before "
+           "the call (x and R itself).\n" % (nrow, n // nrow, 8 * n / 1e6, calls))
+    return {"id": "B3", "title": "B3 — R matrix of %s doubles → Python `x * 2` → R (issue 4)" % fmt_n(n),
+            "what": "Time and peak memory of one round trip of a %s-double matrix, pyrmap against "
+                    "reticulate and against the seed's file approach." % fmt_n(n),
+            "table": md, "commands": ["# %d repetitions of each, each a fresh process:" % a.reps] +
+            [qrel(c[:-2]) + " <TAG> %d" % calls for c in cmds.values()],
+            "pass": ok_all, "ratios": primary, "n": n, "raw": res}
+
+
+def fmt_n(n: int) -> str:
+    e = len(str(n)) - 1
+    return "1e%d" % e if n == 10 ** e else str(n)
+
+
+# ------------------------------------------------------------------ B4
+
+def bench_b4(a):
+    cmd = [RSCRIPT, os.path.join(HERE, "r", "b4.R"), str(a.b4_reps), str(a.b4_warmup), PY, HERE]
+    r = run_watched(cmd)
+    if "BENCH_OK" not in r["stdout"]:
+        raise SystemExit("B4: no BENCH_OK\n%s\n%s" % (r["stdout"], r["stderr"]))
+    it = {"pyrmap": [], "python_import_numpy": []}
+    cpu = {"pyrmap": [], "python_import_numpy": []}
+    bm = {}
+    w = r["watch"]
+    peaks = {k: 0 for k in it}
+    for line in r["stdout"].splitlines():
+        p = line.split()
+        if p and p[0] == "BENCH_ITER":
+            it[p[1]].append(float(p[4]))
+            if len(p) > 5:
+                cpu[p[1]].append(float(p[5]))
+            peaks[p[1]] = max(peaks[p[1]], w.peak(float(p[2]), float(p[3]))[0])
+        elif p and p[0] == "BENCH_MARKRESULT":
+            bm[p[1]] = float(p[2])
+    st = {k: stats(v) for k, v in it.items()}
+    ratio = st["pyrmap"]["median"] / st["python_import_numpy"]["median"]
+    ratio_bm = bm["pyrmap"] / bm["python_import_numpy"]
+    target = 1.3
+    rows = []
+    for k, label in (("pyrmap", "`run_python(x, \"times2.py\")`, 1000 doubles"),
+                     ("python_import_numpy", "`system2(python, c(\"-c\", \"'import numpy'\"))`")):
+        s = st[k]
+        rows.append([label, fmt_s(s["median"]), "%s / %s" % (fmt_s(s["min"]), fmt_s(s["max"])),
+                     "%s – %s" % (fmt_s(s["q1"]), fmt_s(s["q3"])), s["n"], fmt_mb(peaks[k]),
+                     fmt_s(statistics.median(cpu[k])) if cpu[k] else "—",
+                     fmt_s(bm[k]), "%.2f×" % (s["median"] / st["python_import_numpy"]["median"]),
+                     "≤ %.1f×" % target if k == "pyrmap" else "",
+                     verdict(ratio <= target) if k == "pyrmap" else ""])
+    md = table(["method", "median", "min / max", "IQR", "calls", "peak memory (R + children)",
+                "CPU time (median)", "bench::mark median", "ratio to python -c import numpy", "target", "result"], rows)
+    md += ("\n\nInside one R session: %d warm-up calls of each, then %d interleaved calls of each timed "
+           "with `bench::hires_time()`; then `bench::mark()` of the same two (not interleaved) as a "
+           "cross-check: ratio there %.2f×. `system2` goes through `/bin/sh -c`, so the competitor "
+           "includes a shell start (about 1 ms). Peak memory: the largest total (R + children + "
+           "/dev/shm) inside any one call's window. CPU time: `proc.time()` user + system of R and of its "
+           "waited-for children, per call.\n" % (a.b4_warmup, a.b4_reps, ratio_bm))
+    return {"id": "B4", "title": "B4 — `run_python` on 1000 doubles: fixed cost (issue 4)",
+            "what": "Time of one small run_python() call against starting `python3 -c \"import numpy\"`.",
+            "table": md, "commands": [qrel(cmd)], "pass": ratio <= target, "ratio": ratio,
+            "ratio_bench_mark": ratio_bm, "raw": {"iters": it, "bench_mark": bm, "peaks": peaks}}
+
+
+# ------------------------------------------------------------------ report
+
+def versions():
+    def out(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=60).stdout.strip()
+        except Exception:
+            return "?"
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem = int(f.readline().split()[1]) * 1024
+    rev = out(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])
+    dirty = out(["git", "-C", REPO, "status", "--porcelain", "--", "src", "cli", "python", "r-pkg"])
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cores": os.cpu_count(), "cpu": cpu, "memory": "%.0f GiB" % (mem / 2**30),
+        "kernel": platform.release(),
+        "thp": open("/sys/kernel/mm/transparent_hugepage/enabled").read().strip()
+        if os.path.exists("/sys/kernel/mm/transparent_hugepage/enabled") else "?",
+        "python": out([PY, "-c", "import sys, numpy; print(sys.version.split()[0], 'numpy', numpy.__version__)"]),
+        "R": out([RSCRIPT, "-e", "cat(R.version.string, 'reticulate', format(packageVersion('reticulate')),"
+                  " 'bench', format(packageVersion('bench')))"]),
+        "hyperfine": out(["hyperfine", "--version"]),
+        "pyrmap": out([PYRMAP, "--version"]),
+        "commit": rev + (" (with uncommitted changes in src/cli/python/r-pkg)" if dirty else ""),
+    }
+
+
+def write_results(results, info, args, t_total, load_before, load_after):
+    lines = ["# pyrmap benchmark results", "",
+             "Written by `bench/run.sh` (bench/bench.py); see bench/README.md for what each "
+             "benchmark measures. Times are medians over repetitions; on this shared 2-core machine "
+             "single runs vary a lot, so compare medians measured in the same run only.", "",
+             "| | |", "|---|---|",
+             "| date | %s |" % info["date"],
+             "| machine | %s cores (%s), %s RAM, Linux %s, THP %s |" % (
+                 info["cores"], info["cpu"], info["memory"], info["kernel"], info["thp"]),
+             "| load average before / after | %s / %s |" % (load_before, load_after),
+             "| software | Python %s; %s; %s |" % (info["python"], info["R"], info["hyperfine"]),
+             "| pyrmap | %s, commit %s |" % (info["pyrmap"], info["commit"]),
+             "| invocation | `bench/run.sh %s` (%.0f s) |" % (" ".join(args), t_total),
+             "| environment | `PYRMAP_PYTHON=%s R_LIBS=%s` |" % (PY, rel(os.environ.get("R_LIBS", "?"))),
+             "", "## Summary", "",
+             table(["benchmark", "target", "measured", "result"], [summary_row(r) for r in results]), ""]
+    for r in results:
+        lines += ["## " + r["title"], "", r["what"], "", r["table"], "", "Commands (from the repository root):",
+                  "", "```sh"] + r["commands"] + ["```", ""]
+    text = "\n".join(lines)
+    with open(os.path.join(HERE, "RESULTS.md"), "w") as f:
+        f.write(text)
+    return text
+
+
+def summary_row(r):
+    if r["id"] == "B1":
+        return ["B1 `pyrmap run` trivial script", "≤ 1.2× `python3 -c \"import numpy\"`",
+                "%.2f×" % r["ratio"], verdict(r["pass"])]
+    if r["id"] == "B2":
+        return ["B2 `pyrmap run` %s float64 .npy → .npy" % fmt_n(r["n"]),
+                "peak ≤ numpy process's peak + %.0f MB" % (r["allowance"] / 1e6),
+                "%+.0f MB" % (r["extra_bytes"] / 1e6), verdict(r["pass"])]
+    if r["id"] == "B3":
+        rr = r["ratios"]
+        return ["B3 R ↔ Python %s doubles" % fmt_n(r["n"]),
+                "≤ 0.5× reticulate, ≤ 0.25× file approach (first call; steady state)",
+                "reticulate %s; file %s" % (", ".join("%.2f×" % x for x in rr["reticulate"]),
+                                            ", ".join("%.2f×" % x for x in rr["file"])),
+                verdict(r["pass"])]
+    return ["B4 `run_python` 1000 doubles", "≤ 1.3× `python3 -c \"import numpy\"`",
+            "%.2f× (bench::mark: %.2f×)" % (r["ratio"], r["ratio_bench_mark"]), verdict(r["pass"])]
+
+
+def check_shm():
+    """Removes and reports anything the measured processes left in /dev/shm."""
+    left = []
+    for name in os.listdir("/dev/shm"):
+        mine = name.startswith(SHM_TAG) or any(
+            name.startswith("pyrmap-%d-%d-" % (UID, p)) for p in SEEN_PIDS)
+        if mine:
+            left.append(name)
+            drop_file(os.path.join("/dev/shm", name))
+    return left
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default="B1,B2,B3,B4", help="comma-separated subset of B1,B2,B3,B4")
+    ap.add_argument("--n", type=float, default=1e8, help="elements for B2/B3 (default 1e8)")
+    ap.add_argument("--reps", type=int, default=5, help="repetitions per method for B2/B3 (default 5)")
+    ap.add_argument("--mem-reps", type=int, default=3, help="B1: watched runs per command for memory")
+    ap.add_argument("--b1-rounds", type=int, default=6)
+    ap.add_argument("--b1-runs", type=int, default=10)
+    ap.add_argument("--b1-warmup", type=int, default=3)
+    ap.add_argument("--b3-calls", type=int, default=3, help="B3: calls per fresh R process")
+    ap.add_argument("--b4-reps", type=int, default=40)
+    ap.add_argument("--b4-warmup", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="small n and few repetitions (a smoke test)")
+    a = ap.parse_args()
+    if a.quick:
+        a.n, a.reps, a.mem_reps, a.b1_rounds, a.b1_runs, a.b4_reps, a.b3_calls = 1e6, 2, 1, 2, 3, 6, 2
+    os.makedirs(OUT, exist_ok=True)
+    for tool, path in (("pyrmap", PYRMAP), ("python", PY)):
+        if not os.access(path, os.X_OK):
+            raise SystemExit("%s not found at %s (run `make cli`, set PYRMAP_PYTHON)" % (tool, path))
+    which = [w.strip().upper() for w in a.only.split(",") if w.strip()]
+    fns = {"B1": bench_b1, "B2": bench_b2, "B3": bench_b3, "B4": bench_b4}
+    load_before = loadavg()
+    t0 = time.time()
+    results = []
+    try:
+        for w in which:
+            print("== %s (load %s) ..." % (w, loadavg()), flush=True)
+            r = fns[w](a)
+            results.append(r)
+            print(r["table"], flush=True)
+    finally:
+        left = check_shm()
+        if left:
+            print("warning: removed what the benchmarks left in /dev/shm: %s" % ", ".join(left))
+    info = versions()
+    text = write_results(results, info, sys.argv[1:], time.time() - t0, load_before, loadavg())
+    with open(os.path.join(OUT, "results.json"), "w") as f:
+        json.dump({"info": info, "results": results, "shm_left": left}, f, indent=1, default=str)
+    print("\n" + text.split("## Summary", 1)[1].split("##", 1)[0].strip())
+    print("\nwritten: %s" % rel(os.path.join(HERE, "RESULTS.md")))
+    if left:
+        return 1
+    return 0 if all(r["pass"] for r in results) else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
