@@ -36,7 +36,8 @@ BLOCKS = console_blocks()
 @pytest.mark.parametrize("steps", BLOCKS, ids=[b[0][0][:60] for b in BLOCKS])
 def test_readme_commands(steps, tmp_path):
     for command, expected in steps:
-        cmd = command.replace("build/pyrmap", "'%s'" % PYRMAP).replace("/tmp/", "%s/" % tmp_path)
+        # /tmp/ first: the binary's own path may lie under /tmp.
+        cmd = command.replace("/tmp/", "%s/" % tmp_path).replace("build/pyrmap", "'%s'" % PYRMAP)
         r = subprocess.run(["bash", "-c", cmd], cwd=REPO, env=base_env(), stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, timeout=60)
         got = r.stdout.decode().splitlines()
