@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "bytes.h"
 #include "error.h"
 
 namespace pyrmap {
@@ -16,18 +17,6 @@ static_assert(off::kResult + kArrayDescSize <= off::kErrorType);
 static_assert(off::kErrorType + kErrorTypeSize <= off::kErrorLength);
 
 namespace {
-
-template <typename T>
-T Load(const uint8_t* p) {
-  T v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-template <typename T>
-void Store(uint8_t* p, T v) {
-  std::memcpy(p, &v, sizeof v);
-}
 
 [[noreturn]] void Reject(const std::string& where, const std::string& why) {
   throw Error(ErrorKind::kProtocol,

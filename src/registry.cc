@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "bytes.h"
 #include "error.h"
 #include "inventory.h"
 
@@ -38,17 +39,6 @@ constexpr size_t kTag = 12;  // in each ArrayDesc of the table
 
 constexpr uint16_t kPageVersionMajor = 1;
 constexpr uint16_t kPageVersionMinor = 0;
-
-template <typename T>
-T Load(const uint8_t* p) {
-  T v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-template <typename T>
-void Store(uint8_t* p, T v) {
-  std::memcpy(p, &v, sizeof v);
-}
 
 uint64_t Align(uint64_t n) { return (n + kPayloadAlignment - 1) / kPayloadAlignment * kPayloadAlignment; }
 

@@ -29,6 +29,8 @@
 //       48    8 u64       names_offset: element names, NUL-terminated each
 //       56    8 u64       names_size (0: no names)
 //       64    8 u64       total_size: bytes of the whole segment
+//       72    4 u32       ready: 1 once every payload is written (readers
+//                         refuse a page that is still being written)
 //      128  256 char[256] namespace, NUL-padded UTF-8
 //      384  256 char[256] variable, NUL-padded UTF-8
 //

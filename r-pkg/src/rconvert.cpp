@@ -173,6 +173,27 @@ bool SameBytes(RKind kind, Dtype dtype) {
          (kind == RKind::kInteger64 && dtype == Dtype::kInt64);
 }
 
+const void* RData(SEXP x) {
+  switch (TYPEOF(x)) {
+    case REALSXP: return REAL(x);
+    case INTSXP: return INTEGER(x);
+    case LGLSXP: return LOGICAL(x);
+    case RAWSXP: return RAW(x);
+    default: return nullptr;
+  }
+}
+
+std::vector<uint64_t> ShapeOf(SEXP x) {
+  SEXP dim = Rf_getAttrib(x, R_DimSymbol);
+  std::vector<uint64_t> shape;
+  if (dim == R_NilValue) {
+    shape.push_back(static_cast<uint64_t>(XLENGTH(x)));
+  } else {
+    for (R_xlen_t i = 0; i < XLENGTH(dim); ++i) shape.push_back(static_cast<uint64_t>(INTEGER(dim)[i]));
+  }
+  return shape;
+}
+
 size_t RItemSize(RKind kind) {
   switch (kind) {
     case RKind::kDouble:

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "dtype.h"
 
@@ -44,6 +45,13 @@ size_t RItemSize(RKind kind);
 // `src` to `dst` in dtype `to`. Throws Error(kUsage) for values that do not
 // fit.
 void ConvertFromR(RKind from, const void* src, Dtype to, void* dst, uint64_t count, uint64_t first);
+
+// The elements of a double, integer, logical or raw vector (materialising
+// an ALTREP vector that has no data pointer yet); nullptr for other types.
+const void* RData(SEXP x);
+
+// The shape of an R vector or array: its dims (column-major), or its length.
+std::vector<uint64_t> ShapeOf(SEXP x);
 
 // The float32 bit pattern that stands for R's NA.
 inline constexpr uint32_t kFloat32NA = 0x7FC007A2u;

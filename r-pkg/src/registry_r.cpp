@@ -61,16 +61,6 @@ Dtype StorageDtype(RKind k) {
   return Dtype::kFloat64;
 }
 
-const void* RData(SEXP x) {
-  switch (TYPEOF(x)) {
-    case REALSXP: return REAL(x);
-    case INTSXP: return INTEGER(x);
-    case LGLSXP: return LOGICAL(x);
-    case RAWSXP: return RAW(x);
-    default: return nullptr;
-  }
-}
-
 // A page array describing R vector `x` (shape from dim, column-major).
 PageArray Describe(SEXP x, const std::string& what) {
   RKind kind;
@@ -86,15 +76,8 @@ PageArray Describe(SEXP x, const std::string& what) {
                             "integer, logical or raw vector, matrix or array",
                             what, CHAR(STRING_ELT(cls, 0))));
   PageArray a;
-  SEXP dim = Rf_getAttrib(x, R_DimSymbol);
-  std::vector<uint64_t> shape;
-  if (dim == R_NilValue) {
-    shape.push_back(static_cast<uint64_t>(XLENGTH(x)));
-  } else {
-    for (R_xlen_t i = 0; i < XLENGTH(dim); ++i) shape.push_back(static_cast<uint64_t>(INTEGER(dim)[i]));
-  }
-  a.desc = ArrayDesc::Make(StorageDtype(kind), shape, Order::kF);
-  a.tag = KindTag(kind) | (dim != R_NilValue ? kTagHasDim : 0u);
+  a.desc = ArrayDesc::Make(StorageDtype(kind), ShapeOf(x), Order::kF);
+  a.tag = KindTag(kind) | (Rf_getAttrib(x, R_DimSymbol) != R_NilValue ? kTagHasDim : 0u);
   return a;
 }
 

@@ -34,28 +34,6 @@ void CheckInterrupt() {
                 "interrupted: the Python process was stopped and its shared memory removed");
 }
 
-// The shape of an R vector or array: dims (column-major), or its length.
-std::vector<uint64_t> ShapeOf(SEXP x) {
-  SEXP dim = Rf_getAttrib(x, R_DimSymbol);
-  std::vector<uint64_t> shape;
-  if (dim == R_NilValue) {
-    shape.push_back(static_cast<uint64_t>(XLENGTH(x)));
-  } else {
-    for (R_xlen_t i = 0; i < XLENGTH(dim); ++i) shape.push_back(static_cast<uint64_t>(INTEGER(dim)[i]));
-  }
-  return shape;
-}
-
-const void* RData(SEXP x) {
-  switch (TYPEOF(x)) {
-    case REALSXP: return REAL(x);
-    case INTSXP: return INTEGER(x);
-    case LGLSXP: return LOGICAL(x);
-    case RAWSXP: return RAW(x);
-    default: return nullptr;
-  }
-}
-
 // Whether the page a view came from is still the one under that name (it
 // may have been released, and the name registered again with other data).
 bool PageStillHolds(const ViewSource& v) {
