@@ -111,7 +111,13 @@ R_altrep_class_t g_list_class;
 
 R_xlen_t ListLength(SEXP x) { return XLENGTH(R_altrep_data2(x)); }
 SEXP ListElt(SEXP x, R_xlen_t i) { return VECTOR_ELT(R_altrep_data2(x), i); }
-SEXP ListDuplicate(SEXP x, Rboolean) { return Rf_duplicate(R_altrep_data2(x)); }
+// Replacing an element changes this list only (the views are this
+// session's objects; the page is never written).
+void ListSetElt(SEXP x, R_xlen_t i, SEXP v) { SET_VECTOR_ELT(R_altrep_data2(x), i, v); }
+SEXP ListDuplicate(SEXP x, Rboolean deep) {
+  return deep ? Rf_duplicate(R_altrep_data2(x)) : Rf_shallow_duplicate(R_altrep_data2(x));
+}
+void* ListDataptr(SEXP x, Rboolean) { return DATAPTR(R_altrep_data2(x)); }
 Rboolean ListInspect(SEXP x, int, int, int, void (*)(SEXP, int, int, int)) {
   Rprintf(" pyrmap list view of %lld elements\n", static_cast<long long>(XLENGTH(R_altrep_data2(x))));
   return TRUE;
@@ -211,6 +217,8 @@ void pyrmap_init_lists(DllInfo* dll) {
   R_set_altrep_Duplicate_method(g_list_class, ListDuplicate);
   R_set_altrep_Inspect_method(g_list_class, ListInspect);
   R_set_altlist_Elt_method(g_list_class, ListElt);
+  R_set_altlist_Set_elt_method(g_list_class, ListSetElt);
+  R_set_altvec_Dataptr_method(g_list_class, ListDataptr);
 #else
   (void)dll;
 #endif
