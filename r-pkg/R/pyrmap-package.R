@@ -11,5 +11,4 @@
 #'
 #' @keywords internal
 #' @useDynLib pyrmap, .registration = TRUE
-#' @importFrom Rcpp evalCpp
 "_PACKAGE"

@@ -156,6 +156,7 @@ pyrmap_command <- function() {
     .usage_error("jobs must be a single number >= 1")
   if (!is.character(args)) .usage_error("args must be a character vector")
   specs <- .with_functions(scripts, fun)
+  .need_rcpp()
   info <- .pyrmap_run(data, specs, mode, if (is.null(dtype)) "" else dtype,
                       pyrmap_python(python), .python_package_dir(),
                       # 0 means "no limit" to the core; so does Inf here.

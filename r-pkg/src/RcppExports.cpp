@@ -10,101 +10,6 @@ Rcpp::Rostream<true>&  Rcpp::Rcout = Rcpp::Rcpp_cout_get();
 Rcpp::Rostream<false>& Rcpp::Rcerr = Rcpp::Rcpp_cerr_get();
 #endif
 
-// pyrmap_register
-SEXP pyrmap_register(std::string ns, std::string var, SEXP x);
-RcppExport SEXP _pyrmap_pyrmap_register(SEXP nsSEXP, SEXP varSEXP, SEXP xSEXP) {
-BEGIN_RCPP
-    Rcpp::RObject rcpp_result_gen;
-    Rcpp::RNGScope rcpp_rngScope_gen;
-    Rcpp::traits::input_parameter< std::string >::type ns(nsSEXP);
-    Rcpp::traits::input_parameter< std::string >::type var(varSEXP);
-    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
-    rcpp_result_gen = Rcpp::wrap(pyrmap_register(ns, var, x));
-    return rcpp_result_gen;
-END_RCPP
-}
-// pyrmap_open
-SEXP pyrmap_open(std::string ns, std::string var);
-RcppExport SEXP _pyrmap_pyrmap_open(SEXP nsSEXP, SEXP varSEXP) {
-BEGIN_RCPP
-    Rcpp::RObject rcpp_result_gen;
-    Rcpp::RNGScope rcpp_rngScope_gen;
-    Rcpp::traits::input_parameter< std::string >::type ns(nsSEXP);
-    Rcpp::traits::input_parameter< std::string >::type var(varSEXP);
-    rcpp_result_gen = Rcpp::wrap(pyrmap_open(ns, var));
-    return rcpp_result_gen;
-END_RCPP
-}
-// pyrmap_generation
-SEXP pyrmap_generation(std::string ns, std::string var);
-RcppExport SEXP _pyrmap_pyrmap_generation(SEXP nsSEXP, SEXP varSEXP) {
-BEGIN_RCPP
-    Rcpp::RObject rcpp_result_gen;
-    Rcpp::RNGScope rcpp_rngScope_gen;
-    Rcpp::traits::input_parameter< std::string >::type ns(nsSEXP);
-    Rcpp::traits::input_parameter< std::string >::type var(varSEXP);
-    rcpp_result_gen = Rcpp::wrap(pyrmap_generation(ns, var));
-    return rcpp_result_gen;
-END_RCPP
-}
-// pyrmap_page_info
-SEXP pyrmap_page_info(std::string ns, std::string var);
-RcppExport SEXP _pyrmap_pyrmap_page_info(SEXP nsSEXP, SEXP varSEXP) {
-BEGIN_RCPP
-    Rcpp::RObject rcpp_result_gen;
-    Rcpp::RNGScope rcpp_rngScope_gen;
-    Rcpp::traits::input_parameter< std::string >::type ns(nsSEXP);
-    Rcpp::traits::input_parameter< std::string >::type var(varSEXP);
-    rcpp_result_gen = Rcpp::wrap(pyrmap_page_info(ns, var));
-    return rcpp_result_gen;
-END_RCPP
-}
-// pyrmap_release
-SEXP pyrmap_release(std::string ns, std::string var);
-RcppExport SEXP _pyrmap_pyrmap_release(SEXP nsSEXP, SEXP varSEXP) {
-BEGIN_RCPP
-    Rcpp::RObject rcpp_result_gen;
-    Rcpp::RNGScope rcpp_rngScope_gen;
-    Rcpp::traits::input_parameter< std::string >::type ns(nsSEXP);
-    Rcpp::traits::input_parameter< std::string >::type var(varSEXP);
-    rcpp_result_gen = Rcpp::wrap(pyrmap_release(ns, var));
-    return rcpp_result_gen;
-END_RCPP
-}
-// pyrmap_slice
-SEXP pyrmap_slice(SEXP m, int margin, int j);
-RcppExport SEXP _pyrmap_pyrmap_slice(SEXP mSEXP, SEXP marginSEXP, SEXP jSEXP) {
-BEGIN_RCPP
-    Rcpp::RObject rcpp_result_gen;
-    Rcpp::RNGScope rcpp_rngScope_gen;
-    Rcpp::traits::input_parameter< SEXP >::type m(mSEXP);
-    Rcpp::traits::input_parameter< int >::type margin(marginSEXP);
-    Rcpp::traits::input_parameter< int >::type j(jSEXP);
-    rcpp_result_gen = Rcpp::wrap(pyrmap_slice(m, margin, j));
-    return rcpp_result_gen;
-END_RCPP
-}
-// pyrmap_view_page
-SEXP pyrmap_view_page(SEXP x);
-RcppExport SEXP _pyrmap_pyrmap_view_page(SEXP xSEXP) {
-BEGIN_RCPP
-    Rcpp::RObject rcpp_result_gen;
-    Rcpp::RNGScope rcpp_rngScope_gen;
-    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
-    rcpp_result_gen = Rcpp::wrap(pyrmap_view_page(x));
-    return rcpp_result_gen;
-END_RCPP
-}
-// pyrmap_collect_garbage
-Rcpp::CharacterVector pyrmap_collect_garbage();
-RcppExport SEXP _pyrmap_pyrmap_collect_garbage() {
-BEGIN_RCPP
-    Rcpp::RObject rcpp_result_gen;
-    Rcpp::RNGScope rcpp_rngScope_gen;
-    rcpp_result_gen = Rcpp::wrap(pyrmap_collect_garbage());
-    return rcpp_result_gen;
-END_RCPP
-}
 // pyrmap_run
 SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, std::string dtype, std::string python, std::string package_dir, double timeout, int jobs, bool keep_intermediate, std::vector<std::string> args, bool bit64_available);
 RcppExport SEXP _pyrmap_pyrmap_run(SEXP dataSEXP, SEXP scriptsSEXP, SEXP modeSEXP, SEXP dtypeSEXP, SEXP pythonSEXP, SEXP package_dirSEXP, SEXP timeoutSEXP, SEXP jobsSEXP, SEXP keep_intermediateSEXP, SEXP argsSEXP, SEXP bit64_availableSEXP) {
@@ -126,29 +31,28 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
-// pyrmap_view_info
-SEXP pyrmap_view_info(SEXP x);
-RcppExport SEXP _pyrmap_pyrmap_view_info(SEXP xSEXP) {
-BEGIN_RCPP
-    Rcpp::RObject rcpp_result_gen;
-    Rcpp::RNGScope rcpp_rngScope_gen;
-    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
-    rcpp_result_gen = Rcpp::wrap(pyrmap_view_info(x));
-    return rcpp_result_gen;
-END_RCPP
-}
+
+RcppExport SEXP pyrmap_collect_garbage();
+RcppExport SEXP pyrmap_generation(SEXP, SEXP);
+RcppExport SEXP pyrmap_open(SEXP, SEXP);
+RcppExport SEXP pyrmap_page_info(SEXP, SEXP);
+RcppExport SEXP pyrmap_register(SEXP, SEXP, SEXP);
+RcppExport SEXP pyrmap_release(SEXP, SEXP);
+RcppExport SEXP pyrmap_slice(SEXP, SEXP, SEXP);
+RcppExport SEXP pyrmap_view_info(SEXP);
+RcppExport SEXP pyrmap_view_page(SEXP);
 
 static const R_CallMethodDef CallEntries[] = {
-    {"_pyrmap_pyrmap_register", (DL_FUNC) &_pyrmap_pyrmap_register, 3},
-    {"_pyrmap_pyrmap_open", (DL_FUNC) &_pyrmap_pyrmap_open, 2},
-    {"_pyrmap_pyrmap_generation", (DL_FUNC) &_pyrmap_pyrmap_generation, 2},
-    {"_pyrmap_pyrmap_page_info", (DL_FUNC) &_pyrmap_pyrmap_page_info, 2},
-    {"_pyrmap_pyrmap_release", (DL_FUNC) &_pyrmap_pyrmap_release, 2},
-    {"_pyrmap_pyrmap_slice", (DL_FUNC) &_pyrmap_pyrmap_slice, 3},
-    {"_pyrmap_pyrmap_view_page", (DL_FUNC) &_pyrmap_pyrmap_view_page, 1},
-    {"_pyrmap_pyrmap_collect_garbage", (DL_FUNC) &_pyrmap_pyrmap_collect_garbage, 0},
     {"_pyrmap_pyrmap_run", (DL_FUNC) &_pyrmap_pyrmap_run, 11},
-    {"_pyrmap_pyrmap_view_info", (DL_FUNC) &_pyrmap_pyrmap_view_info, 1},
+    {"pyrmap_collect_garbage", (DL_FUNC) &pyrmap_collect_garbage, 0},
+    {"pyrmap_generation",      (DL_FUNC) &pyrmap_generation,      2},
+    {"pyrmap_open",            (DL_FUNC) &pyrmap_open,            2},
+    {"pyrmap_page_info",       (DL_FUNC) &pyrmap_page_info,       2},
+    {"pyrmap_register",        (DL_FUNC) &pyrmap_register,        3},
+    {"pyrmap_release",         (DL_FUNC) &pyrmap_release,         2},
+    {"pyrmap_slice",           (DL_FUNC) &pyrmap_slice,           3},
+    {"pyrmap_view_info",       (DL_FUNC) &pyrmap_view_info,       1},
+    {"pyrmap_view_page",       (DL_FUNC) &pyrmap_view_page,       1},
     {NULL, NULL, 0}
 };
 

@@ -1,12 +1,14 @@
 // registry_r.cpp — R objects in and out of registry pages (the memshare API's
 // C++ half), and the pieces of views that workers hand to FUN.
 //
-// Every export catches pyrmap::Error and returns list(ok = FALSE, ...) for
-// the R side to raise as a classed condition; nothing longjmps over C++
-// objects that own resources.
-#include <Rcpp.h>
-
+// Plain R API, no Rcpp (see rlist.h): cluster workers call these and need
+// not load Rcpp.
+#ifndef R_NO_REMAP
+#define R_NO_REMAP
+#endif
+#include <Rinternals.h>
 #include <R_ext/Altrep.h>
+#include <R_ext/Rdynload.h>
 #include <Rversion.h>
 
 #include <cstring>
@@ -19,6 +21,7 @@
 #include "rconvert.h"
 #include "registry.h"
 #include "registry_r.h"
+#include "rlist.h"
 #include "views.h"
 
 using namespace pyrmap;
@@ -170,12 +173,17 @@ void ForgetPage(const std::string& ns, const std::string& var) {
     it = (it->second.ns == ns && it->second.var == var) ? m.erase(it) : std::next(it);
 }
 
-Rcpp::List Fail(const Error& e) {
-  return Rcpp::List::create(Rcpp::Named("ok") = false, Rcpp::Named("kind") = ErrorKindName(e.kind()),
-                            Rcpp::Named("message") = std::string(e.what()));
+// list(ok = FALSE, kind, message), raised as a classed condition in R.
+SEXP Fail(const Error& e) {
+  SEXP out = PROTECT(NamedList({"ok", "kind", "message"}));
+  SetField(out, "ok", Rf_ScalarLogical(FALSE));
+  SetField(out, "kind", Str(ErrorKindName(e.kind())));
+  SetField(out, "message", Str(e.what()));
+  UNPROTECT(1);
+  return out;
 }
 
-Rcpp::List Fail(const std::exception& e) {
+SEXP Fail(const std::exception& e) {
   return Fail(Error(ErrorKind::kSystem, fmt::format("internal error: {}", e.what())));
 }
 
@@ -224,11 +232,35 @@ void pyrmap_init_lists(DllInfo* dll) {
 #endif
 }
 
-// Copies `x` (a supported vector/matrix/array, or a list of them when
-// `is_list`) into the page (ns, var). Returns list(ok, segment, generation).
-// [[Rcpp::export(.pyrmap_register)]]
-SEXP pyrmap_register(std::string ns, std::string var, SEXP x) {
+// ---- entry points (.Call, registered in RcppExports.cpp; plain R API) -----
+//
+// Every one catches what the core throws and returns list(ok = FALSE, kind,
+// message) for the R side to raise as a classed condition; nothing longjmps
+// over C++ objects that own resources. Arguments are checked here as well
+// as in R.
+
+namespace {
+
+SEXP Generation(uint64_t g) { return Str(fmt::format("{:016x}", g)); }
+
+template <typename F>
+SEXP Guarded(F&& body) {
   try {
+    return body();
+  } catch (const Error& e) {
+    return Fail(e);
+  } catch (const std::exception& e) {
+    return Fail(e);
+  }
+}
+
+}  // namespace
+
+// Copies `x` (a supported vector/matrix/array, or a list of them when it is
+// a list) into the page (ns, var). Returns list(ok, segment, generation).
+extern "C" SEXP pyrmap_register(SEXP ns_, SEXP var_, SEXP x) {
+  return Guarded([&] {
+    const std::string ns = StringArg(ns_, "namespace"), var = StringArg(var_, "variable name");
     const bool is_list = TYPEOF(x) == VECSXP && !Rf_isFrame(x);
     std::vector<PageArray> arrays;
     std::vector<SEXP> parts;
@@ -253,121 +285,140 @@ SEXP pyrmap_register(std::string ns, std::string var, SEXP x) {
     if (!is_list && info.arrays[0].desc.nbytes > 0)
       Registered()[ptrs[0]] = PageRef{ns, var, info.segment, info.generation, info.arrays[0].desc.offset,
                                       info.arrays[0].desc.nbytes};
-    return Rcpp::List::create(Rcpp::Named("ok") = true, Rcpp::Named("segment") = info.segment,
-                              Rcpp::Named("generation") = fmt::format("{:016x}", info.generation));
-  } catch (const Error& e) {
-    return Fail(e);
-  } catch (const std::exception& e) {
-    return Fail(e);
-  }
+    SEXP out = PROTECT(NamedList({"ok", "segment", "generation"}));
+    SetField(out, "ok", Rf_ScalarLogical(TRUE));
+    SetField(out, "segment", Str(info.segment));
+    SetField(out, "generation", Generation(info.generation));
+    UNPROTECT(1);
+    return out;
+  });
 }
 
 // Maps (ns, var) and returns list(ok, value = view or list of views,
 // generation).
-// [[Rcpp::export(.pyrmap_open)]]
-SEXP pyrmap_open(std::string ns, std::string var) {
-  try {
-    OpenedPage p = OpenPage(ns, var, MapMode::kPrivate);
-    SEXP value = PROTECT(p.info.is_list ? ListToR(p) : ArrayToR(p, 0));
-    Rcpp::List out = Rcpp::List::create(Rcpp::Named("ok") = true, Rcpp::Named("value") = value,
-                                        Rcpp::Named("generation") = fmt::format("{:016x}", p.info.generation));
+extern "C" SEXP pyrmap_open(SEXP ns_, SEXP var_) {
+  return Guarded([&] {
+    OpenedPage p = OpenPage(StringArg(ns_, "namespace"), StringArg(var_, "variable name"), MapMode::kPrivate);
+    SEXP out = PROTECT(NamedList({"ok", "value", "generation"}));
+    SetField(out, "ok", Rf_ScalarLogical(TRUE));
+    SetField(out, "value", p.info.is_list ? ListToR(p) : ArrayToR(p, 0));
+    SetField(out, "generation", Generation(p.info.generation));
     UNPROTECT(1);
     return out;
-  } catch (const Error& e) {
-    return Fail(e);
-  } catch (const std::exception& e) {
-    return Fail(e);
-  }
+  });
 }
 
 // The current generation of (ns, var), or NA if it is not registered.
-// [[Rcpp::export(.pyrmap_generation)]]
-SEXP pyrmap_generation(std::string ns, std::string var) {
+extern "C" SEXP pyrmap_generation(SEXP ns_, SEXP var_) {
   try {
+    const std::string ns = StringArg(ns_, "namespace"), var = StringArg(var_, "variable name");
     PageInfo info = ReadPageInfo(PageName(ns, var));
-    if (info.ns != ns || info.var != var) return Rcpp::CharacterVector::create(NA_STRING);
-    return Rcpp::CharacterVector::create(fmt::format("{:016x}", info.generation));
+    if (info.ns == ns && info.var == var) return Generation(info.generation);
   } catch (const std::exception&) {
-    return Rcpp::CharacterVector::create(NA_STRING);
   }
+  return Rf_ScalarString(NA_STRING);
 }
 
 // Metadata of (ns, var) without mapping it: list(ok, is_list, owner_pid,
-// arrays = list of list(type, dim, length, name)).
-// [[Rcpp::export(.pyrmap_page_info)]]
-SEXP pyrmap_page_info(std::string ns, std::string var) {
-  try {
+// arrays = list of list(type, dim, has_dim, length, name)).
+extern "C" SEXP pyrmap_page_info(SEXP ns_, SEXP var_) {
+  return Guarded([&] {
+    const std::string ns = StringArg(ns_, "namespace"), var = StringArg(var_, "variable name");
+    const Error missing(ErrorKind::kNotFound,
+                        fmt::format("variable '{}' of namespace '{}' is not registered", var, ns));
     PageInfo info;
     try {
       info = ReadPageInfo(PageName(ns, var));
     } catch (const Error& e) {
-      if (e.sys_errno() == ENOENT)
-        throw Error(ErrorKind::kNotFound,
-                    fmt::format("variable '{}' of namespace '{}' is not registered", var, ns));
+      if (e.sys_errno() == ENOENT) throw missing;
       throw;
     }
-    if (info.ns != ns || info.var != var)
-      throw Error(ErrorKind::kNotFound, fmt::format("variable '{}' of namespace '{}' is not registered", var, ns));
-    Rcpp::List arrays(info.arrays.size());
+    if (info.ns != ns || info.var != var) throw missing;
+    static const char* kTypes[] = {"double", "integer", "logical", "raw", "integer64"};
+    SEXP out = PROTECT(NamedList({"ok", "is_list", "owner_pid", "arrays"}));
+    SetField(out, "ok", Rf_ScalarLogical(TRUE));
+    SetField(out, "is_list", Rf_ScalarLogical(info.is_list));
+    SetField(out, "owner_pid", Rf_ScalarReal(static_cast<double>(info.owner_pid)));
+    SEXP arrays = Rf_allocVector(VECSXP, static_cast<R_xlen_t>(info.arrays.size()));
+    SetField(out, "arrays", arrays);
     for (size_t i = 0; i < info.arrays.size(); ++i) {
       const PageArray& a = info.arrays[i];
-      static const char* kTypes[] = {"double", "integer", "logical", "raw", "integer64"};
-      Rcpp::NumericVector dim(a.desc.shape.begin(), a.desc.shape.end());
-      arrays[i] = Rcpp::List::create(Rcpp::Named("type") = kTypes[static_cast<int>(TagKind(a.tag))],
-                                     Rcpp::Named("dim") = dim,
-                                     Rcpp::Named("has_dim") = static_cast<bool>(a.tag & kTagHasDim),
-                                     Rcpp::Named("length") = static_cast<double>(a.desc.count),
-                                     Rcpp::Named("name") = a.name);
+      const char* type = kTypes[static_cast<int>(TagKind(a.tag))];
+      SEXP el = NamedList({"type", "dim", "has_dim", "length", "name"});
+      SET_VECTOR_ELT(arrays, static_cast<R_xlen_t>(i), el);
+      SetField(el, "type", Rf_mkString(type));
+      SEXP dim = Rf_allocVector(REALSXP, static_cast<R_xlen_t>(a.desc.shape.size()));
+      SetField(el, "dim", dim);
+      for (size_t k = 0; k < a.desc.shape.size(); ++k) REAL(dim)[k] = static_cast<double>(a.desc.shape[k]);
+      SetField(el, "has_dim", Rf_ScalarLogical((a.tag & kTagHasDim) != 0));
+      SetField(el, "length", Rf_ScalarReal(static_cast<double>(a.desc.count)));
+      SetField(el, "name", Str(a.name));
     }
-    return Rcpp::List::create(Rcpp::Named("ok") = true, Rcpp::Named("is_list") = info.is_list,
-                              Rcpp::Named("owner_pid") = static_cast<double>(info.owner_pid),
-                              Rcpp::Named("arrays") = arrays);
-  } catch (const Error& e) {
-    return Fail(e);
-  } catch (const std::exception& e) {
-    return Fail(e);
-  }
+    UNPROTECT(1);
+    return out;
+  });
 }
 
 // Removes (ns, var) if this session owns it: list(ok, removed).
-// [[Rcpp::export(.pyrmap_release)]]
-SEXP pyrmap_release(std::string ns, std::string var) {
-  try {
+extern "C" SEXP pyrmap_release(SEXP ns_, SEXP var_) {
+  return Guarded([&] {
+    const std::string ns = StringArg(ns_, "namespace"), var = StringArg(var_, "variable name");
     ForgetPage(ns, var);
-    bool removed = ReleasePage(ns, var);
-    return Rcpp::List::create(Rcpp::Named("ok") = true, Rcpp::Named("removed") = removed);
-  } catch (const Error& e) {
-    return Fail(e);
-  } catch (const std::exception& e) {
-    return Fail(e);
-  }
+    const bool removed = ReleasePage(ns, var);
+    SEXP out = PROTECT(NamedList({"ok", "removed"}));
+    SetField(out, "ok", Rf_ScalarLogical(TRUE));
+    SetField(out, "removed", Rf_ScalarLogical(removed));
+    UNPROTECT(1);
+    return out;
+  });
 }
 
-// Column j (MARGIN 2, a zero-copy view of the matrix view `m`) or row j
-// (MARGIN 1, gathered into a new vector), 1-based. `m` must be a view.
-// [[Rcpp::export(.pyrmap_slice)]]
-SEXP pyrmap_slice(SEXP m, int margin, int j) {
+namespace {
+
+// Column j of view `m` (margin 2: a zero-copy view) or row j (margin 1:
+// gathered into a new vector), 1-based; nullptr and `why` set when the
+// arguments are wrong.
+SEXP Slice(SEXP m, int margin, int j, const char** why) {
   const ViewSource* src = ViewOf(m);
   SEXP dim = Rf_getAttrib(m, R_DimSymbol);
-  if (!src || dim == R_NilValue || XLENGTH(dim) != 2) Rcpp::stop("not a matrix view");
+  if (!src || dim == R_NilValue || XLENGTH(dim) != 2) {
+    *why = "not a matrix view";
+    return nullptr;
+  }
   const R_xlen_t nrow = INTEGER(dim)[0], ncol = INTEGER(dim)[1];
+  if (margin != 1 && margin != 2) {
+    *why = "MARGIN must be 1 or 2";
+    return nullptr;
+  }
+  if (j < 1 || j > (margin == 2 ? ncol : nrow)) {
+    *why = margin == 2 ? "column out of range" : "row out of range";
+    return nullptr;
+  }
   const SEXPTYPE type = TYPEOF(m);
   const size_t item = type == REALSXP ? 8 : type == RAWSXP ? 1 : 4;
-  SEXP ans;
   if (margin == 2) {
-    if (j < 1 || j > ncol) Rcpp::stop("column out of range");
     ViewSource col = *src;
     col.data = src->data + static_cast<size_t>(j - 1) * static_cast<size_t>(nrow) * item;
     col.offset = src->offset + static_cast<uint64_t>(j - 1) * static_cast<uint64_t>(nrow) * item;
     col.length = nrow;
-    ans = PROTECT(MakeView(type, std::move(col)));
-  } else {
-    if (j < 1 || j > nrow) Rcpp::stop("row out of range");
-    ans = PROTECT(Rf_allocVector(type, ncol));
-    uint8_t* out = static_cast<uint8_t*>(const_cast<void*>(RData(ans)));
-    const uint8_t* in = src->data + static_cast<size_t>(j - 1) * item;
-    for (R_xlen_t c = 0; c < ncol; ++c) std::memcpy(out + c * item, in + static_cast<size_t>(c * nrow) * item, item);
+    return MakeView(type, std::move(col));
   }
+  SEXP ans = Rf_allocVector(type, ncol);
+  uint8_t* out = static_cast<uint8_t*>(const_cast<void*>(RData(ans)));
+  const uint8_t* in = src->data + static_cast<size_t>(j - 1) * item;
+  for (R_xlen_t c = 0; c < ncol; ++c) std::memcpy(out + c * item, in + static_cast<size_t>(c * nrow) * item, item);
+  return ans;
+}
+
+}  // namespace
+
+// Column j (MARGIN 2, a zero-copy view of the matrix view `m`) or row j
+// (MARGIN 1, gathered into a new vector), 1-based. `m` must be a view.
+extern "C" SEXP pyrmap_slice(SEXP m, SEXP margin, SEXP j) {
+  const char* why = nullptr;
+  SEXP ans = Slice(m, Rf_asInteger(margin), Rf_asInteger(j), &why);
+  if (!ans) Rf_error("pyrmap: %s", why);  // no C++ object is alive here
+  PROTECT(ans);
   if (Rf_inherits(m, "integer64")) Rf_setAttrib(ans, R_ClassSymbol, Rf_mkString("integer64"));
   UNPROTECT(1);
   return ans;
@@ -376,8 +427,7 @@ SEXP pyrmap_slice(SEXP m, int margin, int j) {
 // If `x` is a view of a whole registered variable (a page of one array,
 // still registered with the same generation): list(ns, var, generation).
 // Else NULL.
-// [[Rcpp::export(.pyrmap_view_page)]]
-SEXP pyrmap_view_page(SEXP x) {
+extern "C" SEXP pyrmap_view_page(SEXP x) {
   const ViewSource* v = ViewOf(x);
   if (!v || v->generation == 0) return R_NilValue;
   try {
@@ -386,20 +436,42 @@ SEXP pyrmap_view_page(SEXP x) {
         info.arrays[0].desc.offset != v->offset ||
         info.arrays[0].desc.count != static_cast<uint64_t>(v->length))
       return R_NilValue;
-    return Rcpp::List::create(Rcpp::Named("ns") = info.ns, Rcpp::Named("var") = info.var,
-                              Rcpp::Named("generation") = fmt::format("{:016x}", info.generation));
+    SEXP out = PROTECT(NamedList({"ns", "var", "generation"}));
+    SetField(out, "ns", Str(info.ns));
+    SetField(out, "var", Str(info.var));
+    SetField(out, "generation", Generation(info.generation));
+    UNPROTECT(1);
+    return out;
   } catch (const std::exception&) {
     return R_NilValue;
   }
 }
 
-// Removes the segments of dead owners (any pyrmap segment of this user).
-// [[Rcpp::export(.pyrmap_collect_garbage)]]
-Rcpp::CharacterVector pyrmap_collect_garbage() {
+// Whether `x` is a view, and of which segment (for tests and diagnostics):
+// list(segment, offset, length, address), or NULL.
+extern "C" SEXP pyrmap_view_info(SEXP x) {
+  const ViewSource* v = ViewOf(x);
+  if (!v) return R_NilValue;
+  SEXP out = PROTECT(NamedList({"segment", "offset", "length", "address"}));
+  SetField(out, "segment", Str(v->segment));
+  SetField(out, "offset", Rf_ScalarReal(static_cast<double>(v->offset)));
+  SetField(out, "length", Rf_ScalarReal(static_cast<double>(v->length)));
+  SetField(out, "address", Str(fmt::format("{}", static_cast<const void*>(v->data))));
+  UNPROTECT(1);
+  return out;
+}
+
+// Removes the segments of dead owners (any pyrmap segment of this user);
+// returns their names.
+extern "C" SEXP pyrmap_collect_garbage() {
   std::vector<std::string> names;
   try {
     for (const auto& s : CollectGarbage()) names.push_back(s.name);
   } catch (const std::exception&) {
   }
-  return Rcpp::wrap(names);
+  SEXP out = PROTECT(Rf_allocVector(STRSXP, static_cast<R_xlen_t>(names.size())));
+  for (size_t i = 0; i < names.size(); ++i)
+    SET_STRING_ELT(out, static_cast<R_xlen_t>(i), Rf_mkCharCE(names[i].c_str(), CE_UTF8));
+  UNPROTECT(1);
+  return out;
 }

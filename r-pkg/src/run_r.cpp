@@ -265,14 +265,3 @@ SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, s
     return ErrorInfo(Error(ErrorKind::kSystem, fmt::format("internal error: {}", e.what())));
   }
 }
-
-// Whether `x` is a view, and of which segment (for tests and diagnostics).
-// [[Rcpp::export(.pyrmap_view_info)]]
-SEXP pyrmap_view_info(SEXP x) {
-  const ViewSource* v = ViewOf(x);
-  if (!v) return R_NilValue;
-  return Rcpp::List::create(Rcpp::Named("segment") = v->segment,
-                            Rcpp::Named("offset") = static_cast<double>(v->offset),
-                            Rcpp::Named("length") = static_cast<double>(v->length),
-                            Rcpp::Named("address") = fmt::format("{}", static_cast<const void*>(v->data)));
-}

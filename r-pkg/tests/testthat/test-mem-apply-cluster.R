@@ -67,6 +67,26 @@ test_that("the default cluster is stopped, and this session's pages removed, whe
   expect_false(file.exists(file.path("/dev/shm", seg)))
 })
 
+test_that("workers map views without loading Rcpp; run_python() loads it where it is called", {
+  out <- ms_rscript(c(
+    "library(pyrmap)",
+    "X <- matrix(as.numeric(1:6), 2)",
+    "r <- memLapply(1:3, function(j, M) sum(M[, j]), VARS = list(M = X), MAX.CORES = 2)",
+    "stopifnot(identical(unlist(r), colSums(X)))",
+    "cl <- pyrmap:::.state$cluster",
+    "cat('WORKERS_RCPP', unlist(parallel::clusterCall(cl, isNamespaceLoaded, 'Rcpp')), '\\n')",
+    "cat('MASTER_RCPP', isNamespaceLoaded('Rcpp'), '\\n')",
+    sprintf("r <- memLapply(1:2, function(i) pyrmap::run_python(c(i, 2 * i), %s, args = 'data + 1'), MAX.CORES = 2)",
+            deparse(py("expr.py"))),
+    "stopifnot(identical(r, list(c(2, 3), c(3, 5))))",
+    sprintf("stopifnot(identical(run_python(c(1, 2), %s, args = 'data * 3'), c(3, 6)))", deparse(py("expr.py"))),
+    "cat('AFTER_RCPP', isNamespaceLoaded('Rcpp'), '\\n')"))
+  tag <- function(t) trimws(sub(paste0("^", t), "", grep(paste0("^", t), out, value = TRUE)))
+  expect_identical(tag("WORKERS_RCPP"), "FALSE FALSE", info = paste(out, collapse = "\n"))
+  expect_identical(tag("MASTER_RCPP"), "FALSE")
+  expect_identical(tag("AFTER_RCPP"), "TRUE", info = paste(out, collapse = "\n"))
+})
+
 test_that("CLUSTER: a user's cluster is used as it is, the package neither detached nor reloaded", {
   cl <- ms_cluster(2)
   parallel::clusterCall(cl, function() {

@@ -1,0 +1,22 @@
+# Entry points of the memshare half (src/registry_r.cpp). They are plain
+# .Call routines, not Rcpp functions: a cluster worker that loads the
+# package to map views does not load Rcpp's R side (about 13 MB per worker).
+
+.pyrmap_register <- function(ns, var, x) .Call(pyrmap_register, ns, var, x)
+.pyrmap_open <- function(ns, var) .Call(pyrmap_open, ns, var)
+.pyrmap_generation <- function(ns, var) .Call(pyrmap_generation, ns, var)
+.pyrmap_page_info <- function(ns, var) .Call(pyrmap_page_info, ns, var)
+.pyrmap_release <- function(ns, var) .Call(pyrmap_release, ns, var)
+.pyrmap_slice <- function(m, margin, j) .Call(pyrmap_slice, m, margin, j)
+.pyrmap_view_page <- function(x) .Call(pyrmap_view_page, x)
+.pyrmap_view_info <- function(x) .Call(pyrmap_view_info, x)
+.pyrmap_collect_garbage <- function() .Call(pyrmap_collect_garbage)
+
+# run_python()'s entry point (.pyrmap_run, src/run_r.cpp) is an Rcpp
+# function and needs Rcpp's namespace loaded (Rcpp's C callables). The
+# package does not import Rcpp, for the workers' sake, so the caller loads it.
+.need_rcpp <- function() {
+  # `Rcpp::` loads the namespace (and is the use R CMD check looks for).
+  if (!isNamespaceLoaded("Rcpp")) force(Rcpp::evalCpp)
+  invisible(NULL)
+}
