@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""pyrmap benchmarks B1-B4 (issues 3 and 4): measure, compare, write RESULTS.md.
+"""pyrmap benchmarks B1-B6 (issues 3, 4 and 5): measure, compare, write RESULTS.md.
 
     bench/run.sh [--only B1,B3] [--reps N] [--n 1e8] [--quick]
 
@@ -11,7 +11,8 @@ this 2-core machine is shared and its load changes from second to second:
 interleaving makes the noise fall on both sides alike. Tables quote medians,
 with min/max and the interquartile range, and the peak total memory measured
 by bench/lib/memwatch.py (process tree RssAnon + RssFile, plus the /dev/shm
-pages the tree uses, each counted once).
+pages the tree uses, each counted once) or, for the parallel benchmarks B5
+and B6, by bench/lib/psswatch.py (summed PSS of the master and its workers).
 
 Results: printed, written to bench/RESULTS.md (with the date, the machine and
 the exact commands) and, raw, to bench/out/results.json.
@@ -35,6 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(HERE, "lib"))
 import memwatch  # noqa: E402
+import psswatch  # noqa: E402
 
 OUT = os.path.join(HERE, "out")
 SCRIPTS = os.path.join(HERE, "scripts")
@@ -412,6 +414,244 @@ def bench_b4(a):
             "ratio_bench_mark": ratio_bm, "raw": {"iters": it, "bench_mark": bm, "peaks": peaks}}
 
 
+# ------------------------------------------------------------------ B5, B6 (shared)
+
+LEFT_WORKERS: list = []  # worker processes found alive after their R session ended
+
+
+def run_par(name, cmd, methods, poll_ms, mem_reps):
+    """Runs a parallel benchmark's R script (bench/r/par_common.R protocol)
+    under psswatch, which samples memory in rounds 1..mem_reps only. Returns
+    ({method: [call]}, notes, watch); a call of a memory round carries the
+    memory figures, the others only times."""
+    r = psswatch.run(cmd, poll_ms=poll_ms, sample_reps=range(1, mem_reps + 1))
+    w = r["watch"]
+    SEEN_PIDS.update(w.all_pids)
+    workers = [p for ps in w.groups.values() for p in ps]
+    for pid in psswatch.alive_workers(workers):  # outlived its master: report, then end it
+        cl = psswatch.cmdline(pid)
+        LEFT_WORKERS.append("%d (%s)" % (pid, cl[:80]))
+        if "workRSOCK" in cl:
+            try:
+                os.kill(pid, 15)
+            except OSError:
+                pass
+    if r["rc"] != 0 or "BENCH_OK" not in r["stdout"]:
+        raise SystemExit("%s failed (exit %s): %s\n%s\n%s" % (name, r["rc"], q(cmd), r["stdout"][-3000:],
+                                                              r["stderr"][-4000:]))
+    calls = {m: [] for m in methods}
+    notes = []
+    for line in r["stdout"].splitlines():
+        p = line.split()
+        if p[:1] == ["BENCH_NOTE"]:
+            notes.append(line.split(None, 1)[1])
+        if p[:1] != ["BENCH_ITER"]:
+            continue
+        m, rep, t0, t1 = p[1], int(p[2]), float(p[3]), float(p[4])
+        cm, cc, cw = float(p[5]), float(p[6]), float(p[7])
+        c = {"rep": rep, "time": t1 - t0, "cpu_master": cm, "cpu_children": cc, "cpu_workers": cw,
+             "mem": rep <= mem_reps}
+        if c["mem"]:
+            win = w.window(m, rep, t0, t1)
+            if win is None:
+                raise SystemExit("%s: no memory sample for %s, round %d" % (name, m, rep))
+            pk = win["peak"]
+            c.update(cpu_forks=win["fork_cpu"], cpu=cm + cw + max(cc, win["fork_cpu"]),
+                     peak=pk["pss"], peak_master=pk["master"], peak_workers=pk["workers"],
+                     peak_pss_shmem=pk["pss_shmem"], peak_forks=pk["forks"], peak_alloc=win["peak_alloc"],
+                     base=win["base"]["pss"] if win["base"] else None, samples=win["n"],
+                     approx=win["approx"])
+        calls[m].append(c)
+    return calls, notes, w
+
+
+def timed(calls, m):
+    return [c for c in calls[m] if not c["mem"]]
+
+
+def sampled(calls, m):
+    return [c for c in calls[m] if c["mem"]]
+
+
+def paired_ratios(calls, a, b, key="time", mem=False):
+    """Ratio a/b of the calls made in the same round, one per round (time
+    rounds, or memory rounds with mem=True)."""
+    pick = sampled if mem else timed
+    bb = {c["rep"]: c[key] for c in pick(calls, b)}
+    return [c[key] / bb[c["rep"]] for c in pick(calls, a) if c["rep"] in bb and bb[c["rep"]] > 0]
+
+
+def par_table(calls, labels, comps):
+    """The side-by-side table of B5/B6. comps: [(method, label)] to give ratios against."""
+    med = statistics.median
+    st = {m: stats([c["time"] for c in timed(calls, m)]) for m in calls}
+    pk = {m: stats([c["peak"] for c in sampled(calls, m)]) for m in calls}
+    rows = []
+    for m, label in labels:
+        s, k, v = st[m], pk[m], sampled(calls, m)
+        base = [c["peak"] - c["base"] for c in v if c["base"] is not None]
+        rows.append([label, fmt_s(s["median"]), "%s / %s" % (fmt_s(s["min"]), fmt_s(s["max"])),
+                     "%s – %s" % (fmt_s(s["q1"]), fmt_s(s["q3"])), s["n"],
+                     "%s (%d)" % (fmt_s(med([c["time"] for c in v])), len(v)),
+                     "%.2f s" % med([c["cpu"] for c in v]),
+                     "%s (%s – %s)" % (fmt_mb(k["median"]), fmt_mb(k["min"]), fmt_mb(k["max"])),
+                     fmt_mb(med(base)) if base else "—",
+                     "%s / %s" % (fmt_mb(med([c["peak_master"] for c in v])),
+                                  fmt_mb(med([c["peak_workers"] for c in v]))),
+                     fmt_mb(med([c["peak_alloc"] for c in v]))]
+                    + ["%.2f× / %.3f×" % (s["median"] / st[cm]["median"], k["median"] / pk[cm]["median"])
+                       for cm, _ in comps])
+    return table(["method", "median time", "min / max", "IQR", "calls",
+                  "median time while memory was sampled (calls)", "CPU time (median)",
+                  "peak PSS, summed (median; min – max)", "peak − PSS before the call",
+                  "at the peak: master / workers", "peak with /dev/shm by allocation"]
+                 + ["time / peak PSS ratio to %s" % cl for _, cl in comps], rows)
+
+
+def verdict_rows(checks):
+    """checks: [(label, ratio of medians, target, per-round ratios, decimals)]."""
+    med = statistics.median
+    rows, ok_all = [], True
+    for label, ratio, tgt, pr, dec in checks:
+        ok = ratio <= tgt
+        ok_all = ok_all and ok
+        f = "%%.%df×" % dec
+        rows.append([label, f % ratio, (f + " (" + f + " – " + f + ")") % (med(pr), min(pr), max(pr)),
+                     verdict(ok)])
+    return table(["target", "measured (ratio of medians)", "per round: median (min – max)", "result"],
+                 rows), ok_all
+
+
+def par_notes(w, poll_ms, mem_reps, time_reps, notes):
+    c = w.cost()
+    text = ("Rounds: the first %d (every method once each, in rotating order) measure memory, the "
+            "next %d time; the time columns and the time verdicts use the time rounds only, during "
+            "which nothing reads the processes' memory (the watcher's reads slow the measured "
+            "processes down, unevenly: compare \"median time while memory was sampled\"). "
+            % (mem_reps, time_reps))
+    text += ("Memory: summed PSS (`Pss` of `/proc/PID/smaps_rollup`) of the master R process, its "
+             "descendants at that instant (mclapply's forks) and the workers of the cluster the call "
+             "uses (PSOCK workers are not children of the master: the script prints their pids, from "
+             "`clusterCall(cl, Sys.getpid)` and, for memApply's default cluster, "
+             "`pyrmap:::.state$cluster`). Sampled by the harness (a separate process) only while a "
+             "call runs, sleeping %g ms between samples; the peak is the largest sample inside the "
+             "call's window (a lower bound: a spike shorter than the interval can be missed). "
+             "\"peak − PSS before the call\" subtracts the last sample of the 0.1 s pause before the "
+             "call. PSS does not see /dev/shm pages that no process of the group maps (pyrmap writes "
+             "the shared copy with `pwrite`, unmapped in the master; workers map it as they touch "
+             "it): the column \"with /dev/shm by allocation\" counts instead Σ(Pss − Pss_Shmem) + the "
+             "allocated size of every /dev/shm file mapped by the group or registered by the master, "
+             "each once. The verdicts use summed PSS. The master's PSS before a call (X, R itself, and "
+             "what R's heap kept of memory freed by earlier calls) is the same for every method of the "
+             "session; \"peak − PSS before the call\" is what the call itself adds. " % poll_ms)
+    if c:
+        text += ("Reading smaps_rollup walks page tables (~13–19 µs per resident MB here) under the "
+                 "process's mmap lock (a fork() or mmap() in it can wait for a mapping's walk), so "
+                 "the sampling rate is kept modest: a sample (every process of the group) took %.1f ms "
+                 "(median; %.1f ms CPU of the watcher), the median interval between samples was %.1f "
+                 "ms, %d samples in all. " % (c[0] * 1e3, c[1] * 1e3, c[2] * 1e3, c[3]))
+    text += ("CPU time (memory rounds): user + system of the master (`proc.time()`), of the cluster's "
+             "workers (`proc.time()` read on each worker just before and after the call) and of "
+             "mclapply's forks (the larger of `proc.time()`'s children time, which misses forks not yet "
+             "reaped, and the last CPU time the watcher saw of each fork). Time: `Sys.time()` around "
+             "the call, in the master. ")
+    if notes:
+        text += "Checks: " + "; ".join(notes) + "."
+    return text
+
+
+# ------------------------------------------------------------------ B5
+
+def bench_b5(a):
+    n, p = a.b5_nrow, a.b5_ncol
+    mem, reps = a.b5_mem_reps, a.b5_reps
+    cmd = [RSCRIPT, os.path.join(HERE, "r", "b5.R"), str(mem + reps), str(n), str(p), HERE]
+    methods = ["memApply", "parApply", "mclapply", "apply"]
+    calls, notes, w = run_par("B5", cmd, methods, a.pss_ms, mem)
+    med = statistics.median
+    t = {m: med([c["time"] for c in timed(calls, m)]) for m in methods}
+    labels = [("memApply", "`memApply(X, 2, function(v, y) cor(v, y), VARS = list(y = y), MAX.CORES = 2)`"),
+              ("parApply", "`parApply(cl, X, 2, function(v, y) cor(v, y), y = y)`, PSOCK cluster of 2"),
+              ("mclapply", "`mclapply(seq_len(ncol(X)), function(j) cor(X[, j], y), mc.cores = 2)`"),
+              ("apply", "serial `apply(X, 2, function(v, y) cor(v, y), y = y)` (reference)")]
+    md = par_table(calls, labels, [("parApply", "parApply"), ("mclapply", "mclapply"), ("apply", "serial apply")])
+    ratios = {comp: t["memApply"] / t[comp] for comp in ("parApply", "mclapply")}
+    vt, ok_all = verdict_rows([
+        ("memApply time ≤ 0.7× parApply's", ratios["parApply"], 0.7,
+         paired_ratios(calls, "memApply", "parApply"), 2),
+        ("memApply time ≤ 1.3× mclapply's", ratios["mclapply"], 1.3,
+         paired_ratios(calls, "memApply", "mclapply"), 2)])
+    md += "\n\n" + vt
+    md += ("\n\nWorkload: X = `matrix(rnorm(n * p), n, p)` with n = %d, p = %d (%.0f MB), y = `rnorm(n)`, "
+           "made before anything is timed, in one R session. Both clusters (2 workers each) are started "
+           "before the timed part: the PSOCK cluster with `makePSOCKcluster(2)`, memApply's default "
+           "cluster by an untimed first call (MAX.CORES = 2); every method runs once untimed first. Then "
+           "%d rounds, the four methods in an order that rotates from round to round; before each call "
+           "`gc()` in the master and in that method's workers, and a 0.1 s pause. The timed part is "
+           "the call alone (memApply's includes copying X and y into shared memory and releasing them; "
+           "parApply's, splitting X into columns and sending them; mclapply's, forking).\n\n%s\n"
+           % (n, p, 8 * n * p / 1e6, mem + reps, par_notes(w, a.pss_ms, mem, reps, notes)))
+    return {"id": "B5", "title": "B5 — memApply, per-column `cor(v, y)` on a %d × %d matrix (issue 5, A)" % (n, p),
+            "what": "The vignette's workload: time and peak memory (summed PSS of master and workers) of "
+                    "memApply against parApply on a PSOCK cluster, mclapply and serial apply, 2 workers.",
+            "table": md, "commands": ["# %d memory rounds, then %d time rounds, methods interleaved, in one "
+                                      "R session (memory sampled in the first %d):" % (mem, reps, mem), qrel(cmd)],
+            "pass": ok_all, "ratios": ratios, "raw": calls}
+
+
+# ------------------------------------------------------------------ B6
+
+def bench_b6(a):
+    n, p, tasks = a.b6_nrow, a.b6_ncol, a.b6_tasks
+    mem, reps = a.b6_mem_reps, a.b6_reps
+    cmd = [RSCRIPT, os.path.join(HERE, "r", "b6.R"), str(mem + reps), str(n), str(p), str(tasks), HERE]
+    methods = ["memLapply", "mclapply", "export_parLapply"]
+    calls, notes, w = run_par("B6", cmd, methods, a.b6_pss_ms, mem)
+    med = statistics.median
+    t = {m: med([c["time"] for c in timed(calls, m)]) for m in methods}
+    pk = {m: med([c["peak"] for c in sampled(calls, m)]) for m in methods}
+    alloc = {m: med([c["peak_alloc"] for c in sampled(calls, m)]) for m in methods}
+    labels = [("memLapply", "`memLapply(1:%d, function(j, M) sum(abs(cor(M[, j], M))), VARS = list(M = X), "
+                            "MAX.CORES = 2)`" % tasks),
+              ("mclapply", "`mclapply(1:%d, function(j) sum(abs(cor(X[, j], X))), mc.cores = 2)`" % tasks),
+              ("export_parLapply", "`clusterExport(cl, \"X\")` + `parLapply(cl, 1:%d, function(j) "
+                                   "sum(abs(cor(X[, j], X))))`, PSOCK cluster of 2" % tasks)]
+    md = par_table(calls, labels, [("mclapply", "mclapply"), ("export_parLapply", "export + parLapply")])
+    time_ratio = t["memLapply"] / t["mclapply"]
+    mem_ratio = pk["memLapply"] / pk["export_parLapply"]
+    vt, ok_all = verdict_rows([
+        ("memLapply time ≤ 1.15× mclapply's", time_ratio, 1.15,
+         paired_ratios(calls, "memLapply", "mclapply"), 2),
+        ("memLapply peak memory (summed PSS) ≤ 0.8× clusterExport + parLapply's", mem_ratio, 0.8,
+         paired_ratios(calls, "memLapply", "export_parLapply", "peak", mem=True), 3)])
+    md += "\n\n" + vt
+    md += ("\n\nMemory target: %.1f MB against a limit of 0.8 × %.1f MB = %.1f MB. With /dev/shm counted by "
+           "allocation instead of PSS, the memory ratio is %.3f×.\n"
+           % (pk["memLapply"] / 1e6, pk["export_parLapply"] / 1e6, 0.8 * pk["export_parLapply"] / 1e6,
+              alloc["memLapply"] / alloc["export_parLapply"]))
+    md += ("\nWorkload: X = `matrix(rnorm(n * p), n, p)` with n = %d, p = %d (%.0f MB), made before anything "
+           "is timed, in one R session; task j computes `sum(abs(cor(X[, j], X)))` (the whole matrix is "
+           "every task's side data), j = 1..%d. Both clusters (2 workers each) are started before the "
+           "timed part (the PSOCK cluster with `makePSOCKcluster(2)`, memLapply's default cluster by an "
+           "untimed first call, MAX.CORES = 2), and each method runs once untimed on tasks 1:2. Then %d "
+           "rounds, the three methods in rotating order; before each call `gc()` in the master and in "
+           "that method's workers, and a 0.1 s pause. Timed part: memLapply — the call (registering X "
+           "and the task list in shared memory, the workers mapping them, releasing); mclapply — the "
+           "call (forking included); PSOCK — `clusterExport(cl, \"X\")` **and** `parLapply`, so the "
+           "transfer of X to both workers, which that approach pays on every call, is in its time and "
+           "memory. After each PSOCK call, untimed, `clusterEvalQ(cl, {rm(X); gc()})` removes the "
+           "workers' copies so that every round starts alike.\n\n%s\n"
+           % (n, p, 8 * n * p / 1e6, tasks, mem + reps, par_notes(w, a.b6_pss_ms, mem, reps, notes)))
+    return {"id": "B6", "title": "B6 — memLapply with the whole %d × %d matrix as every task's side data "
+                                 "(issue 5, B)" % (n, p),
+            "what": "%d tasks that each correlate one column with the whole matrix: memLapply (matrix "
+                    "shared) against mclapply (forked, copy-on-write) and clusterExport + parLapply (a "
+                    "copy per worker), 2 workers; time and peak summed PSS." % tasks,
+            "table": md, "commands": ["# %d memory rounds, then %d time rounds, methods interleaved, in one "
+                                      "R session (memory sampled in the first %d):" % (mem, reps, mem), qrel(cmd)],
+            "pass": ok_all, "time_ratio": time_ratio, "mem_ratio": mem_ratio, "raw": calls}
+
+
 # ------------------------------------------------------------------ report
 
 def versions():
@@ -485,16 +725,39 @@ def summary_row(r):
                 "reticulate %s; file %s" % (", ".join("%.2f×" % x for x in rr["reticulate"]),
                                             ", ".join("%.2f×" % x for x in rr["file"])),
                 verdict(r["pass"])]
+    if r["id"] == "B5":
+        return ["B5 memApply, per-column `cor` (A)", "time ≤ 0.7× parApply, ≤ 1.3× mclapply",
+                "%.2f×, %.2f×" % (r["ratios"]["parApply"], r["ratios"]["mclapply"]), verdict(r["pass"])]
+    if r["id"] == "B6":
+        return ["B6 memLapply, whole matrix as side data (B)",
+                "time ≤ 1.15× mclapply; peak summed PSS ≤ 0.8× clusterExport + parLapply",
+                "%.2f×; %.3f×" % (r["time_ratio"], r["mem_ratio"]), verdict(r["pass"])]
     return ["B4 `run_python` 1000 doubles", "≤ 1.3× `python3 -c \"import numpy\"`",
             "%.2f× (bench::mark: %.2f×)" % (r["ratio"], r["ratio_bench_mark"]), verdict(r["pass"])]
 
 
+def page_owner(path):
+    """The owner pid recorded in a pyrmap page's header (registerVariables), or None."""
+    try:
+        with open(path, "rb") as f:
+            h = f.read(24)
+    except OSError:
+        return None
+    if len(h) < 24 or h[:8] != psswatch.PAGE_MAGIC:
+        return None
+    return int.from_bytes(h[16:24], "little", signed=True)
+
+
 def check_shm():
-    """Removes and reports anything the measured processes left in /dev/shm."""
+    """Removes and reports anything the measured processes left in /dev/shm:
+    segments named after one of their pids, the file method's files, and
+    registry pages (pyrmap-<uid>-ns-...) whose header names one of them as
+    owner."""
     left = []
     for name in os.listdir("/dev/shm"):
         mine = name.startswith(SHM_TAG) or any(
-            name.startswith("pyrmap-%d-%d-" % (UID, p)) for p in SEEN_PIDS)
+            name.startswith("pyrmap-%d-%d-" % (UID, p)) for p in SEEN_PIDS) or (
+            name.startswith(psswatch.PAGE_PREFIX) and page_owner(os.path.join("/dev/shm", name)) in SEEN_PIDS)
         if mine:
             left.append(name)
             drop_file(os.path.join("/dev/shm", name))
@@ -503,7 +766,7 @@ def check_shm():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="B1,B2,B3,B4", help="comma-separated subset of B1,B2,B3,B4")
+    ap.add_argument("--only", default="B1,B2,B3,B4,B5,B6", help="comma-separated subset of B1,...,B6")
     ap.add_argument("--n", type=float, default=1e8, help="elements for B2/B3 (default 1e8)")
     ap.add_argument("--reps", type=int, default=5, help="repetitions per method for B2/B3 (default 5)")
     ap.add_argument("--mem-reps", type=int, default=3, help="B1: watched runs per command for memory")
@@ -513,16 +776,35 @@ def main():
     ap.add_argument("--b3-calls", type=int, default=3, help="B3: calls per fresh R process")
     ap.add_argument("--b4-reps", type=int, default=40)
     ap.add_argument("--b4-warmup", type=int, default=5)
+    ap.add_argument("--b5-reps", type=int, default=16, help="B5: time rounds (each method once per round)")
+    ap.add_argument("--b5-mem-reps", type=int, default=4, help="B5: memory rounds, before the time rounds")
+    ap.add_argument("--b5-nrow", type=int, default=10000)
+    ap.add_argument("--b5-ncol", type=int, default=2000)
+    ap.add_argument("--b6-reps", type=int, default=6, help="B6: time rounds (each method once per round)")
+    ap.add_argument("--b6-mem-reps", type=int, default=3, help="B6: memory rounds, before the time rounds")
+    ap.add_argument("--b6-nrow", type=int, default=10000)
+    ap.add_argument("--b6-ncol", type=int, default=2000)
+    ap.add_argument("--b6-tasks", type=int, default=40)
+    ap.add_argument("--pss-ms", type=float, default=20.0,
+                    help="B5: pause between PSS samples, ms (default 20)")
+    ap.add_argument("--b6-pss-ms", type=float, default=50.0,
+                    help="B6: pause between PSS samples, ms (default 50: its calls last seconds and "
+                         "its processes are large, so a sample costs more)")
     ap.add_argument("--quick", action="store_true", help="small n and few repetitions (a smoke test)")
     a = ap.parse_args()
     if a.quick:
         a.n, a.reps, a.mem_reps, a.b1_rounds, a.b1_runs, a.b4_reps, a.b3_calls = 1e6, 2, 1, 2, 3, 6, 2
+        a.b5_reps, a.b5_mem_reps, a.b5_nrow, a.b5_ncol = 4, 4, 2000, 200
+        a.b6_reps, a.b6_mem_reps, a.b6_nrow, a.b6_ncol, a.b6_tasks = 3, 3, 2000, 200, 8
+    for opt in ("b5_reps", "b5_mem_reps", "b6_reps", "b6_mem_reps", "pss_ms", "b6_pss_ms"):
+        if getattr(a, opt) <= 0:
+            ap.error("--%s must be positive" % opt.replace("_", "-"))
     os.makedirs(OUT, exist_ok=True)
     for tool, path in (("pyrmap", PYRMAP), ("python", PY)):
         if not os.access(path, os.X_OK):
             raise SystemExit("%s not found at %s (run `make cli`, set PYRMAP_PYTHON)" % (tool, path))
     which = [w.strip().upper() for w in a.only.split(",") if w.strip()]
-    fns = {"B1": bench_b1, "B2": bench_b2, "B3": bench_b3, "B4": bench_b4}
+    fns = {"B1": bench_b1, "B2": bench_b2, "B3": bench_b3, "B4": bench_b4, "B5": bench_b5, "B6": bench_b6}
     load_before = loadavg()
     t0 = time.time()
     results = []
@@ -536,13 +818,16 @@ def main():
         left = check_shm()
         if left:
             print("warning: removed what the benchmarks left in /dev/shm: %s" % ", ".join(left))
+        if LEFT_WORKERS:
+            print("warning: worker processes outlived their R session (ended): %s" % ", ".join(LEFT_WORKERS))
     info = versions()
     text = write_results(results, info, sys.argv[1:], time.time() - t0, load_before, loadavg())
     with open(os.path.join(OUT, "results.json"), "w") as f:
-        json.dump({"info": info, "results": results, "shm_left": left}, f, indent=1, default=str)
+        json.dump({"info": info, "results": results, "shm_left": left, "workers_left": LEFT_WORKERS},
+                  f, indent=1, default=str)
     print("\n" + text.split("## Summary", 1)[1].split("##", 1)[0].strip())
     print("\nwritten: %s" % rel(os.path.join(HERE, "RESULTS.md")))
-    if left:
+    if left or LEFT_WORKERS:
         return 1
     return 0 if all(r["pass"] for r in results) else 2
 

@@ -1,0 +1,91 @@
+# B6: every task needs the whole matrix as side data. memLapply (the matrix
+# shared as VARS) against mclapply (forked workers see it copy-on-write) and
+# clusterExport + parLapply on a PSOCK cluster, in one R session.
+#
+#   Rscript b6.R REPS NROW NCOL TASKS BENCH_DIR
+#
+# X = matrix(rnorm(NROW * NCOL)), made before anything is timed; task j
+# computes sum(abs(cor(X[, j], X))) for j in 1:TASKS. Both clusters (2
+# workers each) are started and each method runs once, untimed, on tasks 1:2
+# before the timed rounds (memLapply's first call starts its default cluster,
+# MAX.CORES = 2). The PSOCK method's timed part is clusterExport(cl, "X") and
+# parLapply: what that approach costs per call. After it, untimed, X is
+# removed from the workers and they gc(), so every round starts alike.
+# Protocol (BENCH_* lines): par_common.R. Results are compared across methods
+# (all.equal) on every call, and two tasks against a serial computation.
+
+args <- commandArgs(trailingOnly = TRUE)
+reps <- as.integer(args[[1]])
+n <- as.integer(args[[2]])
+p <- as.integer(args[[3]])
+tasks <- as.integer(args[[4]])
+bench_dir <- args[[5]]
+source(file.path(bench_dir, "r", "par_common.R"))
+
+suppressPackageStartupMessages({
+  library(pyrmap)
+  library(parallel)
+})
+say("BENCH_PIDS master ", Sys.getpid())
+
+set.seed(1)
+X <- matrix(rnorm(n * p), n, p)
+
+cl <- makePSOCKcluster(2)
+say("BENCH_PIDS psock ", paste(worker_pids(cl), collapse = " "))
+
+make_methods <- function(idx) list(
+  memLapply = function() memLapply(idx, function(j, M) sum(abs(cor(M[, j], M))), VARS = list(M = X),
+                                   MAX.CORES = 2),
+  mclapply = function() mclapply(idx, function(j) sum(abs(cor(X[, j], X))), mc.cores = 2),
+  export_parLapply = function() {
+    clusterExport(cl, "X")
+    parLapply(cl, idx, function(j) sum(abs(cor(X[, j], X))))
+  }
+)
+unexport <- function() {
+  clusterEvalQ(cl, {
+    rm(X)
+    gc()
+    NULL
+  })
+  invisible(NULL)
+}
+
+# Warm-up, untimed, on two tasks, checked against a serial computation.
+warm_idx <- 1:min(2L, tasks)
+serial <- vapply(warm_idx, function(j) sum(abs(cor(X[, j], X))), 0)
+for (m in names(make_methods(warm_idx))) {
+  v <- as.numeric(unlist(make_methods(warm_idx)[[m]]()))
+  if (!isTRUE(all.equal(v, serial))) stop("B6: warm-up of ", m, " differs from the serial result")
+  if (m == "export_parLapply") unexport()
+}
+mcl <- pyrmap:::.state$cluster
+stopifnot(!is.null(mcl), length(mcl) == 2L)
+say("BENCH_PIDS pyrmap ", paste(worker_pids(mcl), collapse = " "))
+
+# The timed calls; the first result is the reference for the others, and its
+# first and last tasks are checked against a serial computation.
+methods <- make_methods(seq_len(tasks))
+ref <- NULL
+check <- function(m, res) {
+  v <- as.numeric(unlist(res))
+  if (is.null(ref)) {
+    stopifnot(length(v) == tasks)
+    s <- vapply(c(1L, tasks), function(j) sum(abs(cor(X[, j], X))), 0)
+    if (!isTRUE(all.equal(v[c(1L, tasks)], s))) stop("B6: ", m, " differs from the serial result")
+    ref <<- v
+  } else if (!isTRUE(all.equal(v, ref))) {
+    stop(sprintf("B6: %s's result differs: %s", m, paste(all.equal(v, ref), collapse = "; ")))
+  }
+}
+say("BENCH_NOTE results of the three methods agree (all.equal), checked on every call; tasks 1 and ",
+    tasks, " also against a serial computation")
+
+run_rounds(methods,
+           groups = list(memLapply = "pyrmap", mclapply = "fork", export_parLapply = "psock"),
+           clusters = list(memLapply = mcl, export_parLapply = cl),
+           reps = reps, check = check, after = list(export_parLapply = unexport))
+
+stopCluster(cl)  # memLapply's default cluster is stopped when R exits
+say("BENCH_OK")
