@@ -587,7 +587,7 @@ def bench_b5(a):
            "before the timed part: the PSOCK cluster with `makePSOCKcluster(2)`, memApply's default "
            "cluster by an untimed first call (MAX.CORES = 2); every method runs once untimed first. Then "
            "%d rounds, the four methods in an order that rotates from round to round; before each call "
-           "`gc()` in the master and in that method's workers, and a 0.1 s pause. The timed part is "
+           "`gc()` in the master and in that method's workers, and a 0.1 s pause (after an mclapply call, untimed, 1 s more: see bench/r/par_common.R). The timed part is "
            "the call alone (memApply's includes copying X and y into shared memory and releasing them; "
            "parApply's, splitting X into columns and sending them; mclapply's, forking).\n\n%s\n"
            % (n, p, 8 * n * p / 1e6, mem + reps, par_notes(w, a.pss_ms, mem, reps, notes)))
@@ -635,7 +635,7 @@ def bench_b6(a):
            "timed part (the PSOCK cluster with `makePSOCKcluster(2)`, memLapply's default cluster by an "
            "untimed first call, MAX.CORES = 2), and each method runs once untimed on tasks 1:2. Then %d "
            "rounds, the three methods in rotating order; before each call `gc()` in the master and in "
-           "that method's workers, and a 0.1 s pause. Timed part: memLapply — the call (registering X "
+           "that method's workers, and a 0.1 s pause (1 s more after an mclapply call, untimed). Timed part: memLapply — the call (registering X "
            "and the task list in shared memory, the workers mapping them, releasing); mclapply — the "
            "call (forking included); PSOCK — `clusterExport(cl, \"X\")` **and** `parLapply`, so the "
            "transfer of X to both workers, which that approach pays on every call, is in its time and "

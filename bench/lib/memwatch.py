@@ -65,7 +65,7 @@ def _status_kib(pid: int):
     return (anon + filerss) * 1024, hwm * 1024
 
 
-def _ppid(pid: int):
+def ppid(pid: int):
     try:
         with open("/proc/%d/stat" % pid, "rb") as f:
             s = f.read()
@@ -75,7 +75,7 @@ def _ppid(pid: int):
     return int(s[r + 2:].split()[1])
 
 
-def _shm_mapped(pid: int, seen: dict) -> None:
+def shm_mapped(pid: int, seen: dict) -> None:
     """Adds the /dev/shm files mapped by pid to seen {inode: bytes}."""
     try:
         with open("/proc/%d/maps" % pid, "rb") as f:
@@ -126,7 +126,7 @@ class Watch:
             pid = int(d)
             if pid < self.root or pid in self.tree:
                 continue
-            pp = _ppid(pid)
+            pp = ppid(pid)
             if pp is not None and pp in self.tree:
                 self.tree.add(pid)
         # a second pass would find grandchildren started in the same poll;
@@ -144,7 +144,7 @@ class Watch:
             alive += 1
             total += st[0]
             self.hwm[pid] = st[1]
-            _shm_mapped(pid, shm)
+            shm_mapped(pid, shm)
         mine = tuple("pyrmap-%d-%d-" % (UID, p) for p in self.tree) + self.shm_prefixes
         try:
             with os.scandir(SHM) as it:

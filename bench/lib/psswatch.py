@@ -45,6 +45,8 @@ import subprocess
 import threading
 import time
 
+from memwatch import ppid, shm_mapped  # shared with B1-B4
+
 SHM = "/dev/shm"
 UID = os.getuid()
 PAGE_PREFIX = "pyrmap-%d-ns-" % UID
@@ -82,11 +84,6 @@ def stat_fields(pid: int):
     return s[s.rindex(b")") + 2:].split()
 
 
-def ppid(pid: int):
-    f = stat_fields(pid)
-    return None if f is None else int(f[1])
-
-
 def cpu_s(pid: int):
     """User + system CPU seconds of pid so far, or None."""
     f = stat_fields(pid)
@@ -107,24 +104,6 @@ def descendants(root: int):
             tree.add(p)
             out.append(p)
     return out
-
-
-def shm_mapped(pid: int, seen: dict) -> None:
-    """Adds the /dev/shm files pid maps to seen {inode: allocated bytes}."""
-    try:
-        with open("/proc/%d/maps" % pid, "rb") as f:
-            lines = f.read().split(b"\n")
-    except OSError:
-        return
-    for line in lines:
-        if b" /dev/shm/" not in line:
-            continue
-        rng = line.split(b" ", 1)[0].decode()
-        try:
-            st = os.stat("/proc/%d/map_files/%s" % (pid, rng))
-        except OSError:
-            continue
-        seen[st.st_ino] = st.st_blocks * 512
 
 
 class PssWatch:

@@ -47,7 +47,10 @@ check <- function(m, res) {
     stop(sprintf("B5: %s's result differs from serial apply's: %s", m,
                  paste(all.equal(v, ref), collapse = "; ")))
 }
-for (m in c("memApply", "parApply", "mclapply")) check(m, methods[[m]]())
+for (m in c("memApply", "parApply", "mclapply")) {
+  check(m, methods[[m]]())
+  if (m == "mclapply") after_fork()
+}
 mcl <- pyrmap:::.state$cluster
 stopifnot(!is.null(mcl), length(mcl) == 2L)
 say("BENCH_PIDS pyrmap ", paste(worker_pids(mcl), collapse = " "))
@@ -56,7 +59,7 @@ say("BENCH_NOTE results of all methods agree with serial apply's (all.equal), ch
 run_rounds(methods,
            groups = list(memApply = "pyrmap", parApply = "psock", mclapply = "fork", apply = "none"),
            clusters = list(memApply = mcl, parApply = cl),
-           reps = reps, check = check)
+           reps = reps, check = check, after = list(mclapply = after_fork))
 
 stopCluster(cl)  # memApply's default cluster is stopped when R exits
 say("BENCH_OK")

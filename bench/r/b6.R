@@ -59,6 +59,7 @@ for (m in names(make_methods(warm_idx))) {
   v <- as.numeric(unlist(make_methods(warm_idx)[[m]]()))
   if (!isTRUE(all.equal(v, serial))) stop("B6: warm-up of ", m, " differs from the serial result")
   if (m == "export_parLapply") unexport()
+  if (m == "mclapply") after_fork()
 }
 mcl <- pyrmap:::.state$cluster
 stopifnot(!is.null(mcl), length(mcl) == 2L)
@@ -85,7 +86,7 @@ say("BENCH_NOTE results of the three methods agree (all.equal), checked on every
 run_rounds(methods,
            groups = list(memLapply = "pyrmap", mclapply = "fork", export_parLapply = "psock"),
            clusters = list(memLapply = mcl, export_parLapply = cl),
-           reps = reps, check = check, after = list(export_parLapply = unexport))
+           reps = reps, check = check, after = list(export_parLapply = unexport, mclapply = after_fork))
 
 stopCluster(cl)  # memLapply's default cluster is stopped when R exits
 say("BENCH_OK")
