@@ -51,9 +51,9 @@ worker_pids <- function(cl) unlist(parallel::clusterCall(cl, Sys.getpid))
 # this R (4.2.2) a large write to a PSOCK worker that follows an mclapply
 # call within a moment now and then fails with "error writing to
 # connection", though the worker and its socket are fine. Reproduced without
-# any pyrmap call (two plain PSOCK clusters, mclapply, then clusterExport
-# of 160 MB) as with memLapply: 8 runs in about 250 failed; without the mclapply call (43
-# runs) or with this pause after it (42 runs), none did.
+# any pyrmap call (two plain PSOCK clusters, mclapply, then clusterExport of
+# 160 MB) as with memLapply: 8 runs in about 250 failed; without the
+# mclapply call (43 runs) or with this pause after it (42 runs), none did.
 after_fork <- function() Sys.sleep(1)
 
 # Runs `reps` rounds; in each, every method once, in an order that rotates
