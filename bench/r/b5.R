@@ -17,18 +17,10 @@ p <- as.integer(args[[3]])
 bench_dir <- args[[4]]
 source(file.path(bench_dir, "r", "par_common.R"))
 
-suppressPackageStartupMessages({
-  library(pyrmap)
-  library(parallel)
-})
-say("BENCH_PIDS master ", Sys.getpid())
-
-set.seed(1)
-X <- matrix(rnorm(n * p), n, p)
+X <- start_bench(n, p)
 y <- rnorm(n)
 
-cl <- makePSOCKcluster(2)
-say("BENCH_PIDS psock ", paste(worker_pids(cl), collapse = " "))
+cl <- psock_cluster()
 
 # The timed calls, exactly as a user writes them (each FUN's environment is
 # the small frame of its method's function, so nothing big travels with it).

@@ -22,17 +22,9 @@ tasks <- as.integer(args[[4]])
 bench_dir <- args[[5]]
 source(file.path(bench_dir, "r", "par_common.R"))
 
-suppressPackageStartupMessages({
-  library(pyrmap)
-  library(parallel)
-})
-say("BENCH_PIDS master ", Sys.getpid())
+X <- start_bench(n, p)
 
-set.seed(1)
-X <- matrix(rnorm(n * p), n, p)
-
-cl <- makePSOCKcluster(2)
-say("BENCH_PIDS psock ", paste(worker_pids(cl), collapse = " "))
+cl <- psock_cluster()
 
 make_methods <- function(idx) list(
   memLapply = function() memLapply(idx, function(j, M) sum(abs(cor(M[, j], M))), VARS = list(M = X),

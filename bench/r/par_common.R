@@ -47,6 +47,25 @@ worker_gc <- function(cl) {
 
 worker_pids <- function(cl) unlist(parallel::clusterCall(cl, Sys.getpid))
 
+# The start both scripts share: the packages, the master's pid for the
+# watcher, and the matrix X = matrix(rnorm(n * p), n, p) (seed 1).
+start_bench <- function(n, p) {
+  suppressPackageStartupMessages({
+    library(pyrmap)
+    library(parallel)
+  })
+  say("BENCH_PIDS master ", Sys.getpid())
+  set.seed(1)
+  matrix(rnorm(n * p), n, p)
+}
+
+# The competitors' PSOCK cluster of 2, its pids told to the watcher.
+psock_cluster <- function() {
+  cl <- parallel::makePSOCKcluster(2)
+  say("BENCH_PIDS psock ", paste(worker_pids(cl), collapse = " "))
+  cl
+}
+
 # Untimed, after every mclapply call: a pause before anything else runs. In
 # this R (4.2.2) a large write to a PSOCK worker that follows an mclapply
 # call within a moment now and then fails with "error writing to
