@@ -1,6 +1,7 @@
 # Helpers for the memshare-compatible half (test-memshare-*.R,
 # test-mem-apply*.R). Names start with ms_ so that they never clash with
-# helper-pyrmap.R.
+# helper-pyrmap.R, whose general helpers (shm_snapshot(), my_uid(),
+# proc_alive(), wait_until(), view_info()) these use as well.
 
 # ---- namespaces ---------------------------------------------------------------
 
@@ -15,13 +16,6 @@ ms_ns <- local({
 })
 
 # ---- /dev/shm ---------------------------------------------------------------------
-
-ms_shm <- function() list.files("/dev/shm", "^pyrmap-")
-
-ms_uid <- function() {
-  uid <- grep("^Uid:", readLines("/proc/self/status"), value = TRUE)
-  strsplit(trimws(sub("^Uid:", "", uid)), "[[:space:]]+")[[1L]][1L]
-}
 
 # The owner pid and namespace recorded in a page's header (see
 # src/registry.h), or NULL if `name` is not a readable page.
@@ -40,8 +34,8 @@ ms_page_header <- function(name) {
 # the test namespaces (whoever owns them, e.g. a crashed child).
 ms_leftovers <- function(snapshot, pids = Sys.getpid()) {
   pids <- unique(c(Sys.getpid(), pids))
-  new <- setdiff(ms_shm(), snapshot)
-  uid <- ms_uid()
+  new <- setdiff(shm_snapshot(), snapshot)
+  uid <- my_uid()
   mine <- vapply(new, function(n) {
     if (any(startsWith(n, sprintf("pyrmap-%s-%d-", uid, as.integer(pids))))) return(TRUE)
     h <- ms_page_header(n)
@@ -55,7 +49,7 @@ ms_leftovers <- function(snapshot, pids = Sys.getpid()) {
 ms_segment_of <- function(ns, var) {
   v <- retrieveViews(ns, var)[[1L]]
   on.exit(releaseViews(ns, var))
-  pyrmap:::.pyrmap_view_info(v)$segment
+  view_info(v)$segment
 }
 
 # ---- clusters ----------------------------------------------------------------------
@@ -91,22 +85,6 @@ ms_note_default_cluster <- function() {
   invisible(cl)
 }
 
-ms_pid_alive <- function(pid) {
-  f <- file.path("/proc", pid, "stat")
-  if (!file.exists(f)) return(FALSE)
-  st <- tryCatch(suppressWarnings(readLines(f, warn = FALSE)), error = function(e) "")
-  length(st) > 0L && !grepl("^[0-9]+ \\(.*\\) Z ", st[1L])
-}
-
-ms_wait_until <- function(cond, timeout = 20, interval = 0.05) {
-  deadline <- Sys.time() + timeout
-  while (Sys.time() < deadline) {
-    if (isTRUE(cond())) return(TRUE)
-    Sys.sleep(interval)
-  }
-  isTRUE(cond())
-}
-
 # Stops the clusters of this file and the default cluster; returns the pids
 # of workers still running after a grace period (should be none).
 ms_stop_all_clusters <- function() {
@@ -117,8 +95,8 @@ ms_stop_all_clusters <- function() {
   if (!is.null(st$cluster)) ms_stop_cluster(st$cluster)
   st$cluster <- NULL
   pids <- ms_clusters$pids
-  ms_wait_until(function() !any(vapply(pids, ms_pid_alive, logical(1))), timeout = 15)
-  pids[vapply(pids, ms_pid_alive, logical(1))]
+  wait_until(function() !any(vapply(pids, proc_alive, logical(1))), timeout = 15)
+  pids[vapply(pids, proc_alive, logical(1))]
 }
 
 # The end of every memshare test file: no worker left, nothing left in
@@ -128,7 +106,7 @@ ms_expect_clean_end <- function(snapshot) {
   alive <- ms_stop_all_clusters()
   testthat::expect_identical(alive, integer(0))
   left <- character()
-  ms_wait_until(function() {
+  wait_until(function() {
     left <<- ms_leftovers(snapshot, pids)
     length(left) == 0L
   }, timeout = 5)

@@ -141,7 +141,7 @@ proc_alive <- function(pid) {
   if (!file.exists(f)) return(FALSE)
   st <- tryCatch(suppressWarnings(readLines(f, warn = FALSE)), error = function(e) "")
   # A zombie has exited already.
-  !grepl("^[0-9]+ \\(.*\\) Z ", st[1L])
+  length(st) > 0L && !grepl("^[0-9]+ \\(.*\\) Z ", st[1L])
 }
 
 # Pids of the live children of `pid`.

@@ -2,7 +2,7 @@
 # session), a user's cluster (used as it is), how work is dealt to the
 # workers, and progress reporting.
 
-ms_shm_at_start <- ms_shm()
+ms_shm_at_start <- shm_snapshot()
 
 stop_default_cluster <- function() {
   ms_note_default_cluster()
@@ -38,7 +38,7 @@ test_that("the default cluster of MAX.CORES workers is started once and reused",
   cl2 <- ms_note_default_cluster()
   expect_length(cl2, 1L)
   expect_false(unlist(r4)[1] %in% pids)
-  expect_true(ms_wait_until(function() !any(vapply(pids, ms_pid_alive, logical(1))), timeout = 10))
+  expect_true(wait_until(function() !any(vapply(pids, proc_alive, logical(1))), timeout = 10))
   # ...and by default it has detectCores() - 1 workers (at least 1).
   invisible(memLapply(1:2, function(el) el))
   expect_length(ms_note_default_cluster(), max(1L, parallel::detectCores() - 1L))
@@ -63,7 +63,7 @@ test_that("the default cluster is stopped, and this session's pages removed, whe
   seg <- line("SEGMENT")
   expect_length(pids, 2L)
   expect_match(seg, "^pyrmap-[0-9]+-ns-")
-  expect_true(ms_wait_until(function() !any(vapply(pids, ms_pid_alive, logical(1))), timeout = 10))
+  expect_true(wait_until(function() !any(vapply(pids, proc_alive, logical(1))), timeout = 10))
   expect_false(file.exists(file.path("/dev/shm", seg)))
 })
 

@@ -1,7 +1,7 @@
 # memApply() and memLapply(): semantics as memshare's vignette describes
 # them, on a cluster of 2 workers, and the cases where memshare breaks.
 
-ms_shm_at_start <- ms_shm()
+ms_shm_at_start <- shm_snapshot()
 cl <- ms_cluster(2)
 
 # Checks after a call: no view left in the workers, this session's pages as
@@ -68,7 +68,7 @@ test_that("memLapply takes lists of vectors, matrices and arrays as they are", {
 
 test_that("VARS: a named list is registered for the call; FUN gets them by argument name", {
   pages <- pageList()
-  shm <- ms_shm()
+  shm <- shm_snapshot()
   X <- matrix(as.numeric(1:20), 4)
   got <- memApply(X, 2, function(v, a, b) sum(v * a) + b, CLUSTER = cl,
                   VARS = list(b = 100L, a = c(1, 0, 0, 1)))
@@ -100,7 +100,7 @@ test_that("X and VARS may name registered variables: then NAMESPACE is required"
   registerVariables(ns, list(X = X, w = c(2, 3, 4), L = list(1:2, 3:5)))
   on.exit(releaseVariables(ns, c("X", "w", "L")))
   pages <- pageList()
-  shm <- ms_shm()
+  shm <- shm_snapshot()
   e <- expect_error(memApply("X", 2, function(v) sum(v), CLUSTER = cl), class = "pyrmap_usage_error")
   expect_match(conditionMessage(e), "NAMESPACE")
   expect_error(memApply(X, 2, function(v, w) sum(v), VARS = "w", CLUSTER = cl),
@@ -146,7 +146,7 @@ test_that("views given as X or VARS are used without a copy", {
 
 test_that("views are released in the workers and the call's variables in this session", {
   pages <- pageList()
-  shm <- ms_shm()
+  shm <- shm_snapshot()
   X <- matrix(runif(3000), 30)
   res <- memApply(X, 2, function(v, y) sum(v) + y, VARS = list(y = 1), CLUSTER = cl)
   expect_length(res, 100L)
@@ -160,7 +160,7 @@ test_that("views are released in the workers and the call's variables in this se
   registerVariables(ns, list(X = X))
   on.exit(releaseVariables(ns, "X"))
   pages <- pageList()
-  shm <- ms_shm()
+  shm <- shm_snapshot()
   invisible(memApply("X", 1, sum, NAMESPACE = ns, CLUSTER = cl))
   expect_call_cleaned_up(pages, shm)
   expect_true(paste0(ns, ".X") %in% unlist(pageList()))
@@ -168,7 +168,7 @@ test_that("views are released in the workers and the call's variables in this se
 
 test_that("character, factor, data.frame and other unsupported X are a pyrmap_usage_error", {
   pages <- pageList()
-  shm <- ms_shm()
+  shm <- shm_snapshot()
   bad_matrix <- list(matrix(letters[1:4], 2), data.frame(a = 1:2, b = 3:4), factor(c("a", "b")),
                      1:10, list(1, 2), matrix(list(1, 2, 3, 4), 2), matrix(complex(4), 2))
   for (x in bad_matrix) expect_error(memApply(x, 2, identity, CLUSTER = cl), class = "pyrmap_usage_error")
@@ -192,7 +192,7 @@ test_that("character, factor, data.frame and other unsupported X are a pyrmap_us
 
 test_that("an error in FUN is an R error naming the row, column or element, with the original message", {
   pages <- pageList()
-  shm <- ms_shm()
+  shm <- shm_snapshot()
   X <- matrix(as.numeric(1:40), 4)
   f <- function(v) if (v[1] == 25) stop("no 25 please") else sum(v)
   e <- expect_error(memApply(X, 2, f, CLUSTER = cl), class = "pyrmap_fun_error")
@@ -245,7 +245,7 @@ test_that("a FUN whose environment holds big data is warned about (it is copied 
 
 test_that("zero-length data: empty lists, zero-row and zero-column matrices", {
   pages <- pageList()
-  shm <- ms_shm()
+  shm <- shm_snapshot()
   expect_identical(memApply(matrix(numeric(0), 5, 0), 2, function(v) stop("never"), CLUSTER = cl), list())
   expect_identical(memApply(matrix(numeric(0), 0, 5), 1, function(v) stop("never"), CLUSTER = cl), list())
   expect_identical(memApply(matrix(numeric(0), 0, 0), 2, function(v) stop("never"), CLUSTER = cl), list())
@@ -298,8 +298,8 @@ test_that("a worker that dies is a pyrmap error, and the surviving workers give 
   expect_s3_class(e, "pyrmap_error")
   expect_match(conditionMessage(e), "lost a worker")
   expect_identical(pageList(), pages)
-  expect_true(ms_wait_until(function() sum(vapply(pids, ms_pid_alive, logical(1))) == 1L))
-  alive <- which(vapply(pids, ms_pid_alive, logical(1)))
+  expect_true(wait_until(function() sum(vapply(pids, proc_alive, logical(1))) == 1L))
+  alive <- which(vapply(pids, proc_alive, logical(1)))
   # The survivor has no reply of the failed call left in its socket...
   expect_identical(memLapply(1:6, function(el) el * 10L, CLUSTER = dcl[alive]),
                    as.list(1:6 * 10L))
@@ -323,7 +323,7 @@ test_that("the default cluster is started again after one of its workers died", 
   expect_identical(memLapply(1:4, function(el) el, MAX.CORES = 2), list(1L, 2L, 3L, 4L))
   new_pids <- ms_worker_pids(ms_note_default_cluster())
   expect_length(intersect(new_pids, pids), 0L)
-  expect_true(ms_wait_until(function() !any(vapply(pids, ms_pid_alive, logical(1)))))
+  expect_true(wait_until(function() !any(vapply(pids, proc_alive, logical(1)))))
 })
 
 test_that("the end of the file leaves no worker and no segment", {

@@ -3,7 +3,7 @@
 # and arguments as memshare, types kept as they are, clear errors, and the
 # lifetime of pages and views across processes.
 
-ms_shm_at_start <- ms_shm()
+ms_shm_at_start <- shm_snapshot()
 
 test_that("the API has memshare's names, arguments and defaults", {
   sig <- function(f) as.list(formals(f))
@@ -98,7 +98,7 @@ test_that("retrieveMetadata describes variables without retrieving a view", {
 
 test_that("unsupported objects are a pyrmap_usage_error and leave nothing behind", {
   ns <- ms_ns("bad")
-  before <- ms_shm()
+  before <- shm_snapshot()
   pages <- pageList()
   bad <- list(chr = letters, fac = factor(c("a", "b")), df = data.frame(a = 1:2),
               cplx = complex(real = 1, imaginary = 2), fun = mean,
@@ -388,7 +388,7 @@ test_that("a crashed session's pages are reclaimed, and removed by memshare_gc()
       "Sys.sleep(10)"))
     pid <- as.integer(sub("^PID ([0-9]+).*", "\\1", grep("^PID", out, value = TRUE)))
     expect_length(pid, 1L)
-    expect_true(ms_wait_until(function() !ms_pid_alive(pid)))
+    expect_true(wait_until(function() !proc_alive(pid)))
     pid
   }
   pid <- crash(c("A", "B"))

@@ -1,7 +1,7 @@
 # A view, or a registered variable, given to run_python() reaches Python
 # without any copy: Python maps the variable's own page.
 
-ms_shm_at_start <- ms_shm()
+ms_shm_at_start <- shm_snapshot()
 
 test_that("a view from retrieveViews() reaches Python as a mapping of its page", {
   ns <- ms_ns("py-view")
@@ -11,7 +11,7 @@ test_that("a view from retrieveViews() reaches Python as a mapping of its page",
   v <- retrieveViews(ns, "X")$X
   on.exit(releaseViews(ns, "X"), add = TRUE, after = FALSE)
   seg <- view_info(v)$segment
-  expect_match(seg, sprintf("^pyrmap-%s-ns-[0-9a-f]{16}$", ms_uid()))
+  expect_match(seg, sprintf("^pyrmap-%s-ns-[0-9a-f]{16}$", my_uid()))
   res <- ms_run_zero_copy(retrieveViews(ns, "X")$X)
   expect_identical(res$value, X * 2)
   expect_identical(sub("^/", "", res$info$data), seg)

@@ -3,7 +3,7 @@
 # base R gives. They run at top level in a fresh session, as a user would
 # (the default cluster included), in a child Rscript.
 
-ms_shm_at_start <- ms_shm()
+ms_shm_at_start <- shm_snapshot()
 
 test_that("the vignette's examples run unchanged and agree with base R", {
   out <- ms_rscript(c(
@@ -69,7 +69,7 @@ test_that("the vignette's examples run unchanged and agree with base R", {
   expect_true(any(grepl("List of 200", out, fixed = TRUE)))
   pids <- as.integer(strsplit(trimws(sub("^WORKERS ", "", grep("^WORKERS", out, value = TRUE))), " ")[[1]])
   expect_true(length(pids) >= 1L)
-  expect_true(ms_wait_until(function() !any(vapply(pids, ms_pid_alive, logical(1))), timeout = 10))
+  expect_true(wait_until(function() !any(vapply(pids, proc_alive, logical(1))), timeout = 10))
 })
 
 test_that("the vignette's examples give the same answers in this session, on 2 workers", {
