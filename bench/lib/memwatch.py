@@ -65,14 +65,19 @@ def _status_kib(pid: int):
     return (anon + filerss) * 1024, hwm * 1024
 
 
-def ppid(pid: int):
+def stat_fields(pid: int):
+    """The fields of /proc/PID/stat after the command name (state first), or None."""
     try:
         with open("/proc/%d/stat" % pid, "rb") as f:
             s = f.read()
     except OSError:
         return None
-    r = s.rindex(b")")
-    return int(s[r + 2:].split()[1])
+    return s[s.rindex(b")") + 2:].split()
+
+
+def ppid(pid: int):
+    f = stat_fields(pid)
+    return None if f is None else int(f[1])
 
 
 def shm_mapped(pid: int, seen: dict) -> None:

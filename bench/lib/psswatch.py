@@ -45,10 +45,8 @@ import subprocess
 import threading
 import time
 
-from memwatch import ppid, shm_mapped  # shared with B1-B4
+from memwatch import SHM, UID, ppid, shm_mapped, stat_fields  # shared with B1-B4
 
-SHM = "/dev/shm"
-UID = os.getuid()
 PAGE_PREFIX = "pyrmap-%d-ns-" % UID
 PAGE_MAGIC = b"\x89PYRPAGE"
 
@@ -72,16 +70,6 @@ def rollup(pid: int):
 
 
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def stat_fields(pid: int):
-    """The fields of /proc/PID/stat after the command name (state first), or None."""
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as f:
-            s = f.read()
-    except OSError:
-        return None
-    return s[s.rindex(b")") + 2:].split()
 
 
 def cpu_s(pid: int):
