@@ -105,7 +105,12 @@ struct Result {
   // Holds the payload; null when desc.nbytes is 0. The segment's name is
   // gone; the memory lives as long as this mapping.
   std::shared_ptr<Mapping> mapping;
-  const uint8_t* data() const { return mapping ? mapping->data() : nullptr; }
+  // Where the payload starts in the mapping.
+  uint64_t offset = 0;
+  // The payload lies in a pool worker's area (pool.h): valid only until the
+  // pool's next call; copy it before then.
+  bool transient = false;
+  const uint8_t* data() const { return mapping ? mapping->data() + offset : nullptr; }
 };
 
 Result RunScript(const Script& script, const Input& input, const RunOptions& options);

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <utility>
 
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
@@ -27,6 +28,14 @@ namespace {
 // The largest single pwrite/pread: Linux caps one call at 0x7ffff000 bytes;
 // smaller chunks also let an interrupt check run while a big input is copied.
 constexpr uint64_t kIoChunk = uint64_t{64} << 20;
+
+// Lets mapped_region map any descriptor (named, unnamed or adopted).
+struct FdMappable {
+  int fd;
+  bip::mapping_handle_t get_mapping_handle() const {
+    return bip::ipcdetail::mapping_handle_from_file_handle(fd);
+  }
+};
 
 int NativeError(const bip::interprocess_exception& e) {
   int err = e.get_native_error();
@@ -63,11 +72,44 @@ Segment::Segment(std::string name,
                  std::unique_ptr<bip::shared_memory_object> shm)
     : name_(std::move(name)), shm_(std::move(shm)) {}
 
-Segment::Segment(Segment&& other) noexcept = default;
-Segment& Segment::operator=(Segment&& other) noexcept = default;
-Segment::~Segment() = default;
+Segment::Segment(Segment&& other) noexcept
+    : name_(std::move(other.name_)), shm_(std::move(other.shm_)), own_fd_(std::exchange(other.own_fd_, -1)) {}
 
-int Segment::fd() const { return shm_ ? shm_->get_mapping_handle().handle : -1; }
+Segment& Segment::operator=(Segment&& other) noexcept {
+  if (this != &other) {
+    if (own_fd_ >= 0) close(own_fd_);
+    name_ = std::move(other.name_);
+    shm_ = std::move(other.shm_);
+    own_fd_ = std::exchange(other.own_fd_, -1);
+  }
+  return *this;
+}
+
+Segment::~Segment() {
+  if (own_fd_ >= 0) close(own_fd_);
+}
+
+int Segment::fd() const { return shm_ ? shm_->get_mapping_handle().handle : own_fd_; }
+
+Segment Segment::CreateUnnamed(const std::string& dir, uint64_t size, const std::string& label) {
+  int fd = open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0) throw SystemError("create unnamed segment in", dir, "open(O_TMPFILE)", errno);
+  Segment seg = Adopt(fd, label);
+  if (size > 0) seg.Reserve(size);
+  return seg;
+}
+
+Segment Segment::Adopt(int fd, const std::string& label) {
+  Segment seg(label, nullptr);
+  seg.own_fd_ = fd;
+  return seg;
+}
+
+int Segment::ReopenReadOnly() const {
+  int fd = open(fmt::format("/proc/self/fd/{}", this->fd()).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw SystemError("reopen segment read-only", name_, "open", errno);
+  return fd;
+}
 
 Segment Segment::Create(const std::string& name, uint64_t size) {
   std::unique_ptr<bip::shared_memory_object> shm;
@@ -174,7 +216,7 @@ Mapping Segment::Map(MapMode mode, uint64_t offset, uint64_t length,
   int flags = populate ? MAP_POPULATE : 0;
   try {
     m.region_ = std::make_unique<bip::mapped_region>(
-        *shm_, bmode, static_cast<bip::offset_t>(offset),
+        FdMappable{fd()}, bmode, static_cast<bip::offset_t>(offset),
         static_cast<size_t>(length), nullptr, flags);
   } catch (const bip::interprocess_exception& e) {
     throw SystemError("map segment", name_, "mmap", NativeError(e));

@@ -64,6 +64,15 @@ class Segment {
   static Segment Create(const std::string& name, uint64_t size);
   // Opens an existing segment.
   static Segment Open(const std::string& name, bool writable);
+  // Creates an unnamed segment in directory `dir` (O_TMPFILE, mode 0600),
+  // `size` bytes reserved: nothing to remove, it goes with its last
+  // descriptor and mapping. `label` names it in messages.
+  static Segment CreateUnnamed(const std::string& dir, uint64_t size, const std::string& label);
+  // Takes ownership of descriptor `fd` (a segment passed by another process).
+  static Segment Adopt(int fd, const std::string& label);
+  // A read-only descriptor of this segment (open of /proc/self/fd/N), owned
+  // by the caller; throws instead of ever handing out a writable one.
+  int ReopenReadOnly() const;
 
   Segment(Segment&& other) noexcept;
   Segment& operator=(Segment&& other) noexcept;
@@ -99,6 +108,7 @@ class Segment {
           std::unique_ptr<boost::interprocess::shared_memory_object> shm);
   std::string name_;
   std::unique_ptr<boost::interprocess::shared_memory_object> shm_;
+  int own_fd_ = -1;  // an unnamed or adopted segment's descriptor (no shm_)
 };
 
 // Removes a set of segment names when destroyed, unless released. Used so
