@@ -37,6 +37,11 @@
 #'   (`sys.argv[1:]`).
 #' @param jobs How many scripts run at once.
 #' @param keep_intermediate Return every stage's result, not only the last.
+#' @param pool A pool of warm Python workers from [python_pool()]: the call
+#'   runs there, without starting an interpreter. `NULL` (default): the
+#'   session pool when `options(pyrmap.pool = TRUE)` (or a number of
+#'   workers) is set, else a one-shot run; `FALSE`: a one-shot run. See
+#'   [python_pool()] for how scripts run in a worker.
 #'
 #' @return `run_python()`: the result. Results of dtype float64, int32 and
 #'   uint8 are zero-copy views; float32 and bool results become double and
@@ -76,21 +81,21 @@
 #' }
 #' @export
 run_python <- function(data, python_script_path, dtype = NULL, ..., fun = NULL,
-                       timeout = NULL, python = NULL, args = character()) {
+                       timeout = NULL, python = NULL, args = character(), pool = NULL) {
   .no_dots(...)
   .check_scalar_string(python_script_path, "python_script_path")
   .run(data, python_script_path, "run", dtype, fun, timeout, python, args,
-       jobs = 1L, keep_intermediate = FALSE)[[1L]]
+       jobs = 1L, keep_intermediate = FALSE, pool = pool)[[1L]]
 }
 
 #' @rdname run_python
 #' @export
 run_python_shared_data <- function(data, script_paths, dtype = NULL, ..., jobs = 1L,
                                    fun = NULL, timeout = NULL, python = NULL,
-                                   args = character()) {
+                                   args = character(), pool = NULL) {
   .no_dots(...)
   res <- .run(data, script_paths, "shared", dtype, fun, timeout, python, args,
-              jobs = jobs, keep_intermediate = FALSE)
+              jobs = jobs, keep_intermediate = FALSE, pool = pool)
   names(res) <- .result_names(script_paths)
   res
 }
@@ -99,12 +104,12 @@ run_python_shared_data <- function(data, script_paths, dtype = NULL, ..., jobs =
 #' @export
 run_python_pipeline <- function(data, script_paths, dtype = NULL, ...,
                                 keep_intermediate = FALSE, fun = NULL, timeout = NULL,
-                                python = NULL, args = character()) {
+                                python = NULL, args = character(), pool = NULL) {
   .no_dots(...)
   if (!isTRUE(keep_intermediate) && !isFALSE(keep_intermediate))
     .usage_error("keep_intermediate must be TRUE or FALSE")
   res <- .run(data, script_paths, "pipeline", dtype, fun, timeout, python, args,
-              jobs = 1L, keep_intermediate = keep_intermediate)
+              jobs = 1L, keep_intermediate = keep_intermediate, pool = pool)
   if (!keep_intermediate) return(res[[1L]])
   names(res) <- .result_names(script_paths)
   res
@@ -146,7 +151,7 @@ pyrmap_command <- function() {
 # ---- internals --------------------------------------------------------------
 
 .run <- function(data, scripts, mode, dtype, fun, timeout, python, args, jobs,
-                 keep_intermediate) {
+                 keep_intermediate, pool = NULL) {
   if (!is.character(scripts) || length(scripts) == 0L || anyNA(scripts) || !all(nzchar(scripts)))
     .usage_error("script paths must be a non-empty character vector")
   if (!is.null(dtype)) .check_scalar_string(dtype, "dtype")
@@ -157,13 +162,15 @@ pyrmap_command <- function() {
   if (!is.character(args)) .usage_error("args must be a character vector")
   specs <- .with_functions(scripts, fun)
   .need_rcpp()
+  pool <- .pool_for(pool, python)
   info <- .pyrmap_run(data, specs, mode, if (is.null(dtype)) "" else dtype,
                       pyrmap_python(python), .python_package_dir(),
                       # 0 means "no limit" to the core; so does Inf here.
                       if (is.null(timeout) || is.infinite(timeout)) 0 else as.numeric(timeout),
                       # jobs = Inf: all scripts at once (as.integer(Inf) would be NA).
                       as.integer(min(jobs, length(scripts))),
-                      keep_intermediate, args, .bit64_available())
+                      keep_intermediate, args, .bit64_available(),
+                      if (is.null(pool)) NULL else pool$xp)
   if (!isTRUE(info$ok)) .raise(info, sys.call(-1L))
   res <- info$results
   if (any(vapply(res, inherits, logical(1), "integer64"))) loadNamespace("bit64")
@@ -186,7 +193,15 @@ pyrmap_command <- function() {
 
 .result_names <- function(scripts) make.unique(basename(scripts))
 
-.python_package_dir <- function() system.file("python", package = "pyrmap")
+# (Looked up once: system.file() reads the package's metadata each time,
+# which costs more than a warm pool's whole call.)
+.python_package_dir <- local({
+  dir <- NULL
+  function() {
+    if (is.null(dir)) dir <<- system.file("python", package = "pyrmap")
+    dir
+  }
+})
 
 .bit64_available <- local({
   known <- NULL

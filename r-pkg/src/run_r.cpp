@@ -12,6 +12,8 @@
 #include <fmt/format.h>
 
 #include "error.h"
+#include "pool.h"
+#include "pool_r.h"
 #include "rconvert.h"
 #include "registry.h"
 #include "registry_r.h"
@@ -108,15 +110,29 @@ ViewSource SourceOf(const Result& r) {
   return s;
 }
 
+// An R vector of `type` holding a copy of the result's bytes (a pool
+// worker's area is reused by its next call: its results are copied).
+SEXP CopyOf(SEXPTYPE type, const Result& r) {
+  SEXP ans = Rf_allocVector(type, static_cast<R_xlen_t>(r.desc.count));
+  if (r.desc.nbytes > 0) std::memcpy(DATAPTR(ans), r.data(), r.desc.nbytes);
+  return ans;
+}
+
+// A zero-copy view of the result, or a copy when it is transient.
+SEXP ViewOrCopy(SEXPTYPE type, const Result& r) {
+  return r.transient ? CopyOf(type, r) : MakeView(type, SourceOf(r));
+}
+
 // An R object for a result (not yet carrying dims). Zero-copy views for
-// float64, int32, uint8 and integer64; converted copies otherwise.
+// float64, int32, uint8 and integer64 (copies of small pool results);
+// converted copies otherwise.
 SEXP ResultVector(const Result& r, bool want_integer64, bool bit64_available) {
   const R_xlen_t n = static_cast<R_xlen_t>(r.desc.count);
   const uint8_t* p = r.data();
   switch (r.desc.dtype) {
-    case Dtype::kFloat64: return MakeView(REALSXP, SourceOf(r));
-    case Dtype::kInt32: return MakeView(INTSXP, SourceOf(r));
-    case Dtype::kUInt8: return MakeView(RAWSXP, SourceOf(r));
+    case Dtype::kFloat64: return ViewOrCopy(REALSXP, r);
+    case Dtype::kInt32: return ViewOrCopy(INTSXP, r);
+    case Dtype::kUInt8: return ViewOrCopy(RAWSXP, r);
     case Dtype::kBool: {
       SEXP ans = PROTECT(Rf_allocVector(LGLSXP, n));
       int* q = LOGICAL(ans);
@@ -158,7 +174,7 @@ SEXP ResultVector(const Result& r, bool want_integer64, bool bit64_available) {
                                 "exactly; install the bit64 package to receive integer64",
                                 at + 1, bad));
       // integer64 stores int64 bits in a double vector: a view needs no copy.
-      SEXP ans = PROTECT(MakeView(REALSXP, SourceOf(r)));
+      SEXP ans = PROTECT(ViewOrCopy(REALSXP, r));
       Rf_setAttrib(ans, R_ClassSymbol, Rf_mkString("integer64"));
       UNPROTECT(1);
       return ans;
@@ -213,12 +229,14 @@ Rcpp::List ErrorInfo(const Error& e) {
 // [[Rcpp::init]]
 void pyrmap_init_views(DllInfo* dll) { InitViewClasses(dll); }
 
-// Runs `scripts` over `data` in `mode` ("run", "shared" or "pipeline").
+// Runs `scripts` over `data` in `mode` ("run", "shared" or "pipeline"), on
+// the warm workers of `pool` (a pool handle) unless it is NULL.
 // Returns list(ok = TRUE, results = <list of R objects>) or an error list.
 // [[Rcpp::export(.pyrmap_run)]]
 SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, std::string dtype,
                 std::string python, std::string package_dir, double timeout, int jobs,
-                bool keep_intermediate, std::vector<std::string> args, bool bit64_available) {
+                bool keep_intermediate, std::vector<std::string> args, bool bit64_available,
+                SEXP pool) {
   std::vector<Result> results;
   bool input_integer64 = false;
   try {
@@ -246,7 +264,15 @@ SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, s
     o.check_interrupt = CheckInterrupt;
     std::vector<Script> parsed;
     for (const auto& s : scripts) parsed.push_back(ParseScript(s));
-    if (mode == "run") {
+    if (Pool* p = PoolOf(pool)) {
+      if (mode == "run") {
+        results.push_back(p->Run(parsed.at(0), input, o));
+      } else if (mode == "shared") {
+        results = p->Shared(parsed, input, o);
+      } else {
+        results = p->Pipeline(parsed, input, o, keep_intermediate);
+      }
+    } else if (mode == "run") {
       results.push_back(RunScript(parsed.at(0), input, o));
     } else if (mode == "shared") {
       results = RunShared(parsed, input, o);
