@@ -11,6 +11,8 @@
 .pyrmap_view_page <- function(x) .Call(pyrmap_view_page, x)
 .pyrmap_view_info <- function(x) .Call(pyrmap_view_info, x)
 .pyrmap_collect_garbage <- function() .Call(pyrmap_collect_garbage)
+.pyrmap_mapping_bytes <- function(x) .Call(pyrmap_mapping_bytes, x)
+.pyrmap_view_memory <- function() .Call(pyrmap_view_memory)
 
 # run_python()'s entry point (.pyrmap_run, src/run_r.cpp) is an Rcpp
 # function and needs Rcpp's namespace loaded (Rcpp's C callables). The

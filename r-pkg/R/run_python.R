@@ -243,7 +243,7 @@ pyrmap_command <- function() {
 }
 
 .raise <- function(info, call = NULL) {
-  msg <- info$message
+  msg <- .valid_utf8(info$message)
   if (identical(info$kind, "interpreter"))
     msg <- paste0(msg, "\nChoose the interpreter with python = , options(pyrmap.python = ) ",
                   "or the environment variable PYRMAP_PYTHON.")
@@ -254,9 +254,19 @@ pyrmap_command <- function() {
   cond <- structure(
     class = c(.condition_class(info), base),
     list(message = msg, call = call, script = info$script %||% "",
-         python_type = info$python_type %||% "", traceback = info$traceback %||% "",
+         python_type = info$python_type %||% "", traceback = .valid_utf8(info$traceback %||% ""),
          exit_status = info$exit_status %||% NA_integer_, signal = info$signal %||% NA_integer_))
   stop(cond)
+}
+
+# Text that R's string functions accept: invalid UTF-8 bytes become <xx>,
+# and the result is marked UTF-8.
+.valid_utf8 <- function(x) {
+  x <- enc2utf8(as.character(x))
+  bad <- !is.na(x) & !validUTF8(x)
+  if (any(bad)) x[bad] <- iconv(x[bad], "UTF-8", "UTF-8", sub = "byte")
+  Encoding(x) <- "UTF-8"
+  x
 }
 
 `%||%` <- function(a, b) if (is.null(a)) b else a
