@@ -4,7 +4,11 @@
 
 .pyrmap_register <- function(ns, var, x) .Call(pyrmap_register, ns, var, x)
 .pyrmap_open <- function(ns, var) .Call(pyrmap_open, ns, var)
-.pyrmap_generation <- function(ns, var) .Call(pyrmap_generation, ns, var)
+.pyrmap_generation <- function(ns, var) {
+  g <- .Call(pyrmap_generation, ns, var)
+  if (is.list(g)) .raise(g, .user_call())  # a name that cannot be used
+  g
+}
 .pyrmap_page_info <- function(ns, var) .Call(pyrmap_page_info, ns, var)
 .pyrmap_release <- function(ns, var) .Call(pyrmap_release, ns, var)
 .pyrmap_slice <- function(m, margin, j) .Call(pyrmap_slice, m, margin, j)
