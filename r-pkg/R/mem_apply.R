@@ -22,7 +22,41 @@
 #' Progress is reported through progressr when it is installed (silent
 #' unless a handler is enabled, e.g. `progressr::handlers(global = TRUE)`).
 #'
-#' @param X For `memApply()`, a double, integer, logical or raw matrix; for
+#' Results are unnamed, as memshare's (`names(res) <- colnames(X)` gives
+#' apply()'s names back).
+#'
+#' A data.frame `X` whose columns are all double, integer or logical is
+#' accepted: with `MARGIN = 2` it is shared as the list of its columns, and
+#' `FUN` gets each column as it is (its own type, no matrix copy of the
+#' frame); with `MARGIN = 1` it goes through a matrix (`as.matrix(X)`, said
+#' once per session in a message). A column of any other type or class (a
+#' factor, character, Date, ...) is an error naming the first such column.
+#'
+#' @section Memory: Each worker maps the call's pages once and releases its views at
+#'   the end of the call; when they mapped 64 MiB or more, the worker also
+#'   collects then (a few milliseconds), so that the mappings go at once
+#'   instead of waiting for R's collector, which the small view objects would
+#'   never prompt. Calls over small data never pay for a collection. Views in
+#'   this session follow the rule described in [run_python()] (section
+#'   Memory).
+#'
+#' @section Interrupts: Ctrl-C in a terminal is sent to the whole foreground process
+#'   group, the cluster's workers included, and parallel's workers drop a task
+#'   they are interrupted in without a reply, which would leave the master
+#'   waiting for ever. So every worker that pyrmap prepares leaves the
+#'   terminal's process group (the default cluster's and a `CLUSTER`'s alike:
+#'   Ctrl-C then reaches the master only). When the master is interrupted, it
+#'   sends SIGINT to its workers that are still in `FUN` (on this host), whose
+#'   interrupt is turned into a reply, and waits for those replies for 1 s at
+#'   most. A worker that does not answer by then (in code that ignores
+#'   interrupts) is killed if it belongs to the default cluster, which is then
+#'   started anew by the next call; a `CLUSTER`'s worker is left to finish,
+#'   and its late reply is recognised and skipped by the next call. The call
+#'   then ends with the interrupt, and the variables it registered are
+#'   released.
+#'
+#' @param X For `memApply()`, a double, integer, logical or raw matrix, or a
+#'   data.frame of double, integer and logical columns; for
 #'   `memLapply()`, a list of such vectors, matrices or arrays (or an atomic
 #'   vector, taken element by element). Or the name of a variable registered
 #'   in `NAMESPACE`, or a view from [retrieveViews()] (used without a copy).

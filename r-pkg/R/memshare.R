@@ -20,7 +20,15 @@
 #' view: every retrieval checks the page's generation.
 #'
 #' `releaseViews()` forgets this session's views of the variables;
-#' `releaseVariables()` removes variables this session registered.
+#' `releaseVariables()` removes variables this session registered. As in
+#' memshare, a name that this session never retrieved is an error of
+#' `releaseViews()` (class `pyrmap_not_viewed`), and a name that is not
+#' registered is an error of `releaseVariables()` (class
+#' `pyrmap_not_registered`; another process's variable is a
+#' `pyrmap_usage_error`); the message names the namespace and the variable,
+#' and nothing is released when one name is wrong. `retrieveMetadata()`
+#' opens a view in memshare; here it maps nothing, but `releaseViews()`
+#' accepts the names it was asked about.
 #' `viewList()` and `pageList()` list this session's views and variables as
 #' `"<namespace>.<variable>"`. `retrieveMetadata()` describes a variable
 #' without mapping it. `memshare_gc()` releases every view and variable of a

@@ -42,7 +42,11 @@
 #'   uint8 are zero-copy views; float32 and bool results become double and
 #'   logical vectors; int64 results come back as double when every value is
 #'   within 2^53, else as `bit64::integer64` (an error if bit64 is not
-#'   installed). Results with two or more dimensions carry `dim`; names and
+#'   installed). -2^31 in an int32 result and -2^63 in an int64 result are the
+#'   NA that `data` sent when `data` held NA; otherwise they are values: such
+#'   an int32 result comes back as double (exact), -2^63 as the double -2^63,
+#'   and an int64 result that would need integer64 for other values is an
+#'   error naming the position and the value (integer64 cannot hold -2^63). Results with two or more dimensions carry `dim`; names and
 #'   dimnames of `data` are kept when the result has its shape.
 #'   `run_python_shared_data()`: a list with one result per script, named
 #'   after the scripts. `run_python_pipeline()`: the last stage's result, or
@@ -61,6 +65,21 @@
 #'   process and signals a condition of class `c("pyrmap_interrupt",
 #'   "interrupt")`, which `try()` does not swallow. Whatever happens, no
 #'   shared-memory segment of the call is left behind.
+#'
+#' @section Memory: A result view holds its shared memory until R collects it.
+#'   A view is a small R object, so R's own collector sees no reason to run
+#'   while unreachable views pin gigabytes. pyrmap therefore counts the bytes
+#'   of the mappings that live views hold (once per mapping: the column views
+#'   of a matrix view share its mapping), and before it makes a view of a new
+#'   mapping it collects (`R_gc()`, in the process that holds the views) when
+#'   the bytes of the mappings first seen since its last collection, the new
+#'   one included, would exceed a bound: the process's anonymous resident
+#'   memory (`RssAnon`: R's heap, mostly), at least 64 MiB, and at most a
+#'   quarter of the memory the system has available (`MemAvailable`). So a loop
+#'   `for (i in 1:n) y <- run_python(x, script)` keeps at most two results
+#'   mapped (the new one and the one `y` still held while the call ran), and
+#'   unreachable views never pin more than about R's heap — the slack R's
+#'   collector allows its own heap.
 #'
 #' @examples
 #' \dontrun{
