@@ -46,8 +46,9 @@
 #'   NA that `data` sent when `data` held NA; otherwise they are values: such
 #'   an int32 result comes back as double (exact), -2^63 as the double -2^63,
 #'   and an int64 result that would need integer64 for other values is an
-#'   error naming the position and the value (integer64 cannot hold -2^63). Results with two or more dimensions carry `dim`; names and
-#'   dimnames of `data` are kept when the result has its shape.
+#'   error naming the position and the value (integer64 cannot hold -2^63).
+#'   Results with two or more dimensions carry `dim`; names and dimnames of
+#'   `data` are kept when the result has its shape.
 #'   `run_python_shared_data()`: a list with one result per script, named
 #'   after the scripts. `run_python_pipeline()`: the last stage's result, or
 #'   with `keep_intermediate = TRUE` a list of every stage's result, named
