@@ -1,0 +1,142 @@
+// engine.h — pyrmap's own worker processes for parallel calls.
+//
+// An Engine starts `workers` copies of a worker program (for R: an Rscript
+// running the package's worker loop) once, and keeps them waiting on a
+// futex in a control block (channel.h) that both sides keep mapped. A call
+// is posted by writing the name of its call segment into the control block
+// and bumping the job number: no message, no socket. Each worker claims
+// chunks of tasks from the call segment's counter, appends its results to
+// its own result file (an unnamed segment kept for the workers' life), and
+// marks its slot done; the last one wakes the master through an eventfd.
+//
+// A worker that dies is seen at once through its pidfd; an interrupted call
+// sends SIGINT to the workers still busy, waits a grace period, and kills
+// those that did not stop. A dead or killed worker is started again by the
+// next Ready(). Workers run in process groups of their own (Ctrl-C in a
+// terminal reaches the master only), with SIGKILL as their parent-death
+// signal (spawn.h), and make no named segment: nothing of the engine is left
+// in any directory, however it ends.
+//
+// What a worker program gets: descriptor 3 the control block, 4 its result
+// file, 5 the eventfd, stdin and stdout on /dev/null, stderr on a pipe the
+// master reads (the end of it goes into error messages), and
+// PYRMAP_ENGINE_SLOT (0-based). EngineWorker is its side of the protocol.
+//
+// Thread safety: an Engine is used from one thread at a time, the thread
+// that made it (its workers die with that thread). In a forked child of
+// that process an Engine must not be used; destroying it there leaves the
+// parent's workers alone.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "channel.h"
+#include "spawn.h"
+
+namespace pyrmap {
+
+inline constexpr int kEngineControlFd = 3;
+inline constexpr int kEngineResultFd = 4;
+inline constexpr int kEngineWakeFd = 5;
+inline constexpr const char* kEngineSlotVar = "PYRMAP_ENGINE_SLOT";
+
+struct EngineOptions {
+  int workers = 1;
+  std::vector<std::string> argv;  // the worker program
+  std::vector<std::pair<std::string, std::string>> env;
+  std::string segment_dir = "/dev/shm";  // where the unnamed control block and result files are made
+  double start_timeout = 120;  // seconds a worker may take to become ready
+  std::string what = "worker";  // in messages: "<what> 2 of the engine"
+};
+
+// What Wait() saw.
+struct EngineStatus {
+  enum Kind { kDone, kRunning, kDied } kind = kRunning;
+  uint32_t slot = 0;          // kDied: the worker that died
+  ExitStatus exit;            // kDied: how it ended
+  std::string stderr_tail;    // kDied: the end of what it wrote to stderr
+};
+
+class Engine {
+ public:
+  // Creates the control block and the result files; starts nothing yet.
+  explicit Engine(EngineOptions options);
+  // Kills every worker with its process group (not in a forked child).
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Starts the workers that are not running (the first time, and those
+  // that died or were killed) and waits until every worker is idle.
+  // `check` runs at least every 100 ms and may throw to abandon the wait
+  // (the workers go on starting). Throws Error(kSystem) naming the worker,
+  // how it ended and the end of its stderr if one exits before it is ready
+  // or is not ready within start_timeout.
+  void Ready(const std::function<void()>& check);
+  // Posts the job of call segment `call_name` to every worker (they must
+  // be idle: after Ready()). Returns the job number.
+  uint32_t Post(const std::string& call_name);
+  // Waits at most `timeout_seconds` for every worker to finish job `seq`.
+  // kRunning on timeout or when a signal arrived (the caller checks for
+  // interrupts and waits again); kDied as soon as a worker is found dead
+  // (it is started again by the next Ready()).
+  EngineStatus Wait(uint32_t seq, double timeout_seconds);
+  // Ends job `seq` early: sends SIGINT to the workers still busy with it,
+  // waits up to `grace_seconds` for them to finish, then kills the others
+  // (started again by the next Ready()). Returns how many were killed.
+  int Interrupt(uint32_t seq, double grace_seconds);
+
+  uint32_t workers() const;
+  Control& control();
+  // Worker k's result file (owned by the engine).
+  const Segment& Results(uint32_t k) const;
+  // Gives back the memory of worker k's result file when it grew past
+  // `keep_bytes` (after the master read it).
+  void TrimResults(uint32_t k, uint64_t keep_bytes);
+  // Pids of the running workers (0 for a slot without one).
+  std::vector<pid_t> Pids() const;
+  // Times each slot's worker was started again.
+  std::vector<uint64_t> Restarts() const;
+  // Kills every worker; later calls fail with kUsage. Idempotent.
+  void Close();
+  bool closed() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// A worker's side: attaches to what the engine passed it.
+class EngineWorker {
+ public:
+  // Reads the slot from PYRMAP_ENGINE_SLOT and maps the control block on
+  // descriptor 3; marks the slot idle (ready). Throws Error(kProtocol) when
+  // the process was not started by an Engine.
+  static EngineWorker FromEnvironment();
+
+  // Waits for the next job. Returns false when the engine asks its workers
+  // to stop; else sets *call_name to the job's call segment. A signal ends
+  // the wait early: then returns true with an empty name (wait again).
+  bool NextJob(std::string* call_name);
+  uint32_t slot() const { return slot_; }
+  uint32_t seq() const { return seq_; }
+  int result_fd() const { return kEngineResultFd; }
+  // The job is over for this worker: publishes the outcome and the bytes of
+  // records in the result file, and wakes the master.
+  void Finish(Outcome outcome, uint64_t result_bytes);
+
+ private:
+  EngineWorker() = default;
+  std::shared_ptr<Control> control_;
+  uint32_t slot_ = 0;
+  uint32_t seq_ = 0;
+};
+
+}  // namespace pyrmap
