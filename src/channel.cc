@@ -39,12 +39,16 @@ T Get(const uint8_t* p, uint64_t off) {
 // Offsets of the call header's fields.
 constexpr uint64_t kOffTotal = 16, kOffTasks = 24, kOffWorkers = 32, kOffChunk = 40, kOffJob = 48,
                    kOffJobSize = 56, kOffObjects = 64, kOffOut = 72, kOffOutSize = 80, kOffData = 88,
-                   kOffNext = 256, kOffDone = 320, kOffCancel = 384, kOffFailAt = 448;
+                   kOffNext = 256, kOffDone = 320, kOffCancel = 384, kOffFailAt = 448, kOffBroken = 512, kOffSpread = 576,
+                   kOffFlags = 36;
+// Offsets in a call slot.
+constexpr uint64_t kCallSlotPid = 0, kCallSlotState = 4, kCallSlotCurrent = 8, kCallSlotBytes = 16,
+                   kCallSlotOutcome = 24;
 // Offsets in the control block.
 constexpr uint64_t kCtlWorkers = 12, kCtlMaster = 16, kCtlSeq = 64, kCtlStop = 128, kCtlName = 192,
                    kCtlSlots = 512;
 // Offsets in a control slot.
-constexpr uint64_t kSlotPid = 0, kSlotState = 4, kSlotDoneSeq = 8, kSlotOutcome = 12, kSlotBytes = 16;
+constexpr uint64_t kSlotPid = 0, kSlotState = 4, kSlotDoneSeq = 8;
 
 uint64_t* U64(uint8_t* base, uint64_t off) { return reinterpret_cast<uint64_t*>(base + off); }
 uint32_t* U32(uint8_t* base, uint64_t off) { return reinterpret_cast<uint32_t*>(base + off); }
@@ -65,7 +69,9 @@ bool FutexWait(const uint32_t* word, uint32_t expected, double timeout_seconds) 
   return rc == 0 || (rc < 0 && errno == EAGAIN);  // EAGAIN: it had changed already
 }
 
-void FutexWakeAll(const uint32_t* word) { syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0); }
+void FutexWakeAll(const uint32_t* word) { FutexWake(word, INT_MAX); }
+
+void FutexWake(const uint32_t* word, int n) { syscall(SYS_futex, word, FUTEX_WAKE, n, nullptr, nullptr, 0); }
 
 // ---- the call segment ----------------------------------------------------------
 
@@ -97,6 +103,7 @@ CallShared CallShared::Create(const std::string& name, CallLayout layout) {
     Put<uint64_t>(h.data(), kOffTotal, layout.total_size);
     Put<uint64_t>(h.data(), kOffTasks, layout.tasks);
     Put<uint32_t>(h.data(), kOffWorkers, layout.workers);
+    Put<uint32_t>(h.data(), kOffFlags, layout.flags);
     Put<double>(h.data(), kOffChunk, layout.chunk_seconds);
     Put<uint64_t>(h.data(), kOffJob, layout.job_offset);
     Put<uint64_t>(h.data(), kOffJobSize, layout.job_size);
@@ -110,7 +117,7 @@ CallShared CallShared::Create(const std::string& name, CallLayout layout) {
     c.segment_.Unlink();
     throw;
   }
-  c.current_ = U64(c.map_.data(), layout.slots_offset + 8);
+  c.current_ = U64(c.map_.data(), layout.slots_offset + kCallSlotCurrent);
   return c;
 }
 
@@ -132,6 +139,7 @@ CallShared CallShared::Open(const std::string& name) {
   CallLayout& l = c.layout_;
   l.tasks = Get<uint64_t>(h, kOffTasks);
   l.workers = Get<uint32_t>(h, kOffWorkers);
+  l.flags = Get<uint32_t>(h, kOffFlags);
   l.chunk_seconds = Get<double>(h, kOffChunk);
   l.job_size = Get<uint64_t>(h, kOffJobSize);
   l.out_size = Get<uint64_t>(h, kOffOutSize);
@@ -157,7 +165,7 @@ CallShared CallShared::Open(const std::string& name) {
       l.out_offset != Get<uint64_t>(h, kOffOut) || l.objects_offset != objects_offset)
     throw Error(ErrorKind::kProtocol, fmt::format("call segment '{}': inconsistent layout", name));
   c.map_ = c.segment_.Map(MapMode::kReadWrite, 0, l.data_offset);
-  c.current_ = U64(c.map_.data(), l.slots_offset + 8);
+  c.current_ = U64(c.map_.data(), l.slots_offset + kCallSlotCurrent);
   return c;
 }
 
@@ -193,11 +201,11 @@ bool CallShared::Claim(uint64_t max_chunk, uint64_t* first, uint64_t* count) {
   const uint64_t n = layout_.tasks;
   uint64_t cur = __atomic_load_n(next, __ATOMIC_RELAXED);
   for (;;) {
-    if (cur >= n || Cancelled() || FailedAt() != kNoTask) return false;
+    if (cur >= n || Cancelled() || Broken() || FailedAt() != kNoTask) return false;
     const uint64_t left = n - cur;
     uint64_t size = (left + 2 * layout_.workers - 1) / (2 * layout_.workers);
     size = std::max<uint64_t>(1, std::min(size, std::max<uint64_t>(1, max_chunk)));
-    if (__atomic_compare_exchange_n(next, &cur, cur + size, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+    if (__atomic_compare_exchange_n(next, &cur, cur + size, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
       *first = cur;
       *count = size;
       return true;
@@ -205,43 +213,99 @@ bool CallShared::Claim(uint64_t max_chunk, uint64_t* first, uint64_t* count) {
   }
 }
 
-void CallShared::AddDone(uint64_t count) { __atomic_fetch_add(U64(map_.data(), kOffDone), count, __ATOMIC_RELEASE); }
+uint64_t CallShared::Claimed() const {
+  return std::min(layout_.tasks, __atomic_load_n(U64(map_.data(), kOffNext), __ATOMIC_RELAXED));
+}
 
-uint64_t CallShared::Done() const { return __atomic_load_n(U64(map_.data(), kOffDone), __ATOMIC_ACQUIRE); }
+void CallShared::AddDone(uint64_t count) { __atomic_fetch_add(U64(map_.data(), kOffDone), count, __ATOMIC_SEQ_CST); }
+
+uint64_t CallShared::Done() const { return __atomic_load_n(U64(map_.data(), kOffDone), __ATOMIC_SEQ_CST); }
 
 void CallShared::Fail(uint64_t task) {
   uint64_t* at = U64(map_.data(), kOffFailAt);
   uint64_t cur = __atomic_load_n(at, __ATOMIC_RELAXED);
   while ((cur == 0 || cur > task + 1) &&
-         !__atomic_compare_exchange_n(at, &cur, task + 1, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+         !__atomic_compare_exchange_n(at, &cur, task + 1, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
   }
 }
 
 uint64_t CallShared::FailedAt() const {
-  uint64_t v = __atomic_load_n(U64(map_.data(), kOffFailAt), __ATOMIC_ACQUIRE);
+  uint64_t v = __atomic_load_n(U64(map_.data(), kOffFailAt), __ATOMIC_SEQ_CST);
   return v == 0 ? kNoTask : v - 1;
 }
 
-void CallShared::Cancel() { __atomic_store_n(U32(map_.data(), kOffCancel), 1u, __ATOMIC_RELEASE); }
+void CallShared::Cancel() { __atomic_store_n(U32(map_.data(), kOffCancel), 1u, __ATOMIC_SEQ_CST); }
 
-bool CallShared::Cancelled() const { return __atomic_load_n(U32(map_.data(), kOffCancel), __ATOMIC_ACQUIRE) != 0; }
+bool CallShared::Cancelled() const { return __atomic_load_n(U32(map_.data(), kOffCancel), __ATOMIC_SEQ_CST) != 0; }
 
-void CallShared::SetSlot(uint32_t k, pid_t pid) {
+void CallShared::Break() { __atomic_store_n(U32(map_.data(), kOffBroken), 1u, __ATOMIC_SEQ_CST); }
+
+bool CallShared::Spread() {
+  uint32_t expected = 0;
+  return __atomic_compare_exchange_n(U32(map_.data(), kOffSpread), &expected, 1u, false, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_RELAXED);
+}
+
+bool CallShared::Broken() const { return __atomic_load_n(U32(map_.data(), kOffBroken), __ATOMIC_SEQ_CST) != 0; }
+
+namespace {
+uint8_t* CallSlot(uint8_t* base, const CallLayout& l, uint32_t k) { return base + l.slots_offset + kSlotSize * k; }
+}  // namespace
+
+void CallShared::Join(uint32_t k, pid_t pid) {
   if (k >= layout_.workers) return;
-  uint8_t* s = map_.data() + layout_.slots_offset + kSlotSize * k;
-  __atomic_store_n(reinterpret_cast<int32_t*>(s), static_cast<int32_t>(pid), __ATOMIC_RELEASE);
+  uint8_t* s = CallSlot(map_.data(), layout_, k);
+  __atomic_store_n(reinterpret_cast<int32_t*>(s + kCallSlotPid), static_cast<int32_t>(pid), __ATOMIC_RELAXED);
+  // Sequentially consistent, as the loads in Claim(): a worker that the
+  // master saw not working can no longer claim a task once the master saw
+  // the call settled.
+  __atomic_store_n(U32(s, kCallSlotState), static_cast<uint32_t>(SlotState::kWorking), __ATOMIC_SEQ_CST);
+}
+
+void CallShared::Leave(uint32_t k, Outcome outcome, uint64_t result_bytes) {
+  if (k >= layout_.workers) return;
+  uint8_t* s = CallSlot(map_.data(), layout_, k);
+  __atomic_store_n(U64(s, kCallSlotBytes), result_bytes, __ATOMIC_RELAXED);
+  __atomic_store_n(U32(s, kCallSlotOutcome), static_cast<uint32_t>(outcome), __ATOMIC_RELAXED);
+  __atomic_store_n(U64(s, kCallSlotCurrent), uint64_t{0}, __ATOMIC_RELAXED);
+  __atomic_store_n(U32(s, kCallSlotState), static_cast<uint32_t>(SlotState::kLeft), __ATOMIC_SEQ_CST);
+}
+
+CallShared::SlotState CallShared::State(uint32_t k) const {
+  if (k >= layout_.workers) return SlotState::kNone;
+  return static_cast<SlotState>(__atomic_load_n(U32(CallSlot(map_.data(), layout_, k), kCallSlotState), __ATOMIC_SEQ_CST));
 }
 
 pid_t CallShared::SlotPid(uint32_t k) const {
   if (k >= layout_.workers) return 0;
-  const uint8_t* s = map_.data() + layout_.slots_offset + kSlotSize * k;
-  return __atomic_load_n(reinterpret_cast<const int32_t*>(s), __ATOMIC_ACQUIRE);
+  return __atomic_load_n(reinterpret_cast<const int32_t*>(CallSlot(map_.data(), layout_, k) + kCallSlotPid),
+                         __ATOMIC_ACQUIRE);
 }
 
 uint64_t CallShared::SlotCurrent(uint32_t k) const {
   if (k >= layout_.workers) return kNoTask;
   uint64_t v = __atomic_load_n(current_ + k * (kSlotSize / 8), __ATOMIC_RELAXED);
   return v == 0 ? kNoTask : v - 1;
+}
+
+uint64_t CallShared::SlotResultBytes(uint32_t k) const {
+  if (k >= layout_.workers) return 0;
+  return __atomic_load_n(U64(CallSlot(map_.data(), layout_, k), kCallSlotBytes), __ATOMIC_ACQUIRE);
+}
+
+Outcome CallShared::SlotOutcome(uint32_t k) const {
+  if (k >= layout_.workers) return Outcome::kOk;
+  return static_cast<Outcome>(__atomic_load_n(U32(CallSlot(map_.data(), layout_, k), kCallSlotOutcome), __ATOMIC_ACQUIRE));
+}
+
+bool CallShared::Settled() const {
+  return Done() >= layout_.tasks || FailedAt() != kNoTask || Broken() || Cancelled();
+}
+
+bool CallShared::Quiet() const {
+  for (uint32_t k = 0; k < layout_.workers; ++k)
+    if (State(k) == SlotState::kWorking) return false;
+  return true;
 }
 
 Segment OpenOwnedSegment(const std::string& name, bool writable) {
@@ -295,7 +359,7 @@ Control Control::Attach(const Segment& segment) {
 
 uint32_t Control::Seq() const { return __atomic_load_n(U32(map_.data(), kCtlSeq), __ATOMIC_ACQUIRE); }
 
-uint32_t Control::Post(const std::string& call_name) {
+uint32_t Control::Post(const std::string& call_name, int wake) {
   if (call_name.size() > kMaxCallName)
     throw Error(ErrorKind::kUsage, fmt::format("call segment name '{}' is too long", call_name));
   uint8_t* p = map_.data();
@@ -303,9 +367,11 @@ uint32_t Control::Post(const std::string& call_name) {
   std::memcpy(p + kCtlName, call_name.data(), call_name.size());
   // The name is published by the release of the new job number.
   uint32_t seq = __atomic_add_fetch(U32(p, kCtlSeq), 1u, __ATOMIC_ACQ_REL);
-  FutexWakeAll(U32(p, kCtlSeq));
+  FutexWake(U32(p, kCtlSeq), std::max(1, wake));
   return seq;
 }
+
+void Control::WakeAll() const { FutexWakeAll(U32(map_.data(), kCtlSeq)); }
 
 void Control::Stop() {
   __atomic_store_n(U32(map_.data(), kCtlStop), 1u, __ATOMIC_RELEASE);
@@ -341,55 +407,64 @@ pid_t Control::Pid(uint32_t k) const {
   return __atomic_load_n(reinterpret_cast<const int32_t*>(slot(k) + kSlotPid), __ATOMIC_ACQUIRE);
 }
 
-void Control::Finish(uint32_t k, uint32_t seq, Outcome outcome, uint64_t result_bytes) {
-  __atomic_store_n(U64(slot(k), kSlotBytes), result_bytes, __ATOMIC_RELAXED);
-  __atomic_store_n(U32(slot(k), kSlotOutcome), static_cast<uint32_t>(outcome), __ATOMIC_RELAXED);
+void Control::Finish(uint32_t k, uint32_t seq) {
   __atomic_store_n(U32(slot(k), kSlotState), static_cast<uint32_t>(SlotState::kIdle), __ATOMIC_RELAXED);
-  // Last, with release: whoever sees done_seq == seq sees the rest.
   __atomic_store_n(U32(slot(k), kSlotDoneSeq), seq, __ATOMIC_RELEASE);
 }
 
 uint32_t Control::DoneSeq(uint32_t k) const { return __atomic_load_n(U32(slot(k), kSlotDoneSeq), __ATOMIC_ACQUIRE); }
-Outcome Control::SlotOutcome(uint32_t k) const {
-  return static_cast<Outcome>(__atomic_load_n(U32(slot(k), kSlotOutcome), __ATOMIC_ACQUIRE));
+
+uint32_t Control::ReadJob(std::string* call_name) const {
+  // The master writes the name before it bumps the number; a name read
+  // between two equal readings of the number is that job's.
+  for (;;) {
+    const uint32_t before = Seq();
+    *call_name = CallName();
+    if (Seq() == before) return before;
+  }
 }
-uint64_t Control::ResultBytes(uint32_t k) const { return __atomic_load_n(U64(slot(k), kSlotBytes), __ATOMIC_ACQUIRE); }
 
 // ---- results -------------------------------------------------------------------------
 
+void EncodeRecordHeader(uint8_t* out, RecordKind kind, uint64_t first, uint64_t count, uint64_t nbytes) {
+  std::memset(out, 0, kRecordHeaderSize);
+  Put<uint32_t>(out, 0, static_cast<uint32_t>(kind));
+  Put<uint64_t>(out, 8, first);
+  Put<uint64_t>(out, 16, count);
+  Put<uint64_t>(out, 24, nbytes);
+}
+
+void RecordWriter::Write(const uint8_t* p, uint64_t n) {
+  while (n > 0) {
+    ssize_t w = pwrite(fd_, p, static_cast<size_t>(std::min<uint64_t>(n, uint64_t{1} << 30)), static_cast<off_t>(end_));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      throw SystemError("write results to", label_, "pwrite", errno);
+    }
+    p += w;
+    end_ += static_cast<uint64_t>(w);
+    n -= static_cast<uint64_t>(w);
+  }
+}
+
 void RecordWriter::Append(RecordKind kind, uint64_t first, uint64_t count, const uint8_t* payload,
                           uint64_t nbytes) {
-  uint8_t h[kRecordHeaderSize] = {};
-  Put<uint32_t>(h, 0, static_cast<uint32_t>(kind));
-  Put<uint64_t>(h, 8, first);
-  Put<uint64_t>(h, 16, count);
-  Put<uint64_t>(h, 24, nbytes);
-  const uint64_t padded = RoundUp(nbytes, 8);
-  auto write_all = [&](const uint8_t* p, uint64_t n, uint64_t at) {
-    while (n > 0) {
-      ssize_t w = pwrite(fd_, p, static_cast<size_t>(std::min<uint64_t>(n, uint64_t{1} << 30)),
-                         static_cast<off_t>(at));
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        throw SystemError("write results to", label_, "pwrite", errno);
-      }
-      p += w;
-      at += static_cast<uint64_t>(w);
-      n -= static_cast<uint64_t>(w);
-    }
-  };
-  write_all(h, sizeof h, end_);
-  write_all(payload, nbytes, end_ + kRecordHeaderSize);
-  if (padded > nbytes) {
+  uint8_t h[kRecordHeaderSize];
+  EncodeRecordHeader(h, kind, first, count, nbytes);
+  Write(h, sizeof h);
+  if (nbytes) Write(payload, nbytes);
+  const uint64_t pad = (8 - nbytes % 8) % 8;
+  if (pad) {
     const uint8_t zeros[8] = {};
-    write_all(zeros, padded - nbytes, end_ + kRecordHeaderSize + nbytes);
+    Write(zeros, pad);
   }
-  end_ += kRecordHeaderSize + padded;
 }
 
 void ReadRecords(const uint8_t* data, uint64_t size, uint64_t tasks, const std::string& label,
                  const std::function<void(const Record&)>& on) {
   uint64_t at = 0;
+  bool have_ranges = false;   // the record just read was a ranges record
+  uint64_t ranges = 0;        // of this many tasks
   while (at < size) {
     if (size - at < kRecordHeaderSize)
       throw Error(ErrorKind::kProtocol, fmt::format("results of {}: a record header is cut at byte {}", label, at));
@@ -398,7 +473,7 @@ void ReadRecords(const uint8_t* data, uint64_t size, uint64_t tasks, const std::
     r.first = Get<uint64_t>(data, at + 8);
     r.count = Get<uint64_t>(data, at + 16);
     r.nbytes = Get<uint64_t>(data, at + 24);
-    if (kind != 1 && kind != 2)
+    if (kind != 1 && kind != 2 && kind != 3)
       throw Error(ErrorKind::kProtocol, fmt::format("results of {}: unknown record kind {} at byte {}", label, kind, at));
     r.kind = static_cast<RecordKind>(kind);
     const uint64_t room = size - at - kRecordHeaderSize;
@@ -406,15 +481,39 @@ void ReadRecords(const uint8_t* data, uint64_t size, uint64_t tasks, const std::
       throw Error(ErrorKind::kProtocol,
                   fmt::format("results of {}: a record of {} bytes at byte {} does not fit in {} bytes", label,
                               r.nbytes, at, size));
-    if (r.kind == RecordKind::kValues && (r.first >= tasks || r.count > tasks - r.first || r.count == 0))
+    r.payload = data + at + kRecordHeaderSize;
+    if (r.kind == RecordKind::kRanges) {
+      if (r.nbytes % 16 != 0)
+        throw Error(ErrorKind::kProtocol, fmt::format("results of {}: ranges of {} bytes at byte {}", label, r.nbytes, at));
+      uint64_t sum = 0;
+      for (uint64_t j = 0; j < r.nbytes / 16; ++j) {
+        const uint64_t f = Get<uint64_t>(r.payload, 16 * j), c = Get<uint64_t>(r.payload, 16 * j + 8);
+        if (f >= tasks || c > tasks - f || c == 0)
+          throw Error(ErrorKind::kProtocol,
+                      fmt::format("results of {}: a range of tasks [{}, {}) outside the call's {} tasks", label, f,
+                                  f + c, tasks));
+        sum += c;
+      }
+      if (sum != r.count)
+        throw Error(ErrorKind::kProtocol, fmt::format("results of {}: ranges of {} tasks said to hold {}", label, sum,
+                                                      r.count));
+      ranges = r.count;
+    } else if (r.kind == RecordKind::kValues && r.first == kNoTask) {
+      if (!have_ranges || ranges != r.count)
+        throw Error(ErrorKind::kProtocol,
+                    fmt::format("results of {}: {} values at byte {} do not follow ranges of as many tasks", label,
+                                r.count, at));
+    } else if (r.kind == RecordKind::kValues &&
+               (r.first >= tasks || r.count > tasks - r.first || r.count == 0)) {
       throw Error(ErrorKind::kProtocol,
                   fmt::format("results of {}: values of tasks [{}, {}) are outside the call's {} tasks", label,
                               r.first, r.first + r.count, tasks));
+    }
+    have_ranges = r.kind == RecordKind::kRanges;
     if (r.kind == RecordKind::kFailure && r.first != kNoTask && r.first >= tasks)
       throw Error(ErrorKind::kProtocol,
                   fmt::format("results of {}: a failure of task {} outside the call's {} tasks", label, r.first,
                               tasks));
-    r.payload = data + at + kRecordHeaderSize;
     on(r);
     at += kRecordHeaderSize + RoundUp(r.nbytes, 8);
   }

@@ -16,6 +16,8 @@
 //       16    8 u64    total_size: bytes of the whole segment
 //       24    8 u64    tasks
 //       32    4 u32    workers: slots (and the divisor of guided chunks)
+//       36    4 u32    flags: bit 0 = FUN.VALUE results go to a segment of
+//                      their own, named like this one with "-out" for "-call"
 //       40    8 f64    chunk_seconds: a chunk's target duration
 //       48    8 u64    job_offset   \ the job (opaque bytes), 0/0 when it
 //       56    8 u64    job_size     / travels by another way
@@ -29,7 +31,20 @@
 //      320    8 u64    done: tasks finished                      (atomic)
 //      384    4 u32    cancel: 1 once the master gave up          (atomic)
 //      448    8 u64    fail_at: first failing task + 1, 0: none   (atomic)
-//     4096  64*workers slots: i32 pid, u64 current (task in progress + 1)
+//      512    4 u32    broken: 1 once a worker could not take part (atomic)
+//      576    4 u32    spread: 1 once all workers were woken         (atomic)
+//     4096  64*workers slots, one per worker (atomic):
+//                        0 i32 pid
+//                        4 u32 state: 0 not joined, 1 working, 2 left
+//                        8 u64 current: task in progress + 1 (0: none)
+//                       16 u64 result_bytes: records in its result file
+//                       24 u32 outcome (Outcome)
+//
+// A worker joins (state 1) before it claims anything and leaves (state 2)
+// once its records are written; the master's call is over when every task
+// is done (or a task failed, or a worker could not take part, or the call
+// was cancelled) and no worker is still working. A worker that joins later
+// finds nothing to claim.
 //
 // The control block of pyrmap's own workers (an unnamed segment both sides
 // keep mapped for the workers' life):
@@ -41,11 +56,11 @@
 //       64    4 u32    seq: the job number (futex word)            (atomic)
 //      128    4 u32    stop: 1 asks the workers to exit            (atomic)
 //      192  256 char   the call segment of job `seq`, NUL-terminated
-//      512  64*workers slots: i32 pid, u32 state, u32 done_seq,
-//                      u32 outcome, u64 result_bytes               (atomic)
+//      512  64*workers slots: i32 pid, u32 state, u32 done_seq    (atomic)
 //
 // A result record (8-byte aligned, in a worker's result file):
 //
+//   offset size type   field
 //        0    4 u32    kind: 1 values of tasks [first, first + count),
 //                      2 failure of task `first` (kNoTask: the worker could
 //                      not take part at all)
@@ -61,6 +76,7 @@
 
 #include <sys/types.h>
 
+#include <climits>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -77,6 +93,7 @@ inline constexpr uint64_t kSlotSize = 64;
 inline constexpr uint64_t kNoTask = ~uint64_t{0};
 inline constexpr uint32_t kMaxWorkers = 1024;
 inline constexpr size_t kMaxCallName = 255;
+inline constexpr uint32_t kCallOutSegment = 1;
 
 // ---- waiting on a word of shared memory --------------------------------------
 
@@ -84,10 +101,20 @@ inline constexpr size_t kMaxCallName = 255;
 // Returns false on timeout or when a signal interrupted the wait (the caller
 // looks at the word again). The word may be shared between processes.
 bool FutexWait(const uint32_t* word, uint32_t expected, double timeout_seconds);
-// Wakes every process waiting on `word`.
+// Wakes every process waiting on `word`, or at most `n` of them.
 void FutexWakeAll(const uint32_t* word);
+void FutexWake(const uint32_t* word, int n);
 
 // ---- the call segment ----------------------------------------------------------
+
+// How a worker's part of a job ended.
+enum class Outcome : uint32_t {
+  kOk = 0,           // every task it claimed ran (results recorded)
+  kFailed = 1,       // a task failed (a failure record says which)
+  kInterrupted = 2,  // interrupted in a task
+  kNotStarted = 3,   // could not take part (a failure record with kNoTask says why)
+};
+
 
 // What the master puts in a call segment's header.
 struct CallLayout {
@@ -98,6 +125,7 @@ struct CallLayout {
   uint64_t objects = 0;       // entries of the objects directory
   uint64_t out_size = 0;      // bytes of the out region in the segment
   uint64_t data_size = 0;     // bytes of the private part
+  uint32_t flags = 0;         // kCallOutSegment
   // Filled by Compute(): where everything is.
   uint64_t slots_offset = 0, out_offset = 0, job_offset = 0, objects_offset = 0;
   uint64_t data_offset = 0, total_size = 0;
@@ -140,6 +168,8 @@ class CallShared {
   // the call was cancelled, or a task failed (nothing more is started).
   bool Claim(uint64_t max_chunk, uint64_t* first, uint64_t* count);
   void AddDone(uint64_t count);
+  // Tasks claimed so far.
+  uint64_t Claimed() const;
   uint64_t Done() const;
   // Records that `task` failed (keeps the smallest); later claims fail.
   void Fail(uint64_t task);
@@ -147,13 +177,31 @@ class CallShared {
   uint64_t FailedAt() const;
   void Cancel();
   bool Cancelled() const;
-  // Slot `k`: the worker's pid, and the task it is in (kNoTask: none).
-  void SetSlot(uint32_t k, pid_t pid);
+  // A worker could not take part: later claims fail, the call is over.
+  void Break();
+  bool Broken() const;
+  // Whether the call's work is worth every worker: the first caller gets
+  // true (and wakes the others), later ones false.
+  bool Spread();
+
+  // Slot k (< workers). A worker joins before its first claim and leaves
+  // once its records are written; between, `current` is the task it is in.
+  void Join(uint32_t k, pid_t pid);
   void SetCurrent(uint32_t k, uint64_t task) {
     __atomic_store_n(current_ + k * (kSlotSize / 8), task + 1, __ATOMIC_RELAXED);
   }
+  void Leave(uint32_t k, Outcome outcome, uint64_t result_bytes);
+  enum class SlotState : uint32_t { kNone = 0, kWorking = 1, kLeft = 2 };
+  SlotState State(uint32_t k) const;
   pid_t SlotPid(uint32_t k) const;
-  uint64_t SlotCurrent(uint32_t k) const;
+  uint64_t SlotCurrent(uint32_t k) const;  // kNoTask: none
+  uint64_t SlotResultBytes(uint32_t k) const;
+  Outcome SlotOutcome(uint32_t k) const;
+  // Master: every task is done, or nothing more will be: a failure, a
+  // worker that could not take part, or a cancel.
+  bool Settled() const;
+  // No worker is working (all that joined have left).
+  bool Quiet() const;
 
  private:
   CallShared() = default;
@@ -172,14 +220,6 @@ Segment OpenOwnedSegment(const std::string& name, bool writable);
 
 enum class SlotState : uint32_t { kStarting = 0, kIdle = 1, kBusy = 2 };
 
-// How a worker's part of a job ended.
-enum class Outcome : uint32_t {
-  kOk = 0,           // every task it claimed ran (results recorded)
-  kFailed = 1,       // a task failed (a failure record says which)
-  kInterrupted = 2,  // interrupted in a task
-  kNotStarted = 3,   // could not take part (a failure record with kNoTask says why)
-};
-
 // The control block, seen from either side. Not copyable: owns its mapping.
 class Control {
  public:
@@ -195,9 +235,12 @@ class Control {
 
   uint32_t workers() const { return workers_; }
   uint32_t Seq() const;
-  // Master: publishes the call segment of the next job and wakes the
-  // workers. Returns the new job number.
-  uint32_t Post(const std::string& call_name);
+  // Master: publishes the call segment of the next job and wakes `wake`
+  // workers (the others see it when woken later). Returns the new job
+  // number.
+  uint32_t Post(const std::string& call_name, int wake = INT32_MAX);
+  // Wakes every worker waiting for a job.
+  void WakeAll() const;
   void Stop();
   bool Stopping() const;
   // Worker: waits (at most `timeout_seconds`, < 0 for ever) until the job
@@ -210,12 +253,11 @@ class Control {
   void SetState(uint32_t k, SlotState s);
   void SetPid(uint32_t k, pid_t pid);
   pid_t Pid(uint32_t k) const;
-  // Worker: job `seq` is over for slot k, with `outcome` and `result_bytes`
-  // bytes of records in its result file.
-  void Finish(uint32_t k, uint32_t seq, Outcome outcome, uint64_t result_bytes);
+  // Worker: it is done with job `seq` (and idle).
+  void Finish(uint32_t k, uint32_t seq);
   uint32_t DoneSeq(uint32_t k) const;
-  Outcome SlotOutcome(uint32_t k) const;
-  uint64_t ResultBytes(uint32_t k) const;
+  // Worker: the job number and its call segment, read consistently.
+  uint32_t ReadJob(std::string* call_name) const;
 
  private:
   Control() = default;
@@ -226,7 +268,7 @@ class Control {
 
 // ---- results -------------------------------------------------------------------------
 
-enum class RecordKind : uint32_t { kValues = 1, kFailure = 2 };
+enum class RecordKind : uint32_t { kValues = 1, kFailure = 2, kRanges = 3 };
 
 inline constexpr uint64_t kRecordHeaderSize = 32;
 
@@ -239,6 +281,8 @@ class RecordWriter {
       : fd_(fd), label_(std::move(label)), end_(offset) {}
   void Append(RecordKind kind, uint64_t first, uint64_t count, const uint8_t* payload,
               uint64_t nbytes);
+  // Appends records already encoded (EncodeRecordHeader + payload + padding).
+  void Write(const uint8_t* bytes, uint64_t n);
   // Bytes written so far (the offset after the last record).
   uint64_t end() const { return end_; }
 
@@ -247,6 +291,10 @@ class RecordWriter {
   std::string label_;
   uint64_t end_;
 };
+
+// Writes a record header into out[0, kRecordHeaderSize); the payload of
+// `nbytes` follows it, padded with zeros to a multiple of 8.
+void EncodeRecordHeader(uint8_t* out, RecordKind kind, uint64_t first, uint64_t count, uint64_t nbytes);
 
 struct Record {
   RecordKind kind;
@@ -258,7 +306,8 @@ struct Record {
 
 // Calls on(record) for each record of [data, data + size), in order. Throws
 // Error(kProtocol) naming `label` for a record that does not fit, an unknown
-// kind, or values of tasks outside [0, tasks).
+// kind, tasks outside [0, tasks), or values of ranges (first = kNoTask)
+// that do not follow a ranges record of as many tasks.
 void ReadRecords(const uint8_t* data, uint64_t size, uint64_t tasks, const std::string& label,
                  const std::function<void(const Record&)>& on);
 

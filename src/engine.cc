@@ -192,7 +192,7 @@ struct Engine::Impl {
     const double deadline = Now() + o.start_timeout;
     for (;;) {
       bool all = true;
-      for (uint32_t k = 0; k < slots.size(); ++k) all = all && ctl->State(k) == SlotState::kIdle;
+      for (uint32_t k = 0; k < slots.size(); ++k) all = all && ctl->State(k) != SlotState::kStarting;
       if (all) return;
       int dead = PollOnce(100, nullptr);
       if (dead >= 0) {
@@ -205,7 +205,7 @@ struct Engine::Impl {
       }
       if (Now() > deadline) {
         for (uint32_t k = 0; k < slots.size(); ++k)
-          if (ctl->State(k) != SlotState::kIdle && slots[k].proc) Reap(k);
+          if (ctl->State(k) == SlotState::kStarting && slots[k].proc) Reap(k);
         throw Error(ErrorKind::kSystem,
                     fmt::format("start the engine's workers: not ready after {:.0f} s", o.start_timeout));
       }
@@ -213,18 +213,13 @@ struct Engine::Impl {
     }
   }
 
-  bool AllDone(uint32_t seq) const {
-    for (uint32_t k = 0; k < slots.size(); ++k)
-      if (ctl->DoneSeq(k) != seq) return false;
-    return true;
-  }
-
-  EngineStatus Wait(uint32_t seq, double timeout) {
+  EngineStatus Wait(const std::function<bool()>& over, const std::function<bool(uint32_t)>& involved,
+                    double timeout) {
     CheckUsable();
     const double deadline = Now() + std::max(0.0, timeout);
     EngineStatus out;
     for (;;) {
-      if (AllDone(seq)) {
+      if (over()) {
         out.kind = EngineStatus::kDone;
         return out;
       }
@@ -233,18 +228,16 @@ struct Engine::Impl {
       int dead = PollOnce(left <= 0 ? 0 : static_cast<int>(left * 1000) + 1, &interrupted);
       if (dead >= 0) {
         const uint32_t k = static_cast<uint32_t>(dead);
-        if (ctl->DoneSeq(k) == seq) {
-          // It finished its part, then ended: the call is not concerned.
-          Reap(k);
-          continue;
-        }
+        const bool mattered = involved(k);
+        ExitStatus st = Reap(k);
+        if (!mattered) continue;  // not in this call: started again by Ready()
         out.kind = EngineStatus::kDied;
         out.slot = k;
-        out.exit = Reap(k);
+        out.exit = st;
         out.stderr_tail = Tail(slots[k].last_tail);
         return out;
       }
-      if (AllDone(seq)) {
+      if (over()) {
         out.kind = EngineStatus::kDone;
         return out;
       }
@@ -252,22 +245,21 @@ struct Engine::Impl {
     }
   }
 
-  int Interrupt(uint32_t seq, double grace) {
+  int Interrupt(const std::function<bool(uint32_t)>& busy, double grace) {
     if (closed || getpid() != owner) return 0;
     for (uint32_t k = 0; k < slots.size(); ++k)
-      if (slots[k].proc && ctl->DoneSeq(k) != seq) slots[k].proc->Kill(SIGINT);
+      if (slots[k].proc && busy(k)) slots[k].proc->Kill(SIGINT);
     const double deadline = Now() + grace;
-    while (!AllDone(seq) && Now() < deadline) {
+    for (;;) {
+      bool busy_alive = false;
+      for (uint32_t k = 0; k < slots.size(); ++k) busy_alive = busy_alive || (slots[k].proc && busy(k));
+      if (!busy_alive || Now() >= deadline) break;
       int dead = PollOnce(static_cast<int>(std::max(0.0, deadline - Now()) * 1000) + 1, nullptr);
       if (dead >= 0) Reap(static_cast<uint32_t>(dead));
-      bool busy_alive = false;
-      for (uint32_t k = 0; k < slots.size(); ++k)
-        busy_alive = busy_alive || (slots[k].proc && ctl->DoneSeq(k) != seq);
-      if (!busy_alive) break;
     }
     int killed = 0;
     for (uint32_t k = 0; k < slots.size(); ++k) {
-      if (slots[k].proc && ctl->DoneSeq(k) != seq) {
+      if (slots[k].proc && busy(k)) {
         slots[k].proc->Kill(SIGKILL);
         Reap(k);
         ++killed;
@@ -282,14 +274,24 @@ Engine::~Engine() = default;
 
 void Engine::Ready(const std::function<void()>& check) { impl_->Ready(check); }
 
-uint32_t Engine::Post(const std::string& call_name) {
+uint32_t Engine::Post(const std::string& call_name, int wake) {
   impl_->CheckUsable();
-  return impl_->ctl->Post(call_name);
+  return impl_->ctl->Post(call_name, wake);
 }
 
-EngineStatus Engine::Wait(uint32_t seq, double timeout_seconds) { return impl_->Wait(seq, timeout_seconds); }
+void Engine::WakeAll() {
+  impl_->CheckUsable();
+  impl_->ctl->WakeAll();
+}
 
-int Engine::Interrupt(uint32_t seq, double grace_seconds) { return impl_->Interrupt(seq, grace_seconds); }
+EngineStatus Engine::Wait(const std::function<bool()>& over, const std::function<bool(uint32_t)>& involved,
+                          double timeout_seconds) {
+  return impl_->Wait(over, involved, timeout_seconds);
+}
+
+int Engine::Interrupt(const std::function<bool(uint32_t)>& busy, double grace_seconds) {
+  return impl_->Interrupt(busy, grace_seconds);
+}
 
 uint32_t Engine::workers() const { return static_cast<uint32_t>(impl_->slots.size()); }
 
@@ -342,9 +344,8 @@ EngineWorker EngineWorker::FromEnvironment() {
   w.seq_ = w.control_->Seq();
   w.control_->SetPid(w.slot_, getpid());
   // Whatever job number is current now is not for this worker.
-  w.control_->Finish(w.slot_, w.seq_, Outcome::kOk, 0);
-  uint64_t one = 1;
-  (void)!write(kEngineWakeFd, &one, sizeof one);
+  w.control_->Finish(w.slot_, w.seq_);
+  w.Wake();
   return w;
 }
 
@@ -353,16 +354,19 @@ bool EngineWorker::NextJob(std::string* call_name) {
   uint32_t now = control_->WaitForJob(seq_, -1);
   if (control_->Stopping()) return false;
   if (now == seq_) return true;  // a signal: wait again
-  seq_ = now;
   control_->SetState(slot_, SlotState::kBusy);
-  *call_name = control_->CallName();
+  // The newest job (a worker that woke late skips the ones it missed).
+  seq_ = control_->ReadJob(call_name);
   return true;
 }
 
-void EngineWorker::Finish(Outcome outcome, uint64_t result_bytes) {
-  control_->Finish(slot_, seq_, outcome, result_bytes);
+void EngineWorker::Wake() {
   uint64_t one = 1;
   (void)!write(kEngineWakeFd, &one, sizeof one);
 }
+
+void EngineWorker::Finish() { control_->Finish(slot_, seq_); }
+
+void EngineWorker::WakeOthers() const { control_->WakeAll(); }
 
 }  // namespace pyrmap

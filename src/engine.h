@@ -4,10 +4,13 @@
 // running the package's worker loop) once, and keeps them waiting on a
 // futex in a control block (channel.h) that both sides keep mapped. A call
 // is posted by writing the name of its call segment into the control block
-// and bumping the job number: no message, no socket. Each worker claims
-// chunks of tasks from the call segment's counter, appends its results to
-// its own result file (an unnamed segment kept for the workers' life), and
-// marks its slot done; the last one wakes the master through an eventfd.
+// and bumping the job number: no message, no socket. Each worker joins the
+// call (its slot in the call segment), claims chunks of tasks from the
+// call segment's counter, appends its results to its own result file (an
+// unnamed segment kept for the workers' life), leaves the call, and wakes
+// the master through an eventfd. The master waits for the call to settle
+// and for the workers that joined it, not for every worker: a worker that
+// wakes late finds nothing left and costs the call nothing.
 //
 // A worker that dies is seen at once through its pidfd; an interrupted call
 // sends SIGINT to the workers still busy, waits a grace period, and kills
@@ -74,24 +77,33 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   // Starts the workers that are not running (the first time, and those
-  // that died or were killed) and waits until every worker is idle.
+  // that died or were killed) and waits until every worker has started
+  // (it may still be finishing an earlier job it found nothing in).
   // `check` runs at least every 100 ms and may throw to abandon the wait
   // (the workers go on starting). Throws Error(kSystem) naming the worker,
   // how it ended and the end of its stderr if one exits before it is ready
   // or is not ready within start_timeout.
   void Ready(const std::function<void()>& check);
-  // Posts the job of call segment `call_name` to every worker (they must
-  // be idle: after Ready()). Returns the job number.
-  uint32_t Post(const std::string& call_name);
-  // Waits at most `timeout_seconds` for every worker to finish job `seq`.
-  // kRunning on timeout or when a signal arrived (the caller checks for
-  // interrupts and waits again); kDied as soon as a worker is found dead
-  // (it is started again by the next Ready()).
-  EngineStatus Wait(uint32_t seq, double timeout_seconds);
-  // Ends job `seq` early: sends SIGINT to the workers still busy with it,
-  // waits up to `grace_seconds` for them to finish, then kills the others
-  // (started again by the next Ready()). Returns how many were killed.
-  int Interrupt(uint32_t seq, double grace_seconds);
+  // Posts the job of call segment `call_name` (after Ready()) and wakes
+  // `wake` workers; the others take part once woken by WakeAll() (from
+  // the master, or from a worker that finds the call worth it). A small
+  // call then costs one worker's wake-up, and the master's CPU is not taken
+  // by workers that would find nothing to do. Returns the job number.
+  uint32_t Post(const std::string& call_name, int wake = INT32_MAX);
+  void WakeAll();
+  // Waits at most `timeout_seconds` until `over()` is true (checked after
+  // every wake-up: a worker leaving a call writes the eventfd). kRunning on
+  // timeout or when a signal arrived (the caller checks for interrupts and
+  // waits again); kDied as soon as a worker for which `involved(k)` is true
+  // is found dead. Any worker found dead is started again by the next
+  // Ready().
+  EngineStatus Wait(const std::function<bool()>& over, const std::function<bool(uint32_t)>& involved,
+                    double timeout_seconds);
+  // Ends a call early: sends SIGINT to the workers for which `busy(k)` is
+  // true, waits up to `grace_seconds` for them to stop being busy, then
+  // kills the others (started again by the next Ready()). Returns how many
+  // were killed.
+  int Interrupt(const std::function<bool(uint32_t)>& busy, double grace_seconds);
 
   uint32_t workers() const;
   Control& control();
@@ -128,9 +140,12 @@ class EngineWorker {
   uint32_t slot() const { return slot_; }
   uint32_t seq() const { return seq_; }
   int result_fd() const { return kEngineResultFd; }
-  // The job is over for this worker: publishes the outcome and the bytes of
-  // records in the result file, and wakes the master.
-  void Finish(Outcome outcome, uint64_t result_bytes);
+  // Wakes the master (after leaving a call).
+  void Wake();
+  // Wakes the other workers (a call worth all of them).
+  void WakeOthers() const;
+  // The job is over for this worker: it is idle again.
+  void Finish();
 
  private:
   EngineWorker() = default;

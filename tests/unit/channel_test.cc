@@ -71,11 +71,42 @@ TEST_CASE("a call segment's header is read back as written, and its regions do n
   // The shared part is shared: what one side writes, the other sees.
   c.out()[17] = 42;
   CHECK(o.out()[17] == 42);
-  c.SetSlot(2, 4242);
+  CHECK(c.Quiet());
+  o.Join(2, 4242);
   o.SetCurrent(2, 99);
-  CHECK(o.SlotPid(2) == 4242);
+  CHECK(c.SlotPid(2) == 4242);
+  CHECK(c.State(2) == CallShared::SlotState::kWorking);
   CHECK(c.SlotCurrent(2) == 99);
   CHECK(c.SlotCurrent(1) == kNoTask);
+  CHECK_FALSE(c.Quiet());
+  o.Leave(2, Outcome::kFailed, 640);
+  CHECK(c.State(2) == CallShared::SlotState::kLeft);
+  CHECK(c.SlotResultBytes(2) == 640);
+  CHECK(c.SlotOutcome(2) == Outcome::kFailed);
+  CHECK(c.SlotCurrent(2) == kNoTask);
+  CHECK(c.Quiet());
+}
+
+TEST_CASE("a call is settled when its tasks are done, one failed, a worker broke it, or it was cancelled") {
+  for (int how = 0; how < 4; ++how) {
+    const std::string name = NewCallPrefix() + "-call";
+    Removed guard{name};
+    CallShared c = CallShared::Create(name, Layout(10, 2));
+    CHECK_FALSE(c.Settled());
+    uint64_t first, count;
+    if (how == 0) {
+      c.AddDone(10);
+    } else if (how == 1) {
+      c.Fail(4);
+    } else if (how == 2) {
+      c.Break();
+      CHECK(c.Broken());
+    } else {
+      c.Cancel();
+    }
+    CHECK(c.Settled());
+    if (how > 0) CHECK_FALSE(c.Claim(100, &first, &count));
+  }
 }
 
 TEST_CASE("a call segment that is not ours, not private, or damaged is refused") {
@@ -221,11 +252,14 @@ TEST_CASE("the control block: jobs are posted with their call's name, slots repo
   CHECK(seq == before + 1);
   CHECK(worker.WaitForJob(before, 5) == seq);
   CHECK(worker.CallName() == "pyrmap-1-2-abc-call");
+  std::string name;
+  CHECK(worker.ReadJob(&name) == seq);
+  CHECK(name == "pyrmap-1-2-abc-call");
   CHECK(master.DoneSeq(1) != seq);
-  worker.Finish(1, seq, Outcome::kFailed, 1234);
+  worker.SetState(1, SlotState::kBusy);
+  CHECK(master.State(1) == SlotState::kBusy);
+  worker.Finish(1, seq);
   CHECK(master.DoneSeq(1) == seq);
-  CHECK(master.SlotOutcome(1) == Outcome::kFailed);
-  CHECK(master.ResultBytes(1) == 1234);
   CHECK(master.State(1) == SlotState::kIdle);
   CHECK_FALSE(worker.Stopping());
   master.Stop();
@@ -274,4 +308,35 @@ TEST_CASE("result records are read back in order; damaged ones are refused") {
   std::vector<uint8_t> bad(m.data(), m.data() + w.end());
   bad[0] = 9;
   refused(bad.data(), bad.size(), 10, "unknown record kind 9");
+}
+
+TEST_CASE("values of scattered ranges follow their ranges record, of as many tasks") {
+  Segment seg = Segment::CreateUnnamed("/dev/shm", 0, "ranges test");
+  RecordWriter w(seg.fd(), "worker 2");
+  const uint64_t ranges[4] = {5, 2, 0, 1};  // tasks 5, 6 and 0
+  const uint8_t values[3] = {1, 2, 3};
+  w.Append(RecordKind::kRanges, 0, 3, reinterpret_cast<const uint8_t*>(ranges), sizeof ranges);
+  w.Append(RecordKind::kValues, kNoTask, 3, values, 3);
+  Mapping m = seg.Map(MapMode::kReadOnly, 0, w.end());
+  std::vector<RecordKind> kinds;
+  ReadRecords(m.data(), w.end(), 10, "worker 2", [&](const Record& r) { kinds.push_back(r.kind); });
+  CHECK(kinds == std::vector<RecordKind>{RecordKind::kRanges, RecordKind::kValues});
+  auto refused = [&](const std::vector<uint8_t>& b, uint64_t tasks, const char* why) {
+    try {
+      ReadRecords(b.data(), b.size(), tasks, "worker 2", [](const Record&) {});
+      FAIL("accepted: " << why);
+    } catch (const Error& e) {
+      CHECK(e.kind() == ErrorKind::kProtocol);
+      CHECK(std::string(e.what()).find(why) != std::string::npos);
+    }
+  };
+  std::vector<uint8_t> all(m.data(), m.data() + w.end());
+  refused(all, 6, "outside the call's 6 tasks");
+  // Values of ranges without the ranges record before them.
+  std::vector<uint8_t> alone(all.begin() + kRecordHeaderSize + sizeof ranges, all.end());
+  refused(alone, 10, "do not follow ranges");
+  // Ranges whose counts do not add up to the record's.
+  std::vector<uint8_t> b = all;
+  b[16] = 4;
+  refused(b, 10, "said to hold 4");
 }

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 
@@ -24,7 +25,8 @@ using namespace pyrmap;
 // gives (i * i, slot); mode "die-at" exits with status 7 at task k (after
 // saying so on stderr), "fail-at" records a failure of task k, "sleep-all"
 // sleeps in every task until SIGINT (outcome interrupted), "deaf-all" does
-// the same with SIGINT ignored. Chunks are capped at k for mode "cap".
+// the same with SIGINT ignored. Chunks are capped at k for mode "cap". A
+// call that is over before this worker opens it is skipped.
 
 namespace {
 
@@ -49,8 +51,15 @@ int EngineTestWorkerMain() {
     while (w.NextJob(&name)) {
       if (name.empty()) continue;
       g_interrupted = 0;
-      CallShared call = CallShared::Open(name);
-      call.SetSlot(w.slot(), getpid());
+      std::optional<CallShared> opened;
+      try {
+        opened.emplace(CallShared::Open(name));
+      } catch (const Error&) {
+        w.Finish();  // a call that is over already (this worker woke late)
+        continue;
+      }
+      CallShared& call = *opened;
+      call.Join(w.slot(), getpid());
       char mode[32] = "";
       unsigned long long k = 0;
       std::string job(reinterpret_cast<const char*>(call.job()), call.layout().job_size);
@@ -91,7 +100,9 @@ int EngineTestWorkerMain() {
           call.AddDone(values.size() / 2);
         }
       }
-      w.Finish(outcome, out.end());
+      call.Leave(w.slot(), outcome, out.end());
+      w.Wake();
+      w.Finish();
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "test worker: %s\n", e.what());
@@ -133,20 +144,24 @@ std::unique_ptr<Call> MakeCall(uint64_t tasks, uint32_t workers, const std::stri
   return c;
 }
 
-EngineStatus WaitDone(Engine& e, uint32_t seq) {
+bool Working(const CallShared& c, uint32_t k) { return c.State(k) == CallShared::SlotState::kWorking; }
+
+EngineStatus WaitDone(Engine& e, const Call& call) {
+  const CallShared& c = *call.shared;
   const double start = Seconds();
   EngineStatus st;
   do {
-    st = e.Wait(seq, 1.0);
+    st = e.Wait([&] { return c.Settled() && c.Quiet(); }, [&](uint32_t k) { return Working(c, k); }, 1.0);
   } while (st.kind == EngineStatus::kRunning && Seconds() - start < 60);
   return st;
 }
 
-// Task -> (value, slot) from every worker's records of the last job.
-std::map<uint64_t, std::pair<uint64_t, uint64_t>> Results(Engine& e, uint64_t tasks) {
+// Task -> (value, slot) from the records of the workers that took part.
+std::map<uint64_t, std::pair<uint64_t, uint64_t>> Results(Engine& e, const Call& call, uint64_t tasks) {
   std::map<uint64_t, std::pair<uint64_t, uint64_t>> out;
   for (uint32_t k = 0; k < e.workers(); ++k) {
-    const uint64_t bytes = e.control().ResultBytes(k);
+    if (call.shared->State(k) != CallShared::SlotState::kLeft) continue;
+    const uint64_t bytes = call.shared->SlotResultBytes(k);
     if (!bytes) continue;
     Mapping m = e.Results(k).Map(MapMode::kReadOnly, 0, bytes);
     ReadRecords(m.data(), bytes, tasks, "worker", [&](const Record& r) {
@@ -180,19 +195,30 @@ TEST_CASE("the engine's workers run a posted job; every task's result comes back
   CHECK(pids[1] > 0);
   for (int round = 0; round < 3; ++round) {
     auto call = MakeCall(5000, 2, "square 0");
-    uint32_t seq = e.Post(call->name);
-    EngineStatus st = WaitDone(e, seq);
+    e.Post(call->name);
+    EngineStatus st = WaitDone(e, *call);
     REQUIRE(st.kind == EngineStatus::kDone);
-    auto res = Results(e, 5000);
+    auto res = Results(e, *call, 5000);
     REQUIRE(res.size() == 5000);
     for (auto& [i, v] : res) CHECK(v.first == i * i);
     CHECK(call->shared->Done() == 5000);
-    CHECK(e.control().SlotOutcome(0) == Outcome::kOk);
+    CHECK(call->shared->Quiet());
   }
   // Small chunks: many records, still each task once.
   auto call = MakeCall(300, 2, "cap 7");
-  REQUIRE(WaitDone(e, e.Post(call->name)).kind == EngineStatus::kDone);
-  CHECK(Results(e, 300).size() == 300);
+  e.Post(call->name);
+  REQUIRE(WaitDone(e, *call).kind == EngineStatus::kDone);
+  CHECK(Results(e, *call, 300).size() == 300);
+  // Jobs posted back to back, each awaited: a worker that wakes late skips
+  // to the newest job and never mixes two jobs' results.
+  for (int round = 0; round < 200; ++round) {
+    auto c = MakeCall(7, 2, "square 0");
+    e.Post(c->name);
+    REQUIRE(WaitDone(e, *c).kind == EngineStatus::kDone);
+    auto r = Results(e, *c, 7);
+    REQUIRE(r.size() == 7);
+    CHECK(r[6].first == 36);
+  }
   // The same processes served every job.
   e.Ready(nullptr);
   CHECK(e.Pids() == pids);
@@ -203,12 +229,14 @@ TEST_CASE("a failure is recorded by its worker and stops further claims") {
   Engine e(TestOptions(2));
   e.Ready(nullptr);
   auto call = MakeCall(100000, 2, "fail-at 3");
-  REQUIRE(WaitDone(e, e.Post(call->name)).kind == EngineStatus::kDone);
+  e.Post(call->name);
+  REQUIRE(WaitDone(e, *call).kind == EngineStatus::kDone);
   CHECK(call->shared->FailedAt() == 3);
   CHECK(call->shared->Done() < 100000);
   bool found = false;
   for (uint32_t k = 0; k < 2; ++k) {
-    const uint64_t bytes = e.control().ResultBytes(k);
+    if (call->shared->State(k) != CallShared::SlotState::kLeft) continue;
+    const uint64_t bytes = call->shared->SlotResultBytes(k);
     if (!bytes) continue;
     Mapping m = e.Results(k).Map(MapMode::kReadOnly, 0, bytes);
     ReadRecords(m.data(), bytes, 100000, "worker", [&](const Record& r) {
@@ -216,7 +244,7 @@ TEST_CASE("a failure is recorded by its worker and stops further claims") {
         found = true;
         CHECK(r.first == 3);
         CHECK(std::string(reinterpret_cast<const char*>(r.payload), r.nbytes) == "task failed on purpose");
-        CHECK(e.control().SlotOutcome(k) == Outcome::kFailed);
+        CHECK(call->shared->SlotOutcome(k) == Outcome::kFailed);
       }
     });
   }
@@ -228,8 +256,8 @@ TEST_CASE("a worker that dies is reported with how it ended and what it said, an
   e.Ready(nullptr);
   const std::vector<pid_t> before = e.Pids();
   auto call = MakeCall(10, 2, "die-at 4");
-  uint32_t seq = e.Post(call->name);
-  EngineStatus st = WaitDone(e, seq);
+  e.Post(call->name);
+  EngineStatus st = WaitDone(e, *call);
   REQUIRE(st.kind == EngineStatus::kDied);
   CHECK(st.exit.exited);
   CHECK(st.exit.code == 7);
@@ -238,15 +266,17 @@ TEST_CASE("a worker that dies is reported with how it ended and what it said, an
   CHECK(e.Pids()[st.slot] == 0);
   // The other worker is ended with the call; the next Ready() starts a new one.
   call->shared->Cancel();
-  CHECK(e.Interrupt(seq, 10) == 0);
+  const CallShared& c = *call->shared;
+  CHECK(e.Interrupt([&](uint32_t k) { return Working(c, k); }, 10) == 0);
   e.Ready(nullptr);
   const std::vector<pid_t> after = e.Pids();
   CHECK(after[st.slot] != before[st.slot]);
   CHECK(after[st.slot] > 0);
   CHECK(e.Restarts()[st.slot] == 1);
   auto again = MakeCall(1000, 2, "square 0");
-  REQUIRE(WaitDone(e, e.Post(again->name)).kind == EngineStatus::kDone);
-  CHECK(Results(e, 1000).size() == 1000);
+  e.Post(again->name);
+  REQUIRE(WaitDone(e, *again).kind == EngineStatus::kDone);
+  CHECK(Results(e, *again, 1000).size() == 1000);
 }
 
 TEST_CASE("an interrupt stops workers that heed SIGINT and kills those that do not") {
@@ -255,33 +285,33 @@ TEST_CASE("an interrupt stops workers that heed SIGINT and kills those that do n
   const std::vector<pid_t> pids = e.Pids();
   // Both workers sleep in a task until interrupted.
   auto call = MakeCall(2, 2, "sleep-all 0");
-  uint32_t seq = e.Post(call->name);
+  e.Post(call->name);
+  const CallShared& c = *call->shared;
   const double start = Seconds();
-  while ((call->shared->SlotCurrent(0) == kNoTask || call->shared->SlotCurrent(1) == kNoTask) &&
-         Seconds() - start < 60)
-    usleep(1000);
-  CHECK(e.Wait(seq, 0.05).kind == EngineStatus::kRunning);
+  while ((c.SlotCurrent(0) == kNoTask || c.SlotCurrent(1) == kNoTask) && Seconds() - start < 60) usleep(1000);
+  CHECK(e.Wait([&] { return c.Settled() && c.Quiet(); }, [&](uint32_t k) { return Working(c, k); }, 0.05).kind ==
+        EngineStatus::kRunning);
   call->shared->Cancel();
-  CHECK(e.Interrupt(seq, 30) == 0);
-  CHECK(e.control().SlotOutcome(0) == Outcome::kInterrupted);
-  CHECK(e.control().SlotOutcome(1) == Outcome::kInterrupted);
+  CHECK(e.Interrupt([&](uint32_t k) { return Working(c, k); }, 30) == 0);
+  CHECK(c.SlotOutcome(0) == Outcome::kInterrupted);
+  CHECK(c.SlotOutcome(1) == Outcome::kInterrupted);
   CHECK(e.Pids() == pids);
   // Workers that ignore SIGINT are killed after the grace period, and
   // replaced by the next Ready().
   auto deaf = MakeCall(2, 2, "deaf-all 0");
-  seq = e.Post(deaf->name);
+  e.Post(deaf->name);
+  const CallShared& d = *deaf->shared;
   const double t0 = Seconds();
-  while ((deaf->shared->SlotCurrent(0) == kNoTask || deaf->shared->SlotCurrent(1) == kNoTask) &&
-         Seconds() - t0 < 60)
-    usleep(1000);
+  while ((d.SlotCurrent(0) == kNoTask || d.SlotCurrent(1) == kNoTask) && Seconds() - t0 < 60) usleep(1000);
   deaf->shared->Cancel();
-  CHECK(e.Interrupt(seq, 0.2) == 2);
+  CHECK(e.Interrupt([&](uint32_t k) { return Working(d, k); }, 0.2) == 2);
   CHECK(WaitGone(pids[0]));
   CHECK(WaitGone(pids[1]));
   e.Ready(nullptr);
   auto again = MakeCall(50, 2, "square 0");
-  REQUIRE(WaitDone(e, e.Post(again->name)).kind == EngineStatus::kDone);
-  CHECK(Results(e, 50).size() == 50);
+  e.Post(again->name);
+  REQUIRE(WaitDone(e, *again).kind == EngineStatus::kDone);
+  CHECK(Results(e, *again, 50).size() == 50);
 }
 
 TEST_CASE("a worker program that ends before it is ready is an error naming it and quoting it") {
@@ -331,7 +361,8 @@ TEST_CASE("workers end with their engine, and a forked child's copy leaves them 
     CHECK(Alive(pids[0]));
     CHECK(Alive(pids[1]));
     auto call = MakeCall(20, 2, "square 0");
-    REQUIRE(WaitDone(*e, e->Post(call->name)).kind == EngineStatus::kDone);
+    e->Post(call->name);
+    REQUIRE(WaitDone(*e, *call).kind == EngineStatus::kDone);
   }
   CHECK(WaitGone(pids[0]));
   CHECK(WaitGone(pids[1]));
