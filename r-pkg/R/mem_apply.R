@@ -81,107 +81,318 @@
 #' }
 #' @export
 memApply <- function(X, MARGIN, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL,
-                     MAX.CORES = NULL) {
+                     MAX.CORES = NULL, FUN.VALUE = NULL) {
   FUN <- match.fun(FUN)
   if (!is.numeric(MARGIN) || length(MARGIN) != 1L || !(MARGIN %in% c(1, 2)))
     .usage_error("memApply: MARGIN must be 1 (rows) or 2 (columns)")
-  .mem_call("apply", X, deparse1(substitute(X)), as.integer(MARGIN), FUN, NAMESPACE, CLUSTER,
-            VARS, MAX.CORES)
+  .mem_call("apply", X, substitute(X), as.integer(MARGIN), FUN, NAMESPACE, CLUSTER, VARS, MAX.CORES,
+            FUN.VALUE)
 }
 
 #' @rdname memApply
 #' @export
-memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX.CORES = NULL) {
+memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX.CORES = NULL,
+                      FUN.VALUE = NULL) {
   FUN <- match.fun(FUN)
-  .mem_call("lapply", X, deparse1(substitute(X)), NA_integer_, FUN, NAMESPACE, CLUSTER, VARS,
-            MAX.CORES)
+  .mem_call("lapply", X, substitute(X), NA_integer_, FUN, NAMESPACE, CLUSTER, VARS, MAX.CORES,
+            FUN.VALUE)
+}
+
+# How X is named in messages: the expression the user wrote (made only
+# when a message needs it: an object given by value could be large).
+.xlabel <- function(expr) {
+  if (is.name(expr) || is.call(expr)) deparse1(expr, width.cutoff = 60L, nlines = 1L) else "X"
 }
 
 # ---- the master's side --------------------------------------------------------
 
-.mem_call <- function(kind, X, xlabel, margin, FUN, NAMESPACE, CLUSTER, VARS, MAX.CORES) {
+.mem_call <- function(kind, X, xexpr, margin, FUN, NAMESPACE, CLUSTER, VARS, MAX.CORES, FUN.VALUE) {
   what <- if (kind == "apply") "memApply" else "memLapply"
   if (!is.null(NAMESPACE)) .check_namespace(NAMESPACE)
-  job <- list(kind = kind, margin = margin, fun = .pack_fun(FUN, what),
-              first = names(formals(FUN))[1L])
-  temp <- list(ns = sprintf(".pyrmap.%d.%d", Sys.getpid(), .next_counter()), vars = character())
-  on.exit(for (v in temp$vars) try(releaseVariables(temp$ns, v), silent = TRUE), add = TRUE)
+  if (!is.null(CLUSTER)) .check_cluster(CLUSTER)
+  out <- .out_spec(FUN.VALUE, what)
+  unit <- if (kind == "apply") c("row", "column")[margin] else "element"
+  job <- list(kind = kind, margin = margin, first = names(formals(FUN))[1L], out = out$spec,
+              chunk_seconds = .chunk_seconds)
+  objects <- list()
 
-  # The data: a registered name, a view of a registered variable, or an object.
+  # The data: a registered name, a view of a registered variable (both used
+  # where they are), or an object (packed into the call's segment).
   ref <- .variable_ref(X, NAMESPACE, what, "X")
-  if (ref$temp) temp$vars <- c(temp$vars, ref$var)
-  if (kind == "apply" && is.null(ref$ns) && is.data.frame(X)) {
-    .check_frame(X, what, xlabel)
-    if (margin == 2L) {
-      # Each column as it is: the frame is shared as the list of its columns.
-      X <- structure(lapply(X, function(col) { attributes(col) <- NULL; col }), names = NULL)
-      job$columns <- TRUE
-    } else {
-      if (!isTRUE(.state$said_frame_rows))
-        message(sprintf("%s: MARGIN = 1 over a data.frame works on a matrix copy of it (as.matrix(X))", what))
-      .state$said_frame_rows <- TRUE
-      X <- as.matrix(X)
+  if (!is.null(ref$ns)) {
+    meta <- .metadata(ref$ns, ref$var)
+    n <- .task_count(kind, meta, margin, what, xexpr)
+    mode <- if (kind == "apply") "matrix" else if (identical(meta$type, "list")) "list" else "split"
+    job$x <- list(src = "page", ns = ref$ns, var = ref$var, mode = mode)
+  } else {
+    mode <- NULL
+    if (kind == "apply" && is.data.frame(X)) {
+      .check_frame(X, what, xexpr)
+      if (margin == 2L) {
+        # Each column as it is: the frame is shared as the list of its columns.
+        X <- structure(lapply(X, function(col) { attributes(col) <- NULL; col }), names = NULL)
+        mode <- "list"
+      } else {
+        if (!isTRUE(.state$said_frame_rows))
+          message(sprintf("%s: MARGIN = 1 over a data.frame works on a matrix copy of it (as.matrix(X))", what))
+        .state$said_frame_rows <- TRUE
+        X <- as.matrix(X)
+      }
+    }
+    if (kind == "apply" && is.null(mode)) {
+      if (!is.matrix(X))
+        .usage_error(sprintf("%s: X must be a matrix (double, integer, logical or raw), a data.frame of numeric, integer or logical columns, or the name of a registered matrix", what))
+      mode <- "matrix"
+    }
+    if (kind == "lapply") {
+      if (is.data.frame(X))
+        .usage_error(sprintf("%s: X must be a list (or vector), or the name of a registered list; give a data.frame's columns with memApply(X, 2, FUN)", what))
+      if (is.atomic(X) && !is.null(X)) {
+        # A plain vector is taken element by element, in place; a classed
+        # one (integer64, factor, ...) as the list of its elements.
+        if (is.object(X)) X <- as.list(X) else mode <- "split"
+      }
+      if (is.null(mode)) {
+        if (!is.list(X)) .usage_error(sprintf("%s: X must be a list (or vector), or the name of a registered list", what))
+        mode <- "list"
+      }
+    }
+    n <- if (mode == "matrix") dim(X)[margin] else length(X)
+    objects[[1L]] <- list(value = X, mode = mode, label = "X")
+    job$x <- list(src = "call", object = 0L, mode = mode)
+  }
+
+  # Side data: names of registered variables, or objects for the call.
+  side <- .side_data(VARS, NAMESPACE, what, FUN, length(objects))
+  job$vars <- side$refs
+  objects <- c(objects, side$objects)
+  if (n == 0L) return(.empty_result(out))
+  job$fun <- .pack_fun(FUN, what)
+  # A FUN without an environment of its own may be kept by the workers
+  # from one call to the next (its unserialized copy is then reused).
+  job$fun_cached <- is.primitive(FUN) || (is.environment(environment(FUN)) &&
+    (identical(environment(FUN), globalenv()) || isNamespace(environment(FUN)) ||
+     identical(environment(FUN), baseenv())))
+  shape <- .out_shape(out, n)
+  if (is.null(CLUSTER)) .engine_call(job, objects, n, what, unit, shape, MAX.CORES)
+  else .cluster_call(CLUSTER, job, objects, n, what, unit, shape)
+}
+
+# The chunks a worker claims: at most what takes about .chunk_seconds at
+# the cost per task it measured on its last chunk, and at most a share of
+# what is left (guided self-scheduling: chunks shrink towards the end); a
+# worker's first chunk, of unknown cost, is one task. So a few expensive
+# tasks never land in one chunk, while cheap tasks go in large chunks.
+.chunk_seconds <- 0.1
+
+# The call on pyrmap's own workers: posted through shared memory, awaited
+# on the engine (a worker that dies is seen at once), read back at the end.
+.engine_call <- function(job, objects, n, what, unit, shape, max_cores) {
+  e <- .engine(max_cores)
+  call <- .new_call(objects, serialize(job, NULL, xdr = FALSE), n, .state$engine_workers, job$out, 0L, what)
+  on.exit(.Call(pyrmap_call_close, call$call), add = TRUE)
+  seq <- .checked(.Call(pyrmap_call_post, e, call$call))
+  # Until the call is over, leaving (an error, an interrupt) ends it: the
+  # workers still in FUN are interrupted, those that do not stop within
+  # .drain_seconds are killed (and started anew by the next call).
+  over <- FALSE
+  on.exit(if (!over) .Call(pyrmap_call_cancel, e, call$call, .drain_seconds), add = TRUE, after = FALSE)
+  progress <- .progressor(n)
+  reported <- 0
+  repeat {
+    st <- .checked(.Call(pyrmap_call_wait, e, call$call, seq, 0.25))
+    if (!is.null(progress) && st$done > reported) {
+      progress(amount = st$done - reported)
+      reported <- st$done
+    }
+    if (!identical(st$state, "running")) break
+  }
+  if (identical(st$state, "stuck"))
+    .raise(list(kind = "system", message = sprintf("%s: no worker of the engine could take part in the call", what)),
+           .user_call())
+  if (identical(st$state, "died"))
+    .raise(list(kind = "system",
+                message = sprintf("%s: lost a worker: R worker %d of the engine (pid %d) %s%s%s", what, st$slot,
+                                  st$pid, st$how,
+                                  if (is.na(st$task)) "" else sprintf(" while running FUN on %s %d", unit, st$task),
+                                  if (nzchar(st$stderr)) paste0("; it said:\n", st$stderr) else "")),
+           .user_call())
+  over <- TRUE
+  .gathered(.Call(pyrmap_call_gather, e, call$call, shape$dim, shape$dimnames), what, unit)
+}
+
+# The call on a user's cluster: one message per worker (the job and the
+# names of the call's segments), one reply each at the end; the results in
+# shared memory.
+.cluster_call <- function(cl, job, objects, n, what, unit, shape) {
+  p <- length(cl)
+  call <- .new_call(objects, NULL, n, p, job$out, p, what)
+  on.exit(.Call(pyrmap_call_close, call$call), add = TRUE)
+  send_call <- utils::getFromNamespace("sendCall", "parallel")
+  recv_data <- utils::getFromNamespace("recvData", "parallel")
+  id <- sprintf("%d.%d", Sys.getpid(), .next_counter())
+  lib <- dirname(system.file(package = "pyrmap"))
+  runner <- .cluster_runner()
+  job$call <- call$name
+  lost <- function(e) .raise(list(kind = "system", message = sprintf("%s: lost a worker of the cluster (%s)", what,
+                                                                      trimws(conditionMessage(e)))), .user_call())
+  pending <- integer()
+  # Leaving early (an interrupt, a lost worker) ends the call: see .end_cluster_call.
+  on.exit(if (length(pending)) .end_cluster_call(cl, id, call$call, pending), add = TRUE, after = FALSE)
+  for (k in seq_len(p)) {
+    job$slot <- k - 1L
+    job$results <- call$results[[k]]
+    tryCatch(send_call(cl[[k]], runner, list(lib, job), tag = list(id = id, k = k)), error = lost)
+    pending <- c(pending, k)
+  }
+  replies <- vector("list", p)
+  progress <- .progressor(n)
+  reported <- 0
+  while (length(pending)) {
+    ready <- tryCatch(socketSelect(lapply(cl[pending], `[[`, "con"), FALSE, 0.25),
+                      error = function(e) rep(TRUE, length(pending)))
+    for (k in pending[ready]) {
+      msg <- tryCatch(recv_data(cl[[k]]), error = lost)
+      # A reply left over from an interrupted earlier call is skipped.
+      if (!is.list(msg$tag) || !identical(msg$tag$id, id)) next
+      replies[k] <- list(msg$value)
+      pending <- setdiff(pending, k)
+    }
+    if (!is.null(progress)) {
+      done <- .checked(.Call(pyrmap_call_progress, call$call))
+      if (done > reported) {
+        progress(amount = done - reported)
+        reported <- done
+      }
     }
   }
-  if (kind == "apply" && is.null(ref$ns) && !is.matrix(X) && !isTRUE(job$columns))
-    .usage_error(sprintf("%s: X must be a matrix (double, integer, logical or raw), a data.frame of numeric, integer or logical columns, or the name of a registered matrix", what))
-  if (kind == "lapply" && is.null(ref$ns)) {
-    if (is.atomic(X) && !is.null(X)) X <- as.list(X)
-    if (!is.list(X)) .usage_error(sprintf("%s: X must be a list (or vector), or the name of a registered list", what))
+  for (r in replies) {
+    if (inherits(r, "try-error") || !is.list(r))
+      .raise(list(kind = "system", message = sprintf("%s: a worker of the cluster could not start the call: %s",
+                                                     what, trimws(as.character(r)))), .user_call())
+    if (identical(r$outcome, "no_pyrmap"))
+      .raise(list(kind = "system", message = sprintf("%s: the cluster's workers cannot load pyrmap from '%s'", what, lib)),
+             .user_call())
+    if (identical(r$outcome, "not_started") && !is.null(r$message))
+      .raise(list(kind = "system", message = sprintf("%s: a worker of the cluster could not start the call: %s",
+                                                     what, r$message)), .user_call())
   }
-  if (is.null(ref$ns)) {
-    ref <- list(ns = temp$ns, var = "X", temp = TRUE)
-    .register_one(temp$ns, "X", X)
-    temp$vars <- c(temp$vars, "X")
+  .gathered(.Call(pyrmap_call_gather, NULL, call$call, shape$dim, shape$dimnames), what, unit)
+}
+
+# What a user cluster's worker is sent: a small function of the global
+# environment (sent as it is, a package function would travel with its
+# byte code), which finds this package where the master found it and runs
+# .cluster_worker().
+.cluster_runner <- function() {
+  f <- function(lib, job) {
+    if (!(lib %in% .libPaths())) .libPaths(c(lib, .libPaths()))
+    if (!requireNamespace("pyrmap", quietly = TRUE)) return(list(outcome = "no_pyrmap"))
+    utils::getFromNamespace(".cluster_worker", "pyrmap")(job)
   }
-  job$x <- ref[c("ns", "var")]
-  meta <- .metadata(ref$ns, ref$var)
-  n <- if (isTRUE(job$columns)) as.integer(meta$n) else .task_count(kind, meta, margin, what, xlabel)
+  environment(f) <- globalenv()
+  f
+}
 
-  # Side data: names of registered variables, or objects to register.
-  job$vars <- .side_data(VARS, NAMESPACE, temp, what, FUN)
-  temp$vars <- c(temp$vars, attr(job$vars, "temp"))
-  if (n == 0L) return(list())
+# Ends a user cluster's call that was left early, typically by an interrupt
+# (Ctrl-C reaches the master only: the workers left the terminal's process
+# group). No task is started any more; the workers still in FUN (on this
+# host: they share its memory) are sent SIGINT, which the task loop turns
+# into a reply; the replies are awaited for .drain_seconds at most. A worker
+# that does not answer by then (in code that ignores interrupts) is left to
+# finish; its late reply is recognised by its tag and skipped by the next
+# call.
+.drain_seconds <- 1
 
-  cl <- if (is.null(CLUSTER)) .default_cluster(MAX.CORES) else CLUSTER
-  .check_cluster(cl)
-  nodes <- .prepare_cluster(cl)
-  id <- sprintf("%d.%d", Sys.getpid(), .next_counter())
-  # `call$stuck`: nodes that did not answer after an interrupt (see .drain).
-  call <- new.env(parent = emptyenv())
-  call$stuck <- integer()
-  on.exit(.end_call(cl, id, call, is.null(CLUSTER)), add = TRUE, after = FALSE)
-  .check_nodes(.call_nodes(cl, .remote(".worker_start"), id, job), what, "could not start the call")
-  .dispatch(cl, id, n, what, if (kind == "apply") c("row", "column")[margin] else "element",
-            nodes, call)
+.end_cluster_call <- function(cl, id, call, pending) {
+  .Call(pyrmap_call_cancel, NULL, call, 0)
+  pids <- .Call(pyrmap_call_pids, call)
+  if (is.numeric(pids))
+    for (k in pending) if (pids[k] > 0) try(tools::pskill(pids[k], tools::SIGINT), silent = TRUE)
+  recv_data <- utils::getFromNamespace("recvData", "parallel")
+  deadline <- proc.time()[[3L]] + .drain_seconds
+  while (length(pending)) {
+    wait <- deadline - proc.time()[[3L]]
+    if (wait <= 0) break
+    ready <- tryCatch(socketSelect(lapply(cl[pending], `[[`, "con"), FALSE, wait),
+                      error = function(e) rep(TRUE, length(pending)))
+    for (k in pending[ready]) {
+      msg <- tryCatch(recv_data(cl[[k]]), error = function(e) NULL)
+      # A dead worker, or the reply to this call: done with it.
+      if (is.null(msg) || (is.list(msg$tag) && identical(msg$tag$id, id))) pending <- setdiff(pending, k)
+    }
+  }
+  invisible(pending)
+}
+
+# Makes the call's segments (see pyrmap_call_new in src/engine_r.cpp).
+.new_call <- function(objects, job_bytes, n, workers, out, result_files, what) {
+  info <- .Call(pyrmap_call_new, objects, job_bytes, as.numeric(n), as.integer(workers), out,
+                as.integer(result_files), what)
+  if (!isTRUE(info$ok)) .raise(info, .user_call())
+  info
+}
+
+.checked <- function(x) {
+  if (is.list(x) && identical(x$ok, FALSE)) .raise(x, .user_call())
+  x
+}
+
+# The value of a gathered call, or the error of its first failure.
+.gathered <- function(res, what, unit) {
+  res <- .checked(res)
+  f <- res$failure
+  if (is.null(f)) return(res$value)
+  if (isTRUE(f$setup))
+    .raise(list(kind = "system", message = sprintf("%s: a worker could not start the call: %s", what, f$message)),
+           .user_call())
+  if (identical(f$message, "interrupted") && "interrupt" %in% f$class)
+    .raise(list(kind = "interrupt", message = sprintf("%s: interrupted", what)), .user_call())
+  .raise_fun_error(list(index = as.integer(f$index), message = f$message, class = f$class), what, unit)
+}
+
+# FUN.VALUE: a template for each result (as vapply's), or NULL.
+.out_spec <- function(FUN.VALUE, what) {
+  if (is.null(FUN.VALUE)) return(list(spec = NULL))
+  if (!is.atomic(FUN.VALUE) || !(typeof(FUN.VALUE) %in% c("double", "integer", "logical", "raw")) ||
+      is.object(FUN.VALUE))
+    .usage_error(sprintf("%s: FUN.VALUE must be a double, integer, logical or raw vector (a template of each result, as vapply's), not %s",
+                         what, if (is.object(FUN.VALUE)) paste("an object of class", class(FUN.VALUE)[1L])
+                               else paste("of type", typeof(FUN.VALUE))))
+  list(spec = list(type = typeof(FUN.VALUE), len = length(FUN.VALUE)), template = FUN.VALUE)
+}
+
+# The shape of the result for n tasks: vapply's (a vector for results of
+# length 1, else one column per task, or the template's dims and one more).
+.out_shape <- function(out, n) {
+  if (is.null(out$spec)) return(list(dim = NULL, dimnames = NULL))
+  t <- out$template
+  if (!is.null(dim(t)))
+    return(list(dim = c(dim(t), as.integer(n)), dimnames = if (!is.null(dimnames(t))) c(dimnames(t), list(NULL))))
+  if (length(t) == 1L) return(list(dim = NULL, dimnames = NULL))
+  list(dim = c(length(t), as.integer(n)), dimnames = if (!is.null(names(t))) list(names(t), NULL))
+}
+
+.empty_result <- function(out) {
+  if (is.null(out$spec)) return(list())
+  v <- vector(out$spec$type, 0L)
+  shape <- .out_shape(out, 0L)
+  if (!is.null(shape$dim)) dim(v) <- shape$dim
+  if (!is.null(shape$dimnames)) dimnames(v) <- shape$dimnames
+  v
 }
 
 # A data.frame can be shared when every column is a plain double, integer or
 # logical vector; otherwise the error names the first column that is not.
-.check_frame <- function(X, what, xlabel) {
+.check_frame <- function(X, what, xexpr) {
   for (j in seq_along(X)) {
     col <- X[[j]]
     if (!(is.double(col) || is.integer(col) || is.logical(col)) || !is.null(oldClass(col))) {
       kind <- if (!is.null(oldClass(col))) paste0("of class '", class(col)[1L], "'") else paste("of type", typeof(col))
       .usage_error(sprintf("%s: column %d ('%s') of the data.frame X ('%s') is %s; only numeric, integer and logical columns can be shared",
-                           what, j, names(X)[j], xlabel, kind))
+                           what, j, names(X)[j], .xlabel(xexpr), kind))
     }
   }
-}
-
-# The workers release the call's views. Nodes stuck in FUN after an
-# interrupt are told too, but not waited for (their replies, when they come,
-# are recognised as stale by their tags); the default cluster's stuck
-# workers have been killed, and that cluster is stopped: the next call starts
-# a new one.
-.end_call <- function(cl, id, call, is_default) {
-  if (length(call$stuck) && is_default) {
-    .stop_cluster(cl)
-    if (identical(.state$cluster, cl)) .state$cluster <- NULL
-    return(invisible(NULL))
-  }
-  .call_nodes(cl, .remote(".worker_end"), id, no_wait = call$stuck)
-  invisible(NULL)
 }
 
 .next_counter <- function() {
@@ -189,34 +400,39 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
   .state$counter
 }
 
-# What X (or a VARS element) refers to: list(ns, var, temp) for a registered
-# variable or a view of one, list(ns = NULL) for an object to register.
+# What X (or a VARS element) refers to: list(ns, var) for a registered
+# variable or a view of one, list(ns = NULL) for an object.
 .variable_ref <- function(x, NAMESPACE, what, label) {
   if (is.character(x) && is.null(dim(x)) && length(x) == 1L) {
     if (is.null(NAMESPACE))
       .usage_error(sprintf("%s: %s names a registered variable ('%s'): give its NAMESPACE", what, label, x))
-    return(list(ns = NAMESPACE, var = x, temp = FALSE))
+    return(list(ns = NAMESPACE, var = x))
   }
+  if (!.view_candidate(x)) return(list(ns = NULL))
   page <- .pyrmap_view_page(x)
-  if (!is.null(page)) return(list(ns = page$ns, var = page$var, temp = FALSE))
-  list(ns = NULL, temp = FALSE)
+  if (!is.null(page)) return(list(ns = page$ns, var = page$var))
+  list(ns = NULL)
 }
 
-.task_count <- function(kind, meta, margin, what, xlabel) {
+# Only an atomic vector can be a view of a page (lists and others need no look).
+.view_candidate <- function(x) is.atomic(x) && !is.null(x)
+
+.task_count <- function(kind, meta, margin, what, xexpr) {
   if (kind == "apply") {
     if (meta$type != "matrix")
-      .usage_error(sprintf("%s: X ('%s') must be a matrix, not a %s", what, xlabel, meta$type))
+      .usage_error(sprintf("%s: X ('%s') must be a matrix, not a %s", what, .xlabel(xexpr), meta$type))
     return(as.integer(if (margin == 1L) meta$nrow else meta$ncol))
   }
   as.integer(meta$n)
 }
 
-# VARS as a list of list(ns, var, arg); attr "temp": variables registered here.
-# Everything is checked before anything is registered, and what was
-# registered is released again if a later element fails, so that an error
-# here leaves no page behind.
-.side_data <- function(VARS, NAMESPACE, temp, what, FUN) {
-  if (is.null(VARS)) return(structure(list(), temp = character()))
+# VARS as list(refs, objects): refs is a list of list(arg, src = "page", ns,
+# var) (registered variables, used where they are) or list(arg, src =
+# "call", object, mode) (objects, packed into the call's segment as objects
+# `first_object`, ...). Everything is checked here, before any segment is
+# made.
+.side_data <- function(VARS, NAMESPACE, what, FUN, first_object) {
+  if (is.null(VARS)) return(list(refs = list(), objects = list()))
   if (is.character(VARS) && is.null(dim(VARS))) {
     if (is.null(NAMESPACE))
       .usage_error(sprintf("%s: VARS names registered variables: give their NAMESPACE", what))
@@ -242,65 +458,29 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
                     message = sprintf("%s: VARS: variable '%s' of namespace '%s' is not registered",
                                       what, v, NAMESPACE)),
                .user_call())
-    refs <- lapply(VARS, function(v) list(ns = NAMESPACE, var = v, arg = v))
-    return(structure(refs, temp = character()))
+    refs <- lapply(VARS, function(v) list(arg = v, src = "page", ns = NAMESPACE, var = v))
+    return(list(refs = refs, objects = list()))
   }
-  registered <- character()
-  done <- FALSE
-  on.exit(if (!done) for (v in registered) try(releaseVariables(temp$ns, v), silent = TRUE))
   refs <- vector("list", length(VARS))
+  objects <- list()
   for (i in seq_along(VARS)) {
-    ref <- .pyrmap_view_page(VARS[[i]])  # a view of a registered variable: no copy
-    if (is.null(ref)) {
-      var <- paste0("VARS.", arg_names[[i]])
-      .register_one(temp$ns, var, VARS[[i]])
-      registered <- c(registered, var)
-      ref <- list(ns = temp$ns, var = var)
+    x <- VARS[[i]]
+    page <- if (.view_candidate(x)) .pyrmap_view_page(x)  # a view of a registered variable: no copy
+    if (!is.null(page)) {
+      refs[[i]] <- list(arg = arg_names[[i]], src = "page", ns = page$ns, var = page$var)
+    } else {
+      mode <- if (is.list(x) && !is.data.frame(x)) "list" else "single"
+      objects[[length(objects) + 1L]] <- list(value = x, mode = mode, label = sprintf("VARS '%s'", arg_names[[i]]))
+      refs[[i]] <- list(arg = arg_names[[i]], src = "call", object = first_object + length(objects) - 1L,
+                        mode = mode)
     }
-    refs[[i]] <- list(ns = ref$ns, var = ref$var, arg = arg_names[[i]])
   }
-  done <- TRUE
-  structure(refs, temp = registered)
+  list(refs = refs, objects = objects)
 }
 
 .check_cluster <- function(cl) {
   if (!inherits(cl, "cluster") || length(cl) < 1L)
     .usage_error("CLUSTER must be a cluster made by the parallel package")
-}
-
-# The session's cluster of MAX.CORES workers, started once and reused.
-.default_cluster <- function(max_cores) {
-  n <- if (is.null(max_cores)) parallel::detectCores() - 1L else max_cores
-  if (!is.numeric(n) || length(n) != 1L || is.na(n) || n < 1) n <- 1L
-  n <- as.integer(n)
-  cl <- .state$cluster
-  if (!is.null(cl) && length(cl) == n && .cluster_alive(cl)) return(cl)
-  if (!is.null(cl)) .stop_cluster(cl)
-  .state$cluster <- NULL
-  # TCP_NODELAY on both ends of the workers' sockets (R >= 4.1 reads the
-  # option "socketOptions" when it opens them). Without it, a message that
-  # serialize() writes in more than one piece (any reply beyond R's ~8 KB
-  # connection buffer, e.g. a chunk of results) waits ~40 ms for a delayed
-  # ACK: a fixed cost per chunk.
-  old <- options(socketOptions = "no-delay")
-  on.exit(options(old))
-  cl <- parallel::makePSOCKcluster(n, rscript_args = c("-e", shQuote("options(socketOptions = 'no-delay')")))
-  .state$cluster <- cl
-  cl
-}
-
-# Stops every worker that can still be reached (stopCluster() gives up at
-# the first dead one, leaving the others running) and closes the
-# connections of the others.
-.stop_cluster <- function(cl) {
-  for (i in seq_along(cl))
-    tryCatch(parallel::stopCluster(cl[i]),
-             error = function(e) try(close(cl[[i]]$con), silent = TRUE))
-}
-
-.cluster_alive <- function(cl) {
-  ok <- .call_nodes(cl, function() TRUE)
-  all(vapply(ok, isTRUE, logical(1)))
 }
 
 # Makes sure every worker can load this package from where it is installed,
@@ -322,113 +502,6 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
     .raise(list(kind = "system", message = sprintf("the cluster's workers cannot load pyrmap from '%s'", lib)),
            sys.call(-1L))
   ok
-}
-
-# Deals chunks of 1..n to the workers as they become free, collects the
-# results in order, and stops at the first error in FUN. A chunk is at most
-# a share of what is left (guided self-scheduling: chunks shrink towards the
-# end), and at most what takes about .chunk_seconds at the cost per task
-# measured on the last chunk; the first chunks, of unknown cost, are single
-# tasks. So a few expensive tasks never land in one chunk (with only the
-# guided bound, the first chunk of 20 tasks is 5 of them), while cheap tasks
-# still travel in large chunks.
-.chunk_seconds <- 0.1
-
-.dispatch <- function(cl, id, n, what, unit, nodes, call) {
-  send_call <- utils::getFromNamespace("sendCall", "parallel")
-  recv_one <- utils::getFromNamespace("recvOneResult", "parallel")
-  p <- length(cl)
-  results <- vector("list", n)
-  next_i <- 1L
-  pending <- vector("list", p)  # the chunk each node works on (NULL: none)
-  failure <- NULL
-  progress <- .progressor(n)
-  cost <- NA_real_       # seconds per task, measured on the last chunk
-  sent_at <- numeric(p)  # when each node was sent its chunk
-  now <- function() proc.time()[[3L]]
-  take <- function() {
-    left <- n - next_i + 1L
-    size <- max(1L, ceiling(left / (2L * p)))
-    if (is.na(cost)) size <- 1L
-    else if (cost > 0) size <- max(1L, min(size, floor(.chunk_seconds / cost)))
-    idx <- seq.int(next_i, length.out = min(size, left))
-    next_i <<- next_i + length(idx)
-    idx
-  }
-  chunk <- .remote(".worker_chunk")
-  send <- function(node, idx) {
-    sent_at[node] <<- now()
-    pending[node] <<- list(idx)
-    # The tag carries the call's id: a reply is matched to its chunk exactly.
-    send_call(cl[[node]], chunk, list(id, idx), tag = list(id = id, idx = idx))
-  }
-  busy <- function() !vapply(pending, is.null, logical(1))
-  # Outstanding chunks are collected when the loop is left early (an
-  # interrupt, a lost worker): see .drain.
-  on.exit(call$stuck <- .drain(cl, id, pending, nodes))
-  for (node in seq_len(min(p, n))) send(node, take())
-  while (any(busy())) {
-    d <- tryCatch(recv_one(cl), error = function(e) e)
-    if (inherits(d, "error"))
-      .raise(list(kind = "system",
-                  message = sprintf("%s: lost a worker of the cluster (%s)", what, conditionMessage(d))),
-             .user_call())
-    node <- d$node
-    tag <- d$tag
-    if (!is.list(tag) || !identical(tag$id, id) || !identical(tag$idx, pending[[node]])) next  # not ours
-    pending[node] <- list(NULL)
-    cost <- (now() - sent_at[node]) / length(tag$idx)
-    value <- d$value
-    if (inherits(value, "try-error")) {
-      failure <- failure %||% list(index = NA_integer_, message = as.character(value), class = "error")
-    } else if (inherits(value, "pyrmap_task_error")) {
-      # Of the failures seen, report the first element in order.
-      if (is.null(failure) || is.na(failure$index) || value$index < failure$index) failure <- value
-      results[value$done] <- value$values
-    } else if (is.null(failure)) {
-      results[tag$idx] <- value
-      if (!is.null(progress)) progress(amount = length(tag$idx))
-    }
-    if (is.null(failure) && next_i <= n) send(node, take())
-  }
-  if (!is.null(failure)) .raise_fun_error(failure, what, unit)
-  results
-}
-
-# Ends the chunks still running on the nodes of `pending` (non-NULL
-# entries) when the dispatch loop was left early, typically by an interrupt
-# (Ctrl-C reaches the master only: the workers left the terminal's process
-# group). Local workers are sent SIGINT, which .worker_chunk turns into a
-# reply; the replies are awaited for .drain_seconds at most. Returns the
-# nodes that did not answer by then (stuck in code that ignores interrupts,
-# or remote); those of the default cluster are killed. A worker that died is
-# not waited for.
-.drain_seconds <- 1
-
-.drain <- function(cl, id, pending, nodes) {
-  left <- which(!vapply(pending, is.null, logical(1)))
-  if (!length(left)) return(integer())
-  here <- Sys.info()[["nodename"]]
-  local <- function(i) is.list(nodes[[i]]) && identical(nodes[[i]]$host, here)
-  for (i in left) if (local(i)) try(tools::pskill(nodes[[i]]$pid, tools::SIGINT), silent = TRUE)
-  recv_data <- utils::getFromNamespace("recvData", "parallel")
-  deadline <- proc.time()[[3L]] + .drain_seconds
-  while (length(left)) {
-    wait <- deadline - proc.time()[[3L]]
-    if (wait <= 0) break
-    ready <- tryCatch(socketSelect(lapply(cl[left], `[[`, "con"), FALSE, wait),
-                      error = function(e) rep(TRUE, length(left)))
-    for (i in left[ready]) {
-      msg <- tryCatch(recv_data(cl[[i]]), error = function(e) NULL)
-      # A dead worker, or the reply to this node's chunk: done with it. (A
-      # stale reply of an earlier call is skipped.)
-      if (is.null(msg) || (is.list(msg$tag) && identical(msg$tag$id, id)))
-        left <- setdiff(left, i)
-    }
-  }
-  if (length(left) && identical(.state$cluster, cl))
-    for (i in left) if (local(i)) try(tools::pskill(nodes[[i]]$pid, tools::SIGKILL), silent = TRUE)
-  left
 }
 
 # fun(...) on every node of `cl`. Unlike clusterCall(), a node that cannot be
@@ -495,11 +568,10 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
 
 # A small stand-in, for sending to workers, for this package's function
 # `name`. Sent as it is, a package function travels with its byte code
-# (~11 KB for .worker_chunk), which serialize() writes to the socket in many
-# small pieces; on a PSOCK connection (no TCP_NODELAY) that costs a ~40 ms
-# delayed-ACK stall per message, i.e. per chunk. The stand-in is a few
-# hundred bytes and looks the function up in the worker's copy of the
-# package.
+# (kilobytes), which serialize() writes to the socket in many small pieces;
+# on a PSOCK connection (no TCP_NODELAY) that can cost a ~40 ms delayed-ACK
+# stall per message. The stand-in is a few hundred bytes and looks the
+# function up in the worker's copy of the package.
 .remote <- function(name) {
   eval(bquote(function(...) utils::getFromNamespace(.(name), "pyrmap")(...)), globalenv())
 }
@@ -529,81 +601,6 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
 .worker_hello <- function() {
   .Call(pyrmap_leave_process_group)
   list(pid = Sys.getpid(), host = Sys.info()[["nodename"]])
-}
-
-# Receives a call's job: maps its pages (views cached by generation) and
-# keeps FUN, so that chunks carry only indices. Jobs of earlier calls that
-# were never ended (an interrupted master) are released first.
-.worker_start <- function(id, job) {
-  for (old in setdiff(names(.state$jobs), id)) .worker_end(old)
-  ok <- FALSE
-  on.exit(if (!ok) .release_job_views(job))  # e.g. a variable released meanwhile
-  job$x_value <- .view_of(job$x$ns, job$x$var)
-  args <- lapply(job$vars, function(v) .view_of(v$ns, v$var))
-  names(args) <- vapply(job$vars, `[[`, "", "arg")
-  job$args <- args
-  job$is_view <- !is.null(.pyrmap_view_info(job$x_value))
-  job$mapped <- .pyrmap_mapping_bytes(job$x_value) + sum(vapply(args, .pyrmap_mapping_bytes, 0))
-  job$fun <- unserialize(job$fun)
-  .state$jobs[[id]] <- job
-  ok <- TRUE
-  invisible(TRUE)
-}
-
-.release_job_views <- function(job) {
-  .forget_view(.key(job$x$ns, job$x$var))
-  for (v in job$vars) .forget_view(.key(v$ns, v$var))
-}
-
-# Releases the call's views in this worker. When they mapped at least
-# .end_collect_bytes, a collection follows, so that the mappings go now:
-# nothing else in the worker would prompt R to collect the small view
-# objects (and the chunks' column views) that hold them. A collection costs
-# a few milliseconds in a worker; calls over small data never pay it.
-.end_collect_bytes <- 64 * 1024^2
-
-.worker_end <- function(id) {
-  job <- .state$jobs[[id]]
-  .state$jobs[[id]] <- NULL
-  if (!is.null(job)) {
-    .release_job_views(job)
-    if (isTRUE(job$mapped >= .end_collect_bytes)) {
-      job <- NULL
-      invisible(gc(verbose = FALSE))
-    }
-  }
-  invisible(TRUE)
-}
-
-# FUN over elements `idx`; on an error, the results so far and where it
-# failed (class pyrmap_task_error).
-.worker_chunk <- function(id, idx) {
-  k <- 0L
-  out <- vector("list", length(idx))
-  failed <- function(message, class) {
-    structure(list(index = if (k >= 1L) idx[[k]] else idx[[1L]], message = message, class = class,
-                   done = idx[seq_len(max(k - 1L, 0L))], values = out[seq_len(max(k - 1L, 0L))]),
-              class = "pyrmap_task_error")
-  }
-  tryCatch({
-    job <- .state$jobs[[id]]
-    if (is.null(job)) stop("pyrmap: this worker has no job ", id)
-    x <- job$x_value
-    for (k in seq_along(idx)) {
-      i <- idx[[k]]
-      el <- if (job$kind == "lapply" || isTRUE(job$columns)) x[[i]]
-            else if (job$is_view) .pyrmap_slice(x, job$margin, i)
-            else if (job$margin == 1L) x[i, ] else x[, i]
-      args <- if (is.null(job$first)) c(list(el), job$args)
-              else c(structure(list(el), names = job$first), job$args)
-      r <- do.call(job$fun, args, quote = TRUE)
-      if (!is.null(r)) out[[k]] <- r
-    }
-    out
-  }, error = function(e) failed(conditionMessage(e), class(e)),
-  # An interrupt (the master's, when it was interrupted itself) becomes a
-  # reply too: parallel's worker would drop the task without one.
-  interrupt = function(e) failed("interrupted", class(e)))
 }
 
 .worker_gc <- function(namespace) {

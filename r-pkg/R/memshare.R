@@ -161,15 +161,14 @@ memshare_gc <- function(namespace, cluster = NULL) {
 # ---- session state ------------------------------------------------------------
 
 # Pages this session owns ("ns.var" -> list(ns, var, generation)), views it
-# holds ("ns.var" -> list(ns, var, generation, value)), workers' jobs, and the
-# default cluster.
+# holds ("ns.var" -> list(ns, var, generation, value)), and the engine of
+# memApply()'s own workers (engine.R).
 .state <- new.env(parent = emptyenv())
 .state$pages <- list()
 .state$views <- list()
 .state$asked <- list()  # "ns.var" keys given to retrieveMetadata()
-.state$jobs <- list()
 .state$counter <- 0L
-.state$cluster <- NULL
+.state$engine <- NULL
 
 # Entries are keyed without ambiguity ("a" + "b.c" and "a.b" + "c" are two
 # variables); viewList() and pageList() show them as memshare does,

@@ -1,15 +1,15 @@
 .onLoad <- function(libname, pkgname) {
-  # Pages this session registered are removed when R exits, and the default
-  # cluster is stopped; crashed sessions' pages are reclaimed by gc instead.
+  # Pages this session registered are removed when R exits, and the
+  # engine's workers are stopped; crashed sessions' pages are reclaimed by
+  # gc instead.
   reg.finalizer(.state, function(e) {
     .release_all_pages()
-    if (!is.null(e$cluster)) try(parallel::stopCluster(e$cluster), silent = TRUE)
+    .engine_close()
   }, onexit = TRUE)
 }
 
 .onUnload <- function(libpath) {
   .release_all_pages()
-  if (!is.null(.state$cluster)) try(parallel::stopCluster(.state$cluster), silent = TRUE)
-  .state$cluster <- NULL
+  .engine_close()
   library.dynam.unload("pyrmap", libpath)
 }

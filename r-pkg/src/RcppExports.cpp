@@ -68,7 +68,22 @@ BEGIN_RCPP
 END_RCPP
 }
 
+RcppExport SEXP pyrmap_call_cancel(SEXP, SEXP, SEXP);
+RcppExport SEXP pyrmap_call_close(SEXP);
+RcppExport SEXP pyrmap_call_gather(SEXP, SEXP, SEXP, SEXP);
+RcppExport SEXP pyrmap_call_new(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+RcppExport SEXP pyrmap_call_pids(SEXP);
+RcppExport SEXP pyrmap_call_post(SEXP, SEXP);
+RcppExport SEXP pyrmap_call_progress(SEXP);
+RcppExport SEXP pyrmap_call_wait(SEXP, SEXP, SEXP, SEXP);
 RcppExport SEXP pyrmap_collect_garbage();
+RcppExport SEXP pyrmap_engine_close(SEXP);
+RcppExport SEXP pyrmap_engine_info(SEXP);
+RcppExport SEXP pyrmap_engine_new(SEXP, SEXP, SEXP, SEXP);
+RcppExport SEXP pyrmap_engine_ready(SEXP);
+RcppExport SEXP pyrmap_engine_worker_attach();
+RcppExport SEXP pyrmap_engine_worker_finish(SEXP);
+RcppExport SEXP pyrmap_engine_worker_loop(SEXP, SEXP, SEXP);
 RcppExport SEXP pyrmap_generation(SEXP, SEXP);
 RcppExport SEXP pyrmap_leave_process_group();
 RcppExport SEXP pyrmap_mapping_bytes(SEXP);
@@ -80,24 +95,43 @@ RcppExport SEXP pyrmap_slice(SEXP, SEXP, SEXP);
 RcppExport SEXP pyrmap_view_info(SEXP);
 RcppExport SEXP pyrmap_view_memory();
 RcppExport SEXP pyrmap_view_page(SEXP);
+RcppExport SEXP pyrmap_worker_abort(SEXP, SEXP, SEXP, SEXP);
+RcppExport SEXP pyrmap_worker_job(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 
 static const R_CallMethodDef CallEntries[] = {
     {"_pyrmap_pyrmap_pool_new", (DL_FUNC) &_pyrmap_pyrmap_pool_new, 4},
     {"_pyrmap_pyrmap_pool_close", (DL_FUNC) &_pyrmap_pyrmap_pool_close, 1},
     {"_pyrmap_pyrmap_pool_info", (DL_FUNC) &_pyrmap_pyrmap_pool_info, 1},
     {"_pyrmap_pyrmap_run", (DL_FUNC) &_pyrmap_pyrmap_run, 12},
-    {"pyrmap_collect_garbage",     (DL_FUNC) &pyrmap_collect_garbage,     0},
-    {"pyrmap_generation",          (DL_FUNC) &pyrmap_generation,          2},
-    {"pyrmap_leave_process_group", (DL_FUNC) &pyrmap_leave_process_group, 0},
-    {"pyrmap_mapping_bytes",       (DL_FUNC) &pyrmap_mapping_bytes,       1},
-    {"pyrmap_open",                (DL_FUNC) &pyrmap_open,                2},
-    {"pyrmap_page_info",           (DL_FUNC) &pyrmap_page_info,           2},
-    {"pyrmap_register",            (DL_FUNC) &pyrmap_register,            3},
-    {"pyrmap_release",             (DL_FUNC) &pyrmap_release,             2},
-    {"pyrmap_slice",               (DL_FUNC) &pyrmap_slice,               3},
-    {"pyrmap_view_info",           (DL_FUNC) &pyrmap_view_info,           1},
-    {"pyrmap_view_memory",         (DL_FUNC) &pyrmap_view_memory,         0},
-    {"pyrmap_view_page",           (DL_FUNC) &pyrmap_view_page,           1},
+    {"pyrmap_call_cancel",          (DL_FUNC) &pyrmap_call_cancel,          3},
+    {"pyrmap_call_close",           (DL_FUNC) &pyrmap_call_close,           1},
+    {"pyrmap_call_gather",          (DL_FUNC) &pyrmap_call_gather,          4},
+    {"pyrmap_call_new",             (DL_FUNC) &pyrmap_call_new,             7},
+    {"pyrmap_call_pids",            (DL_FUNC) &pyrmap_call_pids,            1},
+    {"pyrmap_call_post",            (DL_FUNC) &pyrmap_call_post,            2},
+    {"pyrmap_call_progress",        (DL_FUNC) &pyrmap_call_progress,        1},
+    {"pyrmap_call_wait",            (DL_FUNC) &pyrmap_call_wait,            4},
+    {"pyrmap_collect_garbage",      (DL_FUNC) &pyrmap_collect_garbage,      0},
+    {"pyrmap_engine_close",         (DL_FUNC) &pyrmap_engine_close,         1},
+    {"pyrmap_engine_info",          (DL_FUNC) &pyrmap_engine_info,          1},
+    {"pyrmap_engine_new",           (DL_FUNC) &pyrmap_engine_new,           4},
+    {"pyrmap_engine_ready",         (DL_FUNC) &pyrmap_engine_ready,         1},
+    {"pyrmap_engine_worker_attach", (DL_FUNC) &pyrmap_engine_worker_attach, 0},
+    {"pyrmap_engine_worker_finish", (DL_FUNC) &pyrmap_engine_worker_finish, 1},
+    {"pyrmap_engine_worker_loop",   (DL_FUNC) &pyrmap_engine_worker_loop,   3},
+    {"pyrmap_generation",           (DL_FUNC) &pyrmap_generation,           2},
+    {"pyrmap_leave_process_group",  (DL_FUNC) &pyrmap_leave_process_group,  0},
+    {"pyrmap_mapping_bytes",        (DL_FUNC) &pyrmap_mapping_bytes,        1},
+    {"pyrmap_open",                 (DL_FUNC) &pyrmap_open,                 2},
+    {"pyrmap_page_info",            (DL_FUNC) &pyrmap_page_info,            2},
+    {"pyrmap_register",             (DL_FUNC) &pyrmap_register,             3},
+    {"pyrmap_release",              (DL_FUNC) &pyrmap_release,              2},
+    {"pyrmap_slice",                (DL_FUNC) &pyrmap_slice,                3},
+    {"pyrmap_view_info",            (DL_FUNC) &pyrmap_view_info,            1},
+    {"pyrmap_view_memory",          (DL_FUNC) &pyrmap_view_memory,          0},
+    {"pyrmap_view_page",            (DL_FUNC) &pyrmap_view_page,            1},
+    {"pyrmap_worker_abort",         (DL_FUNC) &pyrmap_worker_abort,         4},
+    {"pyrmap_worker_job",           (DL_FUNC) &pyrmap_worker_job,           6},
     {NULL, NULL, 0}
 };
 

@@ -31,13 +31,9 @@
 using namespace pyrmap;
 using namespace pyrmap::r;
 
-namespace {
+namespace pyrmap::r {
 
-// Tags stored with each array of a page: how to rebuild the R object.
-constexpr uint32_t kTagKindMask = 0xff;
-constexpr uint32_t kTagHasDim = 0x100;  // the object had a dim attribute
-
-uint32_t KindTag(RKind k) { return static_cast<uint32_t>(k) + 1; }
+uint32_t ArrayTag(RKind k, bool has_dim) { return (static_cast<uint32_t>(k) + 1) | (has_dim ? kTagHasDim : 0u); }
 
 RKind TagKind(uint32_t tag) {
   uint32_t k = (tag & kTagKindMask) - 1;
@@ -68,7 +64,6 @@ Dtype StorageDtype(RKind k) {
   return Dtype::kFloat64;
 }
 
-// A page array describing R vector `x` (shape from dim, column-major).
 PageArray Describe(SEXP x, const std::string& what) {
   RKind kind;
   try {
@@ -84,9 +79,13 @@ PageArray Describe(SEXP x, const std::string& what) {
                             what, CHAR(STRING_ELT(cls, 0))));
   PageArray a;
   a.desc = ArrayDesc::Make(StorageDtype(kind), ShapeOf(x), Order::kF);
-  a.tag = KindTag(kind) | (Rf_getAttrib(x, R_DimSymbol) != R_NilValue ? kTagHasDim : 0u);
+  a.tag = ArrayTag(kind, Rf_getAttrib(x, R_DimSymbol) != R_NilValue);
   return a;
 }
+
+}  // namespace pyrmap::r
+
+namespace {
 
 // An R object (a view, or an ordinary empty vector) for array i of a page.
 // R errors come as RUnwind (run under Entry).
@@ -95,7 +94,7 @@ PageArray Describe(SEXP x, const std::string& what) {
 void CheckArrays(const OpenedPage& p) {
   for (const PageArray& a : p.info.arrays) {
     TagKind(a.tag);
-    if (a.tag & kTagHasDim)
+    if (TagHasDim(a.tag))
       for (uint64_t d : a.desc.shape)
         if (d > static_cast<uint64_t>(INT_MAX))
           throw Error(ErrorKind::kUsage,
@@ -118,7 +117,7 @@ SEXP ArrayToR(const OpenedPage& p, size_t i) {
   src.generation = p.info.generation;
   SEXP ans = PROTECT(MakeView(SexpType(kind), std::move(src)));
   RCall([&] {
-    if (a.tag & kTagHasDim) {
+    if (TagHasDim(a.tag)) {
       SEXP dim = PROTECT(Rf_allocVector(INTSXP, static_cast<R_xlen_t>(a.desc.shape.size())));
       for (size_t k = 0; k < a.desc.shape.size(); ++k) INTEGER(dim)[k] = static_cast<int>(a.desc.shape[k]);
       Rf_setAttrib(ans, R_DimSymbol, dim);
@@ -400,7 +399,7 @@ extern "C" SEXP pyrmap_page_info(SEXP ns_, SEXP var_) {
         SEXP dim = Rf_allocVector(REALSXP, static_cast<R_xlen_t>(a.desc.shape.size()));
         SetField(el, "dim", dim);
         for (size_t k = 0; k < a.desc.shape.size(); ++k) REAL(dim)[k] = static_cast<double>(a.desc.shape[k]);
-        SetField(el, "has_dim", Rf_ScalarLogical((a.tag & kTagHasDim) != 0));
+        SetField(el, "has_dim", Rf_ScalarLogical((TagHasDim(a.tag)) != 0));
         SetField(el, "length", Rf_ScalarReal(static_cast<double>(a.desc.count)));
         SetField(el, "name", Str(a.name));
       }
