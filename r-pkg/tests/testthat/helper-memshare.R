@@ -76,24 +76,27 @@ ms_stop_cluster <- function(cl) {
     tryCatch(parallel::stopCluster(cl[i]), error = function(e) try(close(cl[[i]]$con), silent = TRUE))
 }
 
-ms_default_cluster <- function() pyrmap:::.state$cluster
-
-# Remembers the default cluster's workers (for the end-of-file check).
-ms_note_default_cluster <- function() {
-  cl <- ms_default_cluster()
-  if (!is.null(cl)) ms_clusters$pids <- unique(c(ms_clusters$pids, ms_worker_pids(cl)))
-  invisible(cl)
+# The pids of the engine's workers (memApply() without CLUSTER), 0 for a
+# slot without one; integer(0) without an engine.
+ms_engine_pids <- function() {
+  info <- pyrmap:::.engine_info()
+  if (is.null(info)) integer() else info$pids
 }
 
-# Stops the clusters of this file and the default cluster; returns the pids
+# Remembers the engine's workers (for the end-of-file check); returns their pids.
+ms_note_engine <- function() {
+  pids <- ms_engine_pids()
+  ms_clusters$pids <- unique(c(ms_clusters$pids, pids[pids > 0]))
+  invisible(pids)
+}
+
+# Stops the clusters of this file and the engine's workers; returns the pids
 # of workers still running after a grace period (should be none).
 ms_stop_all_clusters <- function() {
-  ms_note_default_cluster()
+  ms_note_engine()
   for (cl in ms_clusters$all) ms_stop_cluster(cl)
   ms_clusters$all <- list()
-  st <- pyrmap:::.state
-  if (!is.null(st$cluster)) ms_stop_cluster(st$cluster)
-  st$cluster <- NULL
+  pyrmap:::.engine_close()
   pids <- ms_clusters$pids
   wait_until(function() !any(vapply(pids, proc_alive, logical(1))), timeout = 15)
   pids[vapply(pids, proc_alive, logical(1))]

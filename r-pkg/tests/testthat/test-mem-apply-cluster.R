@@ -1,60 +1,61 @@
-# Where memApply()/memLapply() run: the default cluster (started once per
-# session), a user's cluster (used as it is), how work is dealt to the
-# workers, and progress reporting.
+# Where memApply()/memLapply() run: pyrmap's own workers (the engine,
+# started once per session), a user's cluster (used as it is), how work is
+# dealt to the workers, and progress reporting.
 
 ms_shm_at_start <- shm_snapshot()
 
-stop_default_cluster <- function() {
-  ms_note_default_cluster()
-  st <- pyrmap:::.state
-  if (!is.null(st$cluster)) ms_stop_cluster(st$cluster)
-  st$cluster <- NULL
+stop_engine <- function() {
+  ms_note_engine()
+  pyrmap:::.engine_close()
 }
 
-test_that("the default cluster of MAX.CORES workers is started once and reused", {
-  stop_default_cluster()
+test_that("the engine's MAX.CORES workers are started once, reused, and are this R's children", {
+  stop_engine()
   X <- matrix(as.numeric(1:40), 4)
   who <- function(v) Sys.getpid()
   r1 <- memApply(X, 2, who, MAX.CORES = 2)
-  cl1 <- ms_note_default_cluster()
-  expect_s3_class(cl1, "cluster")
-  expect_length(cl1, 2L)
-  pids <- ms_worker_pids(cl1)
+  pids <- ms_note_engine()
+  expect_length(pids, 2L)
+  expect_true(all(pids > 0))
   expect_true(all(unlist(r1) %in% pids))
-  # Its sockets send without waiting for delayed ACKs (TCP_NODELAY).
-  expect_identical(parallel::clusterCall(cl1, getOption, "socketOptions"), list("no-delay", "no-delay"))
-  expect_null(getOption("socketOptions"))
+  # pyrmap's own processes: children of this R, in process groups of their
+  # own (Ctrl-C in the terminal reaches this R alone).
+  stat <- function(pid) strsplit(sub(".*\\) ", "", readLines(sprintf("/proc/%d/stat", pid))), " ")[[1]]
+  for (p in pids) {
+    expect_identical(as.integer(stat(p)[2]), Sys.getpid())  # ppid
+    expect_identical(as.integer(stat(p)[3]), p)             # process group
+  }
   r2 <- memApply(X, 2, who, MAX.CORES = 2)
   r3 <- memLapply(1:10, function(el) Sys.getpid(), MAX.CORES = 2)
-  # The same cluster object and the same processes: nothing was started.
-  expect_identical(ms_default_cluster(), cl1)
-  expect_identical(ms_worker_pids(ms_default_cluster()), pids)
+  # The same processes: nothing was started.
+  expect_identical(ms_engine_pids(), pids)
   expect_true(all(unlist(c(r2, r3)) %in% pids))
-  # Another MAX.CORES replaces it (the old workers are stopped)...
+  # Another MAX.CORES replaces them (the old workers are stopped)...
   r4 <- memLapply(1:3, function(el) Sys.getpid(), MAX.CORES = 1)
-  cl2 <- ms_note_default_cluster()
-  expect_length(cl2, 1L)
+  expect_length(ms_note_engine(), 1L)
   expect_false(unlist(r4)[1] %in% pids)
   expect_true(wait_until(function() !any(vapply(pids, proc_alive, logical(1))), timeout = 10))
-  # ...and by default it has detectCores() - 1 workers (at least 1).
+  # ...and by default there are detectCores() - 1 workers (at least 1).
   invisible(memLapply(1:2, function(el) el))
-  expect_length(ms_note_default_cluster(), max(1L, parallel::detectCores() - 1L))
-  # A dead default cluster is replaced.
-  cl3 <- ms_default_cluster()
-  parallel::stopCluster(cl3)
+  expect_length(ms_note_engine(), max(1L, parallel::detectCores() - 1L))
+  # Workers killed from outside are started again by the next call.
+  invisible(memLapply(1:2, function(el) el, MAX.CORES = 2))
+  old <- ms_note_engine()
+  for (p in old) tools::pskill(p, tools::SIGKILL)
+  expect_true(wait_until(function() !any(vapply(old, proc_alive, logical(1))), timeout = 10))
   expect_identical(memLapply(1:2, function(el) el * 2L, MAX.CORES = 2), list(2L, 4L))
-  expect_length(ms_note_default_cluster(), 2L)
-  stop_default_cluster()
+  expect_length(intersect(ms_note_engine(), old), 0L)
+  stop_engine()
 })
 
-test_that("the default cluster is stopped, and this session's pages removed, when R exits", {
+test_that("the engine's workers are stopped, and this session's pages removed, when R exits", {
   ns <- ms_ns("exit")
   out <- ms_rscript(c(
     "library(pyrmap)",
     sprintf("registerVariables(%s, list(X = 1:10))", deparse(ns)),
     "cat('SEGMENT', pyrmap:::.pyrmap_view_info(retrieveViews(", deparse(ns), ", 'X')$X)$segment, '\\n')",
     "stopifnot(identical(memApply(matrix(1:4, 2), 2, sum, MAX.CORES = 2), list(3L, 7L)))",
-    "cat('WORKERS', unlist(parallel::clusterCall(pyrmap:::.state$cluster, Sys.getpid)), '\\n')"))
+    "cat('WORKERS', pyrmap:::.engine_info()$pids, '\\n')"))
   line <- function(tag) strsplit(trimws(sub(paste0("^", tag, " "), "", grep(paste0("^", tag), out, value = TRUE))), " ")[[1]]
   pids <- as.integer(line("WORKERS"))
   seg <- line("SEGMENT")
@@ -70,8 +71,8 @@ test_that("workers map views without loading Rcpp; run_python() loads it where i
     "X <- matrix(as.numeric(1:6), 2)",
     "r <- memLapply(1:3, function(j, M) sum(M[, j]), VARS = list(M = X), MAX.CORES = 2)",
     "stopifnot(identical(unlist(r), colSums(X)))",
-    "cl <- pyrmap:::.state$cluster",
-    "cat('WORKERS_RCPP', unlist(parallel::clusterCall(cl, isNamespaceLoaded, 'Rcpp')), '\\n')",
+    "w <- memLapply(1:4, function(j) { Sys.sleep(0.2); isNamespaceLoaded('Rcpp') }, MAX.CORES = 2)",
+    "cat('WORKERS_RCPP', unique(unlist(w)), '\\n')",
     "cat('MASTER_RCPP', isNamespaceLoaded('Rcpp'), '\\n')",
     sprintf("r <- memLapply(1:2, function(i) pyrmap::run_python(c(i, 2 * i), %s, args = 'data + 1'), MAX.CORES = 2)",
             deparse(py("expr.py"))),
@@ -79,7 +80,7 @@ test_that("workers map views without loading Rcpp; run_python() loads it where i
     sprintf("stopifnot(identical(run_python(c(1, 2), %s, args = 'data * 3'), c(3, 6)))", deparse(py("expr.py"))),
     "cat('AFTER_RCPP', isNamespaceLoaded('Rcpp'), '\\n')"))
   tag <- function(t) trimws(sub(paste0("^", t), "", grep(paste0("^", t), out, value = TRUE)))
-  expect_identical(tag("WORKERS_RCPP"), "FALSE FALSE", info = paste(out, collapse = "\n"))
+  expect_identical(tag("WORKERS_RCPP"), "FALSE", info = paste(out, collapse = "\n"))
   expect_identical(tag("MASTER_RCPP"), "FALSE")
   expect_identical(tag("AFTER_RCPP"), "TRUE", info = paste(out, collapse = "\n"))
 })
@@ -112,8 +113,8 @@ test_that("CLUSTER: a user's cluster is used as it is, the package neither detac
   expect_identical(s2, s1)
   expect_identical(unlist(parallel::clusterCall(cl[1], pyrmap::pageList)), "mstest-worker-own.a")
   parallel::clusterCall(cl[1], function() pyrmap::releaseVariables("mstest-worker-own", "a"))
-  # The call did not touch the default cluster, nor stop the user's.
-  expect_null(ms_default_cluster())
+  # The call did not start the engine, nor stop the user's cluster.
+  expect_identical(ms_engine_pids(), integer(0))
   expect_identical(parallel::clusterCall(cl, function() 1), list(1, 1))
   parallel::stopCluster(cl)
 })

@@ -93,6 +93,27 @@ test_that("20 memApply() calls over a 160 MB matrix leave nothing mapped in the 
   expect_lt(max(fs), 0.5 * size, label = sprintf("most /dev/shm bytes in use after a call (%.0f MB)", max(fs) / 2^20))
 })
 
+test_that("20 calls over a 160 MB matrix on pyrmap's own workers leave nothing mapped in them", {
+  X <- matrix(as.numeric(seq_len(2e7)), 1e4)  # 160 MB, 2000 columns
+  size <- 8 * length(X)
+  y <- as.numeric(seq_len(1e4))
+  f <- ms_fn(function(v, y) sum(v * y))
+  invisible(memApply(X[, 1:2], 2, f, VARS = list(y = y), MAX.CORES = 2))
+  pids <- ms_note_engine()
+  fs0 <- shm_used()
+  workers <- fs <- numeric(20)
+  for (i in 1:20) {
+    r <- memApply(X, 2, f, VARS = list(y = y), MAX.CORES = 2, FUN.VALUE = 0)
+    workers[i] <- sum(vapply(pids, mapped_segment_bytes, 0))
+    fs[i] <- shm_used() - fs0
+  }
+  expect_identical(r[2000], sum(X[, 2000] * y))
+  expect_lt(max(workers), 0.1 * size, label = sprintf("most segment bytes the workers mapped after a call (%.0f MB; X is %.0f MB)",
+                                                     max(workers) / 2^20, size / 2^20))
+  expect_lt(max(fs), 0.5 * size, label = sprintf("most /dev/shm bytes in use after a call (%.0f MB)", max(fs) / 2^20))
+  expect_identical(ms_engine_pids(), pids)
+})
+
 test_that("this file leaves no worker, page or segment behind", {
   ms_expect_clean_end(shm_at_start)
 })

@@ -16,11 +16,13 @@ test_that("the API has memshare's names, arguments and defaults", {
   expect_identical(sig(pageList), list())
   expect_identical(names(sig(memshare_gc)), c("namespace", "cluster"))
   expect_null(formals(memshare_gc)$cluster)
+  # memshare's arguments in memshare's order; FUN.VALUE (pyrmap's) comes last,
+  # so that calls written for memshare, by position too, mean the same.
   expect_identical(names(sig(memApply)),
-                   c("X", "MARGIN", "FUN", "NAMESPACE", "CLUSTER", "VARS", "MAX.CORES"))
+                   c("X", "MARGIN", "FUN", "NAMESPACE", "CLUSTER", "VARS", "MAX.CORES", "FUN.VALUE"))
   expect_identical(names(sig(memLapply)),
-                   c("X", "FUN", "NAMESPACE", "CLUSTER", "VARS", "MAX.CORES"))
-  for (a in c("NAMESPACE", "CLUSTER", "VARS", "MAX.CORES")) {
+                   c("X", "FUN", "NAMESPACE", "CLUSTER", "VARS", "MAX.CORES", "FUN.VALUE"))
+  for (a in c("NAMESPACE", "CLUSTER", "VARS", "MAX.CORES", "FUN.VALUE")) {
     expect_null(formals(memApply)[[a]])
     expect_null(formals(memLapply)[[a]])
   }
