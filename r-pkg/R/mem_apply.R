@@ -2,28 +2,41 @@
 #'
 #' `memApply()` applies `FUN` to the rows (`MARGIN = 1`) or columns
 #' (`MARGIN = 2`) of a matrix, and `memLapply()` to the elements of a list, on
-#' parallel workers that read the data — and the side data in `VARS` — as
-#' views of one copy in shared memory instead of receiving copies. Names,
-#' arguments and defaults are memshare's.
+#' parallel workers that read the data — and the side data in `VARS` — from
+#' one copy in shared memory instead of receiving copies. Names, arguments
+#' and defaults are memshare's; `FUN.VALUE` is pyrmap's.
 #'
 #' `FUN`'s first argument receives the row, column or element; its other
-#' arguments are matched by name to `VARS`. Work is dealt to the workers in
-#' chunks that shrink as the work runs out (so that uneven tasks balance),
-#' and results come back through the cluster's channel, as a list in order.
-#' An error in `FUN` stops the call with an R error that names the
-#' row/column/element and carries the original message (class
-#' `pyrmap_fun_error`; fields `index`, `parent_message`, `parent_class`).
-#' Views are released in the workers at the end of the call, and variables
-#' the call registered are released in this session, however the call ends.
+#' arguments are matched by name to `VARS`. A call's data go into one
+#' shared-memory segment (a list as one packed table, read by index); the
+#' workers take chunks of tasks from a counter in it (chunks shrink as the
+#' work runs out, so that uneven tasks balance), and results come back
+#' through shared memory, as a list in order. An error in `FUN` stops the
+#' call with an R error that names the row/column/element and carries the
+#' original message (class `pyrmap_fun_error`; fields `index`,
+#' `parent_message`, `parent_class`). Whatever happens, the call's segments
+#' are removed and the workers let go of its data when it ends.
 #'
-#' Without `CLUSTER`, a PSOCK cluster of `MAX.CORES` workers is started on the
-#' first call and reused by later ones (until `MAX.CORES` changes or the
-#' session ends). With `CLUSTER`, any `parallel` cluster is used as it is.
+#' Without `CLUSTER`, the work runs on pyrmap's own R workers: `MAX.CORES`
+#' processes started on the first call (a fraction of a second) and kept for
+#' the session (until `MAX.CORES` changes). They wait in shared memory: a
+#' call reaches them without any message, and a small call costs well under
+#' a millisecond. A worker that dies is started again by the next call. With
+#' `CLUSTER`, any `parallel` cluster of this host is used as it is: each
+#' worker gets one message per call (the job) and sends one reply at the
+#' end; the data and the results travel in shared memory.
 #' Progress is reported through progressr when it is installed (silent
 #' unless a handler is enabled, e.g. `progressr::handlers(global = TRUE)`).
 #'
 #' Results are unnamed, as memshare's (`names(res) <- colnames(X)` gives
-#' apply()'s names back).
+#' apply()'s names back). With `FUN.VALUE`, a template of each result as
+#' [vapply()]'s, the workers write every result straight into one shared
+#' vector, and the call returns what `vapply()` returns (a vector for
+#' results of length 1, else one column per task; a large one as a view of
+#' shared memory, read-only like [retrieveViews()]'s). A result of another
+#' type or length is an error naming its element (class `pyrmap_fun_error`,
+#' parent class `pyrmap_value_error`); integer and logical results fill a
+#' double template, logical ones an integer template.
 #'
 #' A data.frame `X` whose columns are all double, integer or logical is
 #' accepted: with `MARGIN = 2` it is shared as the list of its columns, and
@@ -32,28 +45,35 @@
 #' once per session in a message). A column of any other type or class (a
 #' factor, character, Date, ...) is an error naming the first such column.
 #'
-#' @section Memory: Each worker maps the call's pages once and releases its views at
-#'   the end of the call; when they mapped 64 MiB or more, the worker also
+#' @section Cost: Without `CLUSTER`, a call posts its job through shared
+#'   memory and wakes one worker; the others are woken when the work looks
+#'   long enough to be worth them. `FUN` (with its environment) is sent once
+#'   per call, not per element; a `FUN` of the global environment or of a
+#'   package is kept by the workers while calls repeat it. Elements of a list
+#'   of 16 KiB or more, columns of a registered matrix (or of 16 KiB or
+#'   more), and `VARS` reach `FUN` as views (no copy); smaller elements as
+#'   ordinary vectors.
+#'
+#' @section Memory: The workers map a call's data once and let go of it at
+#'   the end of the call; when it mapped 64 MiB or more, a worker also
 #'   collects then (a few milliseconds), so that the mappings go at once
 #'   instead of waiting for R's collector, which the small view objects would
 #'   never prompt. Calls over small data never pay for a collection. Views in
 #'   this session follow the rule described in [run_python()] (section
 #'   Memory).
 #'
-#' @section Interrupts: Ctrl-C in a terminal is sent to the whole foreground process
-#'   group, the cluster's workers included, and parallel's workers drop a task
-#'   they are interrupted in without a reply, which would leave the master
-#'   waiting for ever. So every worker that pyrmap prepares leaves the
-#'   terminal's process group (the default cluster's and a `CLUSTER`'s alike:
-#'   Ctrl-C then reaches the master only). When the master is interrupted, it
-#'   sends SIGINT to its workers that are still in `FUN` (on this host), whose
-#'   interrupt is turned into a reply, and waits for those replies for 1 s at
-#'   most. A worker that does not answer by then (in code that ignores
-#'   interrupts) is killed if it belongs to the default cluster, which is then
-#'   started anew by the next call; a `CLUSTER`'s worker is left to finish,
-#'   and its late reply is recognised and skipped by the next call. The call
-#'   then ends with the interrupt, and the variables it registered are
-#'   released.
+#' @section Interrupts: Ctrl-C in a terminal is sent to the whole foreground
+#'   process group. pyrmap's own workers run in process groups of their own,
+#'   and every worker of a `CLUSTER` leaves the terminal's group when it gets
+#'   its first call (parallel's workers would drop an interrupted task without
+#'   a reply, and the master would wait for ever): Ctrl-C reaches the master
+#'   only. The interrupted master stops the call: no task starts any more,
+#'   the workers still in `FUN` (on this host) get SIGINT, which ends their
+#'   task, and are waited for 1 s at most. pyrmap's own workers that do not
+#'   stop by then (in code that ignores interrupts) are killed and started
+#'   anew by the next call; a `CLUSTER`'s are left to finish, and their late
+#'   replies are recognised and skipped by the next call. The call then ends
+#'   with the interrupt, its segments removed.
 #'
 #' @param X For `memApply()`, a double, integer, logical or raw matrix, or a
 #'   data.frame of double, integer and logical columns; for
@@ -62,21 +82,26 @@
 #'   in `NAMESPACE`, or a view from [retrieveViews()] (used without a copy).
 #' @param MARGIN 1 for rows, 2 for columns.
 #' @param FUN The function to apply.
-#' @param NAMESPACE The namespace of variables given by name. When objects
-#'   are given instead, the call registers them under a namespace of its own
-#'   (so concurrent sessions never collide) and releases them at the end.
-#' @param CLUSTER A `parallel` cluster, or `NULL` for the session's default
-#'   cluster.
-#' @param VARS A named list of side data for `FUN` (registered for the call),
-#'   or a character vector naming variables registered in `NAMESPACE`.
-#' @param MAX.CORES Workers of the default cluster: default
+#' @param NAMESPACE The namespace of variables given by name. Objects given
+#'   instead are copied once into the call's own shared memory, which is
+#'   removed when the call ends.
+#' @param CLUSTER A `parallel` cluster of this host, or `NULL` for pyrmap's
+#'   own workers.
+#' @param VARS A named list of side data for `FUN` (shared for the call), or
+#'   a character vector naming variables registered in `NAMESPACE`.
+#' @param MAX.CORES Workers without `CLUSTER`: default
 #'   `parallel::detectCores() - 1`, at least 1.
-#' @return A list with one result per row, column or element, in order.
+#' @param FUN.VALUE `NULL` (results as a list), or a double, integer,
+#'   logical or raw vector (or array): the template of every result, as in
+#'   [vapply()].
+#' @return A list with one result per row, column or element, in order; with
+#'   `FUN.VALUE`, what [vapply()] returns (unnamed along the tasks).
 #' @examples
 #' \dontrun{
 #' X <- matrix(rnorm(1e6), 1000, 1000)
 #' y <- rnorm(1000)
 #' res <- memApply(X, 2, function(v, y) cor(v, y), VARS = list(y = y))
+#' r <- memApply(X, 2, function(v, y) cor(v, y), VARS = list(y = y), FUN.VALUE = 0)  # a vector
 #' ans <- memLapply(list(1:3, 4:6), function(el, w) sum(el * w), VARS = list(w = 1:3))
 #' }
 #' @export
