@@ -5,8 +5,9 @@ Memory at one instant is
 
     PSS total = sum of Pss (from /proc/PID/smaps_rollup) over
                 the master (the R process the harness started),
-                its descendants at that instant (mclapply's forked workers),
-                and the workers of the cluster the call uses
+                its descendants at that instant (mclapply's forked workers)
+                that belong to no declared group,
+                and the workers of the group the call uses
 
 PSS divides every shared page among the processes that map it, so pages a
 fork shares copy-on-write with the master, or a /dev/shm segment that two
@@ -14,6 +15,9 @@ workers map, are counted once in the sum, not once per process. PSOCK
 workers are not children of the master (a shell started them and exited), so
 the R script prints their pids (``BENCH_PIDS <group> <pid>...``, see
 bench/r/par_common.R) and this watcher reads them from its stdout as it runs.
+pyrmap's own workers (memApply's engine) are children of the master: they
+are declared as a group too, so that they count for memApply's calls only,
+not as descendants in every other method's.
 
 PSS misses one thing: pages of a /dev/shm file that no process of the group
 maps at that instant (pyrmap's registerVariables writes the shared copy with
@@ -164,8 +168,9 @@ class PssWatch:
         t0 = time.time()
         method, rep, group = active
         master = self.master
-        desc = descendants(master)
-        workers = [p for p in self.groups.get(group, []) if p not in desc]
+        grouped = {p for ps in self.groups.values() for p in ps}
+        desc = [p for p in descendants(master) if p not in grouped]
+        workers = list(self.groups.get(group, []))
         self.all_pids.update(desc)
         shm = {}
         per = {}

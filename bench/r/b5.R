@@ -6,7 +6,7 @@
 # X = matrix(rnorm(NROW * NCOL)), y = rnorm(NROW), made before anything is
 # timed; both clusters (2 workers each) are started and every method is run
 # once, untimed, before the timed rounds (memApply's first call starts its
-# default cluster, MAX.CORES = 2). Then REPS rounds, the methods in rotating
+# own workers, MAX.CORES = 2). Then REPS rounds, the methods in rotating
 # order; the protocol (BENCH_* lines) is described in par_common.R. Every
 # result is compared with serial apply's (all.equal); a mismatch stops R.
 
@@ -43,9 +43,8 @@ for (m in c("memApply", "parApply", "mclapply")) {
   check(m, methods[[m]]())
   if (m == "mclapply") after_fork()
 }
-mcl <- pyrmap:::.state$cluster
-stopifnot(!is.null(mcl), length(mcl) == 2L)
-say("BENCH_PIDS pyrmap ", paste(worker_pids(mcl), collapse = " "))
+mcl <- engine_pids()
+say("BENCH_PIDS pyrmap ", paste(mcl, collapse = " "))
 say("BENCH_NOTE results of all methods agree with serial apply's (all.equal), checked on every call")
 
 run_rounds(methods,
@@ -53,5 +52,5 @@ run_rounds(methods,
            clusters = list(memApply = mcl, parApply = cl),
            reps = reps, check = check, after = list(mclapply = after_fork))
 
-stopCluster(cl)  # memApply's default cluster is stopped when R exits
+stopCluster(cl)  # memApply's workers end with R
 say("BENCH_OK")

@@ -7,7 +7,7 @@
 # X = matrix(rnorm(NROW * NCOL)), made before anything is timed; task j
 # computes sum(abs(cor(X[, j], X))) for j in 1:TASKS. Both clusters (2
 # workers each) are started and each method runs once, untimed, on tasks 1:2
-# before the timed rounds (memLapply's first call starts its default cluster,
+# before the timed rounds (memLapply's first call starts its own workers,
 # MAX.CORES = 2). The PSOCK method's timed part is clusterExport(cl, "X") and
 # parLapply: what that approach costs per call. After it, untimed, X is
 # removed from the workers (no gc(): nothing here calls one).
@@ -52,9 +52,8 @@ for (m in names(make_methods(warm_idx))) {
   if (m == "export_parLapply") unexport()
   if (m == "mclapply") after_fork()
 }
-mcl <- pyrmap:::.state$cluster
-stopifnot(!is.null(mcl), length(mcl) == 2L)
-say("BENCH_PIDS pyrmap ", paste(worker_pids(mcl), collapse = " "))
+mcl <- engine_pids()
+say("BENCH_PIDS pyrmap ", paste(mcl, collapse = " "))
 
 # The timed calls; the first result is the reference for the others, and its
 # first and last tasks are checked against a serial computation.
@@ -79,5 +78,5 @@ run_rounds(methods,
            clusters = list(memLapply = mcl, export_parLapply = cl),
            reps = reps, check = check, after = list(export_parLapply = unexport, mclapply = after_fork))
 
-stopCluster(cl)  # memLapply's default cluster is stopped when R exits
+stopCluster(cl)  # memLapply's workers end with R
 say("BENCH_OK")

@@ -5,9 +5,12 @@
 #
 #   BENCH_PIDS <group> <pid>...   processes of a group: "master" (this R),
 #                                 "psock" (the parallel PSOCK cluster),
-#                                 "pyrmap" (memApply's default cluster).
-#                                 PSOCK workers are not children of the
-#                                 master, so the watcher learns them here.
+#                                 "pyrmap" (memApply's own workers, the
+#                                 engine). PSOCK workers are not children
+#                                 of the master, so the watcher learns them
+#                                 here; the engine's workers are, and are
+#                                 declared so that they count for memApply
+#                                 alone.
 #   BENCH_START <method> <rep> <group>
 #                                 a timed call follows (after a 0.1 s pause
 #                                 in which the watcher takes the baseline);
@@ -19,7 +22,8 @@
 #                                 seconds of the master itself, of its
 #                                 waited-for children (mclapply's forks) and
 #                                 of the cluster's workers (proc.time() read
-#                                 on each worker just before and after).
+#                                 on each PSOCK worker, /proc/PID/stat of
+#                                 each engine worker, just before and after).
 #   BENCH_NOTE <text>             printed into the table's notes.
 #   BENCH_OK                      the end: every check passed.
 
@@ -35,12 +39,29 @@ master_cpu <- function() {
   c(pt[[1]] + pt[[2]], sum(pt[4:5], na.rm = TRUE))
 }
 
+# CPU seconds (user + system) of the workers of `cl`: a parallel cluster,
+# or the pids of pyrmap's own workers (read from /proc, without a call).
 worker_cpu <- function(cl) {
   if (is.null(cl)) return(0)
+  if (is.numeric(cl)) {
+    tck <- 100  # USER_HZ, as /proc/PID/stat counts
+    return(sum(vapply(cl, function(pid) {
+      f <- strsplit(sub(".*\\) ", "", readLines(sprintf("/proc/%d/stat", pid))), " ")[[1]]
+      (as.numeric(f[12]) + as.numeric(f[13])) / tck
+    }, 0)))
+  }
   sum(unlist(parallel::clusterCall(cl, function() sum(proc.time()[1:2]))))
 }
 
 worker_pids <- function(cl) unlist(parallel::clusterCall(cl, Sys.getpid))
+
+# pyrmap's own workers (memApply's engine without CLUSTER), started by a
+# first call; their pids.
+engine_pids <- function() {
+  pids <- pyrmap:::.engine_info()$pids
+  stopifnot(length(pids) == 2L, all(pids > 0))
+  pids
+}
 
 # The start both scripts share: the packages, the master's pid for the
 # watcher, and the matrix X = matrix(rnorm(n * p), n, p) (seed 1).
