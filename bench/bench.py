@@ -492,6 +492,98 @@ def bench_b7(a):
             "growth_mb": growth_mb, "shared": shared["median"], "raw": it}
 
 
+# ------------------------------------------------------------------ B8
+
+B8_LABELS = {
+    "small": [("memApply", "`memApply(X, 2, sum, MAX.CORES = 2)`"),
+              ("memApply_FUN.VALUE", "`memApply(X, 2, sum, MAX.CORES = 2, FUN.VALUE = 0)`"),
+              ("parApply", "`parApply(cl, X, 2, sum)`, PSOCK cluster of 2"),
+              ("mclapply", "`mclapply(seq_len(ncol(X)), function(j) sum(X[, j]), mc.cores = 2)`"),
+              ("apply", "serial `apply(X, 2, sum)`")],
+    "fine": [("memLapply", "`memLapply(L, function(el) el + 1, MAX.CORES = 2)`"),
+             ("memLapply_FUN.VALUE", "`memLapply(L, function(el) el + 1, MAX.CORES = 2, FUN.VALUE = 0)`"),
+             ("parLapply", "`parLapply(cl, L, function(el) el + 1)`, PSOCK cluster of 2"),
+             ("mclapply", "`mclapply(L, function(el) el + 1, mc.cores = 2)`"),
+             ("lapply", "serial `lapply(L, function(el) el + 1)`")],
+}
+
+
+def fmt_us(x: float) -> str:
+    return "%.0f µs" % (x * 1e6) if x < 1e-3 else fmt_s(x)
+
+
+def bench_b8(a):
+    cmd = [RSCRIPT, os.path.join(HERE, "r", "b8.R"), str(a.b8_small_reps), str(a.b8_fine_reps),
+           str(a.b8_fine_n), HERE]
+    # Not watched: nothing samples memory while these short calls are timed.
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    r = {"rc": p.returncode, "stdout": p.stdout, "stderr": p.stderr}
+    if r["rc"] != 0 or "BENCH_OK" not in r["stdout"]:
+        raise SystemExit("B8 failed (exit %s): %s\n%s\n%s" % (r["rc"], q(cmd), r["stdout"][-3000:],
+                                                               r["stderr"][-4000:]))
+    workers = []
+    it, info = {}, {}
+    for line in r["stdout"].splitlines():
+        p = line.split()
+        if p[:1] == ["BENCH_ITER"]:
+            it.setdefault(p[1], {}).setdefault(p[2], []).append(float(p[3]))
+        elif p[:1] == ["BENCH_INFO"] and len(p) >= 3:
+            info[p[1]] = p[2]
+        elif p[:1] == ["BENCH_PIDS"]:
+            SEEN_PIDS.update(int(x) for x in p[2:])
+            if p[1] != "master":
+                workers += [int(x) for x in p[2:]]
+    for pid in psswatch.alive_workers(workers):  # outlived its R session: report, then end it
+        LEFT_WORKERS.append("%d (%s)" % (pid, psswatch.cmdline(pid)[:80]))
+        try:
+            os.kill(pid, 15)
+        except OSError:
+            pass
+    st = {case: {m: stats(v) for m, v in ms.items()} for case, ms in it.items()}
+    n = int(info.get("fine_n", a.b8_fine_n))
+    med = lambda case, m: st[case][m]["median"]  # noqa: E731
+    r_small = med("small", "memApply") / med("small", "parApply")
+    r_fine = med("fine", "memLapply") / med("fine", "parLapply")
+    r_serial = med("fine", "memLapply") / med("fine", "lapply")
+    rows = []
+    for case, what, per in (("small", "20 × 20 matrix, `sum` per column", 20), ("fine", "%s numbers, `el + 1`" % fmt_n(n), n)):
+        base = "parApply" if case == "small" else "parLapply"
+        serial = "apply" if case == "small" else "lapply"
+        for m, label in B8_LABELS[case]:
+            s = st[case][m]
+            rows.append([what, label, fmt_us(s["median"]), "%.2f µs" % (s["median"] / per * 1e6),
+                         "%s / %s" % (fmt_us(s["min"]), fmt_us(s["max"])),
+                         "%s – %s" % (fmt_us(s["q1"]), fmt_us(s["q3"])), s["n"],
+                         "%.2f×" % (s["median"] / med(case, base)), "%.2f×" % (s["median"] / med(case, serial))])
+    md = table(["work", "method", "median per call", "per element", "min / max", "IQR", "calls",
+                "ratio to parApply / parLapply", "ratio to serial"], rows)
+    checks = [
+        ("20 × 20 matrix: memApply ≤ 0.5× parApply", "%.2f×" % r_small, r_small <= 0.5),
+        ("%s elements: memLapply ≤ 1× parLapply" % fmt_n(n), "%.2f×" % r_fine, r_fine <= 1.0),
+        ("%s elements: memLapply ≤ 5× serial lapply (per element)" % fmt_n(n), "%.2f×" % r_serial, r_serial <= 5.0),
+    ]
+    md += "\n\n" + table(["target", "measured (ratio of medians)", "result"], [[c[0], c[1], verdict(c[2])] for c in checks])
+    md += ("\n\nOne R session, 2 workers for every parallel method: a PSOCK cluster (`makePSOCKcluster(2)`, "
+           "made first, in %s) and pyrmap's own workers (`MAX.CORES = 2`, started by memApply's first "
+           "call, which took %s and is counted among the timed calls). X = `matrix(runif(400), 20)`, L = "
+           "`as.list(runif(%d))`. No warm-up calls: %d rounds (20 × 20) and %d rounds (list) of every "
+           "method once, in an order that rotates from round to round; each call timed alone with "
+           "`bench::hires_time()`; nothing between calls that a user would not do (no `gc()`, no pause). "
+           "Every result is checked against the serial one (`identical`), untimed. \"per element\" is the median time per call divided by the elements "
+           "(20 columns; %s numbers). The `FUN.VALUE` rows write each result straight into a shared "
+           "vector (the call returns a vector, not a list); they are printed beside, the targets use the "
+           "list-returning calls.\n"
+           % (fmt_s(float(info.get("psock_start", "nan"))), fmt_s(float(info.get("engine_start", "nan"))), n,
+              a.b8_small_reps, a.b8_fine_reps, fmt_n(n)))
+    ok = all(c[2] for c in checks)
+    return {"id": "B8", "title": "B8 — the engine's fixed costs: small calls and fine-grained work",
+            "what": "memApply on a 20 × 20 matrix against parApply, mclapply and apply; memLapply over %s "
+                    "numbers against parLapply, mclapply and lapply; per call and per element, 2 workers."
+                    % fmt_n(n),
+            "table": md, "commands": [qrel(cmd)], "pass": ok, "ratio_small": r_small, "ratio_fine": r_fine,
+            "ratio_serial": r_serial, "raw": it}
+
+
 # ------------------------------------------------------------------ B5, B6 (shared)
 
 LEFT_WORKERS: list = []  # worker processes found alive after their R session ended
@@ -610,9 +702,9 @@ def par_notes(w, poll_ms, mem_reps, time_reps, notes):
     text += ("Memory: summed PSS (`Pss` of `/proc/PID/smaps_rollup`) of the master R process, its "
              "descendants at that instant (mclapply's forks) and the workers of the cluster the call "
              "uses (PSOCK workers are not children of the master: the script prints their pids, from "
-             "`clusterCall(cl, Sys.getpid)` and, for memApply's default cluster, "
-             "`pyrmap:::.state$cluster`). Sampled by the harness (a separate process) only while a "
-             "call runs, sleeping %g ms between samples; the peak is the largest sample inside the "
+             "`clusterCall(cl, Sys.getpid)`; memApply's own workers are, and are counted for memApply's "
+             "calls alone, from `pyrmap:::.engine_info()`). Sampled by the harness (a separate process) "
+             "only while a call runs, sleeping %g ms between samples; the peak is the largest sample inside the "
              "call's window (a lower bound: a spike shorter than the interval can be missed). "
              "\"peak − PSS before the call\" subtracts the last sample of the 0.1 s pause before the "
              "call. PSS does not see /dev/shm pages that no process of the group maps (pyrmap writes "
@@ -629,7 +721,8 @@ def par_notes(w, poll_ms, mem_reps, time_reps, notes):
                  "(median; %.1f ms CPU of the watcher), the median interval between samples was %.1f "
                  "ms, %d samples in all. " % (c[0] * 1e3, c[1] * 1e3, c[2] * 1e3, c[3]))
     text += ("CPU time (memory rounds): user + system of the master (`proc.time()`), of the cluster's "
-             "workers (`proc.time()` read on each worker just before and after the call) and of "
+             "workers (`proc.time()` read on each PSOCK worker, `/proc/PID/stat` of each of memApply's own "
+             "workers, just before and after the call) and of "
              "mclapply's forks (the larger of `proc.time()`'s children time, which misses forks not yet "
              "reaped, and the last CPU time the watcher saw of each fork). Time: `Sys.time()` around "
              "the call, in the master. ")
@@ -662,11 +755,11 @@ def bench_b5(a):
     md += "\n\n" + vt
     md += ("\n\nWorkload: X = `matrix(rnorm(n * p), n, p)` with n = %d, p = %d (%.0f MB), y = `rnorm(n)`, "
            "made before anything is timed, in one R session. Both clusters (2 workers each) are started "
-           "before the timed part: the PSOCK cluster with `makePSOCKcluster(2)`, memApply's default "
-           "cluster by an untimed first call (MAX.CORES = 2); every method runs once untimed first. Then "
+           "before the timed part: the PSOCK cluster with `makePSOCKcluster(2)`, memApply's own "
+           "workers by an untimed first call (MAX.CORES = 2); every method runs once untimed first. Then "
            "%d rounds, the four methods in an order that rotates from round to round; no `gc()` anywhere "
            "(as a user's loop would not call one), a 0.1 s pause before each call (after an mclapply call, untimed, 1 s more: see bench/r/par_common.R). The timed part is "
-           "the call alone (memApply's includes copying X and y into shared memory and releasing them; "
+           "the call alone (memApply's includes copying X and y into shared memory and removing them; "
            "parApply's, splitting X into columns and sending them; mclapply's, forking).\n\n%s\n"
            % (n, p, 8 * n * p / 1e6, mem + reps, par_notes(w, a.pss_ms, mem, reps, notes)))
     return {"id": "B5", "title": "B5 — memApply, per-column `cor(v, y)` on a %d × %d matrix (issue 5, A)" % (n, p),
@@ -710,11 +803,11 @@ def bench_b6(a):
     md += ("\nWorkload: X = `matrix(rnorm(n * p), n, p)` with n = %d, p = %d (%.0f MB), made before anything "
            "is timed, in one R session; task j computes `sum(abs(cor(X[, j], X)))` (the whole matrix is "
            "every task's side data), j = 1..%d. Both clusters (2 workers each) are started before the "
-           "timed part (the PSOCK cluster with `makePSOCKcluster(2)`, memLapply's default cluster by an "
+           "timed part (the PSOCK cluster with `makePSOCKcluster(2)`, memLapply's own workers by an "
            "untimed first call, MAX.CORES = 2), and each method runs once untimed on tasks 1:2. Then %d "
            "rounds, the three methods in rotating order; no `gc()` anywhere (as a user's loop would not "
-           "call one), a 0.1 s pause before each call (1 s more after an mclapply call, untimed). Timed part: memLapply — the call (registering X "
-           "and the task list in shared memory, the workers mapping them, releasing); mclapply — the "
+           "call one), a 0.1 s pause before each call (1 s more after an mclapply call, untimed). Timed part: memLapply — the call (copying X "
+           "and the task list into shared memory, the workers mapping them, removing it); mclapply — the "
            "call (forking included); PSOCK — `clusterExport(cl, \"X\")` **and** `parLapply`, so the "
            "transfer of X to both workers, which that approach pays on every call, is in its time and "
            "memory. After each PSOCK call, untimed, `clusterEvalQ(cl, rm(X))` drops the "
@@ -811,6 +904,10 @@ def summary_row(r):
                 "≤ 0.5× reticulate; ≤ 1× one-shot; ≤ 5 MB growth; ≈ 1 s",
                 "%.2f×; %.2f×; %+.1f MB; %s" % (r["ratio"], r["large_ratio"], r["growth_mb"],
                                                 fmt_s(r["shared"])), verdict(r["pass"])]
+    if r["id"] == "B8":
+        return ["B8 engine fixed costs: 20 × 20 memApply; 20 000-element memLapply",
+                "≤ 0.5× parApply; ≤ 1× parLapply, ≤ 5× lapply",
+                "%.2f×; %.2f×, %.2f×" % (r["ratio_small"], r["ratio_fine"], r["ratio_serial"]), verdict(r["pass"])]
     if r["id"] == "B6":
         return ["B6 memLapply, whole matrix as side data (B)",
                 "time ≤ 1.15× mclapply; peak summed PSS ≤ 0.8× clusterExport + parLapply",
@@ -849,7 +946,7 @@ def check_shm():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="B1,B2,B3,B4,B5,B6,B7", help="comma-separated subset of B1,...,B7")
+    ap.add_argument("--only", default="B1,B2,B3,B4,B5,B6,B7,B8", help="comma-separated subset of B1,...,B8")
     ap.add_argument("--n", type=float, default=1e8, help="elements for B2/B3 (default 1e8)")
     ap.add_argument("--reps", type=int, default=5, help="repetitions per method for B2/B3 (default 5)")
     ap.add_argument("--mem-reps", type=int, default=3, help="B1: watched runs per command for memory")
@@ -878,6 +975,9 @@ def main():
     ap.add_argument("--b7-large-reps", type=int, default=3)
     ap.add_argument("--b7-loop", type=int, default=10000, help="B7: calls of the memory loop")
     ap.add_argument("--b7-shared-reps", type=int, default=5)
+    ap.add_argument("--b8-small-reps", type=int, default=300, help="B8: rounds of the 20 × 20 calls")
+    ap.add_argument("--b8-fine-reps", type=int, default=20, help="B8: rounds of the list calls")
+    ap.add_argument("--b8-fine-n", type=int, default=20000, help="B8: elements of the list")
     ap.add_argument("--quick", action="store_true", help="small n and few repetitions (a smoke test)")
     a = ap.parse_args()
     if a.quick:
@@ -885,6 +985,7 @@ def main():
         a.b5_reps, a.b5_mem_reps, a.b5_nrow, a.b5_ncol = 4, 4, 2000, 200
         a.b6_reps, a.b6_mem_reps, a.b6_nrow, a.b6_ncol, a.b6_tasks = 3, 3, 2000, 200, 8
         a.b7_reps, a.b7_n, a.b7_large_reps, a.b7_loop, a.b7_shared_reps = 40, 1e6, 2, 1000, 2
+        a.b8_small_reps, a.b8_fine_reps = 30, 3
     for opt in ("b5_reps", "b5_mem_reps", "b6_reps", "b6_mem_reps", "pss_ms", "b6_pss_ms"):
         if getattr(a, opt) <= 0:
             ap.error("--%s must be positive" % opt.replace("_", "-"))
@@ -894,7 +995,7 @@ def main():
             raise SystemExit("%s not found at %s (run `make cli`, set PYRMAP_PYTHON)" % (tool, path))
     which = [w.strip().upper() for w in a.only.split(",") if w.strip()]
     fns = {"B1": bench_b1, "B2": bench_b2, "B3": bench_b3, "B4": bench_b4, "B5": bench_b5, "B6": bench_b6,
-           "B7": bench_b7}
+           "B7": bench_b7, "B8": bench_b8}
     load_before = loadavg()
     t0 = time.time()
     results = []
