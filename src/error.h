@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace pyrmap {
 
@@ -65,6 +66,12 @@ class Error : public std::runtime_error {
     errno_ = err;
     return *this;
   }
+  // The Python warnings the failed script gave before it failed.
+  const std::vector<std::string>& warnings() const { return warnings_; }
+  Error& with_warnings(std::vector<std::string> warnings) {
+    warnings_ = std::move(warnings);
+    return *this;
+  }
 
  private:
   ErrorKind kind_;
@@ -74,6 +81,7 @@ class Error : public std::runtime_error {
   std::string python_type_;
   std::string python_traceback_;
   std::string script_;
+  std::vector<std::string> warnings_;
 };
 
 // "<what> '<object>': <call> failed (<errno>, <strerror>)", kind kSystem.

@@ -18,6 +18,7 @@ namespace {
 
 constexpr int kReadyFdInChild = 3;
 constexpr char kHelloByte = 'h';
+constexpr char kWarningByte = 'w';
 
 double Now() {
   struct timespec ts;
@@ -152,15 +153,39 @@ void ReleaseJob(Job& job, const RunOptions& o, const ArrayDesc* desc,
   job.released_at = Now();
 }
 
-bool BootstrapStarted(Job& job) {
-  if (job.bootstrap_started || job.ready_fd < 0) return job.bootstrap_started;
-  char buf[16];
+void ReadScriptMessages(Job& job) {
+  if (job.ready_fd < 0) return;
+  char buf[4096];
   for (;;) {
     ssize_t n = recv(job.ready_fd, buf, sizeof buf, MSG_DONTWAIT);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
-    if (std::memchr(buf, kHelloByte, static_cast<size_t>(n))) job.bootstrap_started = true;
+    job.unread.append(buf, static_cast<size_t>(n));
   }
+  size_t pos = 0;
+  while (pos < job.unread.size()) {
+    const char kind = job.unread[pos];
+    if (kind == kHelloByte) {
+      job.bootstrap_started = true;
+      ++pos;
+      continue;
+    }
+    if (kind != kWarningByte) {  // not ours: the rest cannot be parsed
+      pos = job.unread.size();
+      break;
+    }
+    if (job.unread.size() - pos < 5) break;
+    uint32_t len;
+    std::memcpy(&len, job.unread.data() + pos + 1, 4);
+    if (job.unread.size() - pos - 5 < len) break;
+    job.warnings.push_back(job.unread.substr(pos + 5, len));
+    pos += 5 + len;
+  }
+  job.unread.erase(0, pos);
+}
+
+bool BootstrapStarted(Job& job) {
+  ReadScriptMessages(job);
   return job.bootstrap_started;
 }
 

@@ -426,6 +426,8 @@ struct Pool::Impl {
       ~Owned() { CloseAll(fds); }
     } owned{fds};
     const std::string where = fmt::format("pool worker {}", w.index + 1);
+    std::vector<std::string> warnings;
+    for (const std::string& t : reply.warnings) warnings.push_back(ToValidUtf8(t));
     if (!reply.ok) {
       const Script& s = scripts.at(std::min<size_t>(reply.failed_script, scripts.size() - 1));
       const std::string who = fmt::format("script '{}'", s.Display());
@@ -438,7 +440,8 @@ struct Pool::Impl {
       throw Error(ErrorKind::kScript,
                   fmt::format("{} raised {}\n{}", who, last.empty() ? type : last, TailLines(text, 12)))
           .with_script(s.Display())
-          .with_python(type, text);
+          .with_python(type, text)
+          .with_warnings(warnings);
     }
     const size_t expected = keep_intermediate ? scripts.size() : 1;
     if (reply.results.size() != expected)
@@ -477,6 +480,7 @@ struct Pool::Impl {
       }
       out.push_back(std::move(r));
     }
+    if (!out.empty()) out.back().warnings = std::move(warnings);
     return out;
   }
 

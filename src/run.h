@@ -107,6 +107,8 @@ struct Result {
   std::shared_ptr<Mapping> mapping;
   // Where the payload starts in the mapping.
   uint64_t offset = 0;
+  // The Python warnings the script gave ("UserWarning: text (file:line)").
+  std::vector<std::string> warnings;
   // The payload lies in a pool worker's area (pool.h): valid only until the
   // pool's next call; copy it before then.
   bool transient = false;

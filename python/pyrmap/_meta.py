@@ -151,6 +151,82 @@ def watch_caller() -> None:
 
 _fork_parent = 0
 
+# Warnings go to the caller, which makes them its own (R warnings; lines on
+# the command's stderr), instead of onto stderr. At most this many bytes of
+# them per run: the caller reads them when the script has ended, so they
+# must fit the socket's buffer.
+WARNINGS_MAX_BYTES = 32 * 1024
+
+
+class WarningSink:
+    """Formats warnings as "Category: message (file:line)" and keeps them
+    (``texts``); ``dropped`` counts those beyond WARNINGS_MAX_BYTES."""
+
+    def __init__(self):
+        self.texts = []
+        self.size = 0
+        self.dropped = 0
+
+    def add(self, message, category, filename, lineno) -> None:
+        text = "%s: %s (%s:%s)" % (getattr(category, "__name__", category), message,
+                                   os.path.basename(str(filename)), lineno)
+        raw = text.encode("utf-8", "backslashreplace")
+        if self.size + len(raw) + 5 > WARNINGS_MAX_BYTES:
+            self.dropped += 1
+            return
+        self.size += len(raw) + 5
+        self.texts.append(text)
+
+    @staticmethod
+    def new_call() -> None:
+        """Warnings show once per code location by default; a warm worker
+        starts each call afresh, as a new process would."""
+        import warnings
+
+        mutated = getattr(warnings, "_filters_mutated", None)
+        if mutated is not None:
+            mutated()
+
+    def take(self):
+        texts, dropped = self.texts, self.dropped
+        self.texts, self.size, self.dropped = [], 0, 0
+        if dropped:
+            texts = texts + ["%d more warning%s not shown" % (dropped, "" if dropped == 1 else "s")]
+        return texts
+
+    def install(self) -> None:
+        """Routes warnings.showwarning here (warnings filters still decide
+        what is shown, so warnings.simplefilter and friends work as usual)."""
+        import warnings
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            self.add(message, category, filename, lineno)
+
+        warnings.showwarning = show
+
+
+def frame_warning(text: str) -> bytes:
+    """One warning as sent on the ready socket: b"w", u32 length, UTF-8."""
+    raw = text.encode("utf-8", "backslashreplace")
+    return b"w" + struct.pack("<I", len(raw)) + raw
+
+
+def send_warnings(sink: WarningSink) -> None:
+    """Sends the warnings kept in ``sink`` on the ready socket (no-op
+    outside a run or when the caller is gone)."""
+    texts = sink.take()
+    text = os.environ.get(ENV_READY_FD, "")
+    if not texts or not text:
+        return
+    data = b"".join(frame_warning(t) for t in texts)
+    try:
+        fd = int(text)
+        while data:
+            n = os.write(fd, data)
+            data = data[n:]
+    except (OSError, ValueError):
+        pass
+
 
 def _before_fork() -> None:
     global _fork_parent

@@ -191,6 +191,7 @@ pyrmap_command <- function() {
                       as.integer(min(jobs, length(scripts))),
                       keep_intermediate, args, .bit64_available(),
                       if (is.null(pool)) NULL else pool$xp)
+  .python_warnings(info$warnings, sys.call(-1L))
   if (!isTRUE(info$ok)) .raise(info, sys.call(-1L))
   res <- info$results
   if (any(vapply(res, inherits, logical(1), "integer64"))) loadNamespace("bit64")
@@ -209,6 +210,14 @@ pyrmap_command <- function() {
   if (any(has & grepl("::", scripts, fixed = TRUE)))
     .usage_error("give the function either in fun or as 'script.py::name', not both")
   ifelse(has, paste0(scripts, "::", fun), scripts)
+}
+
+# The scripts' Python warnings as R warnings (class pyrmap_python_warning),
+# so that suppressWarnings() and options(warn = ) apply to them.
+.python_warnings <- function(texts, call) {
+  for (text in texts)
+    warning(structure(class = c("pyrmap_python_warning", "warning", "condition"),
+                      list(message = text, call = call)))
 }
 
 .result_names <- function(scripts) make.unique(basename(scripts))

@@ -18,6 +18,7 @@
 #include <cstring>
 #include <initializer_list>
 #include <string>
+#include <vector>
 #include <type_traits>
 
 #include "error.h"
@@ -151,6 +152,18 @@ inline SEXP Str(const std::string& s) {
   const std::string v = ValidUtf8(s);
   SEXP out = PROTECT(Rf_allocVector(STRSXP, 1));
   SET_STRING_ELT(out, 0, Rf_mkCharLenCE(v.data(), static_cast<int>(v.size()), CE_UTF8));
+  UNPROTECT(1);
+  return out;
+}
+
+// A character vector in UTF-8 (each made valid first).
+inline SEXP StrVec(const std::vector<std::string>& v) {
+  SEXP out = PROTECT(Rf_allocVector(STRSXP, static_cast<R_xlen_t>(v.size())));
+  for (size_t i = 0; i < v.size(); ++i) {
+    const std::string s = ValidUtf8(v[i]);
+    SET_STRING_ELT(out, static_cast<R_xlen_t>(i),
+                   Rf_mkCharLenCE(s.data(), static_cast<int>(s.size()), CE_UTF8));
+  }
   UNPROTECT(1);
   return out;
 }

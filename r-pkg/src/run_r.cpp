@@ -305,7 +305,7 @@ SEXP ResultToR(const Result& r, bool want_integer64, bool bit64_available, SEXP 
 // bytes).
 SEXP ErrorInfo(const Error& e) {
   SEXP out = PROTECT(NamedList({"ok", "kind", "message", "script", "python_type", "traceback",
-                                "exit_status", "signal"}));
+                                "exit_status", "signal", "warnings"}));
   SetField(out, "ok", Rf_ScalarLogical(FALSE));
   SetField(out, "kind", Str(ErrorKindName(e.kind())));
   SetField(out, "message", Str(e.what()));
@@ -314,6 +314,10 @@ SEXP ErrorInfo(const Error& e) {
   SetField(out, "traceback", Str(e.python_traceback()));
   SetField(out, "exit_status", Rf_ScalarInteger(e.exit_status()));
   SetField(out, "signal", Rf_ScalarInteger(e.signal()));
+  std::vector<std::string> warnings;
+  for (const std::string& w : e.warnings())
+    warnings.push_back(fmt::format("script '{}': {}", e.script(), w));
+  SetField(out, "warnings", StrVec(warnings));
   UNPROTECT(1);
   return out;
 }
@@ -390,11 +394,16 @@ SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, s
     for (size_t i = 0; i < results.size(); ++i)
       SET_VECTOR_ELT(list, static_cast<R_xlen_t>(i),
                      ResultToR(results[i], input_integer64, bit64_available, data, input_na));
+    std::vector<std::string> warnings;
+    for (const Result& r : results)
+      for (const std::string& w : r.warnings)
+        warnings.push_back(fmt::format("script '{}': {}", r.script.Display(), w));
     SEXP out = R_NilValue;
     RCall([&] {
-      out = PROTECT(NamedList({"ok", "results"}));
+      out = PROTECT(NamedList({"ok", "results", "warnings"}));
       SetField(out, "ok", Rf_ScalarLogical(TRUE));
       SetField(out, "results", list);
+      SetField(out, "warnings", StrVec(warnings));
       UNPROTECT(1);
     });
     return out;
