@@ -2,14 +2,12 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <sstream>
@@ -17,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "convert.h"
+#include "input.h"
 #include "npy.h"
 
 namespace pyrmap::cli {
@@ -34,34 +33,6 @@ void OnSignal(int sig) {
 }
 
 [[noreturn]] void Usage(const std::string& msg) { throw Error(ErrorKind::kUsage, msg); }
-
-// An open file descriptor, closed when the last owner goes.
-using SharedFd = std::shared_ptr<int>;
-SharedFd OpenShared(const std::string& path, int flags) {
-  int fd = open(path.c_str(), flags | O_CLOEXEC);
-  if (fd < 0) {
-    int err = errno;
-    ErrorKind kind = err == ENOENT || err == EACCES ? ErrorKind::kNotFound : ErrorKind::kSystem;
-    throw Error(kind, fmt::format("input '{}': cannot open ({})", path, ErrnoText(err))).with_errno(err);
-  }
-  return SharedFd(new int(fd), [](int* p) {
-    close(*p);
-    delete p;
-  });
-}
-
-void PreadAll(int fd, void* dst, uint64_t n, uint64_t off, const std::string& path) {
-  auto* p = static_cast<uint8_t*>(dst);
-  while (n > 0) {
-    ssize_t r = pread(fd, p, std::min<uint64_t>(n, 1 << 30), static_cast<off_t>(off));
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) throw SystemError("read input", path, "pread", errno);
-    if (r == 0) Usage(fmt::format("input '{}': ends early", path));
-    p += r;
-    off += static_cast<uint64_t>(r);
-    n -= static_cast<uint64_t>(r);
-  }
-}
 
 std::vector<uint8_t> ReadAllStdin() {
   std::vector<uint8_t> buf;
@@ -102,68 +73,6 @@ Dtype DtypeOption(const std::string& name) {
   auto d = ParseDtype(name);
   if (!d) Usage(fmt::format("unknown dtype '{}' (choose one of: {})", name, DtypeNameList()));
   return *d;
-}
-
-// The element geometry of raw or text input: --shape, or 1-D.
-ArrayDesc Geometry(Dtype dtype, uint64_t count, const InputOptions& o, const std::string& where) {
-  Order order = o.order == "F" ? Order::kF : Order::kC;
-  if (o.shape.empty()) return ArrayDesc::Make(dtype, {count}, order);
-  ArrayDesc d = ArrayDesc::Make(dtype, ParseShape(o.shape), order);
-  if (d.count != count)
-    Usage(fmt::format("{}: --shape {} holds {} elements but the input has {}", where, o.shape,
-                      d.count, count));
-  return d;
-}
-
-// Fills a segment from a file range, converting the dtype if asked.
-Input FileInput(SharedFd fd, const std::string& path, uint64_t payload_off, const ArrayDesc& src,
-                Dtype to) {
-  Input in;
-  in.desc = ArrayDesc::Make(to, src.shape, src.order);
-  in.fill = [fd, path, payload_off, src, to](Segment& seg, void (*check)(void*), void* arg) {
-    if (src.dtype == to) {
-      // In-kernel copy: no user-space buffer, no page faults on our side.
-      off_t off = static_cast<off_t>(payload_off);
-      uint64_t left = src.nbytes;
-      while (left > 0) {
-        if (check) check(arg);
-        ssize_t n = sendfile(seg.fd(), *fd, &off, std::min<uint64_t>(left, 64 << 20));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) throw SystemError("copy input", path, "sendfile", errno);
-        if (n == 0) Usage(fmt::format("input '{}': ends early", path));
-        left -= static_cast<uint64_t>(n);
-      }
-      return;
-    }
-    const size_t in_item = ItemSize(src.dtype), out_item = ItemSize(to);
-    const uint64_t per_chunk = (8u << 20) / in_item;
-    std::vector<uint8_t> a(per_chunk * in_item), b(per_chunk * out_item);
-    for (uint64_t i = 0; i < src.count; i += per_chunk) {
-      if (check) check(arg);
-      uint64_t k = std::min(per_chunk, src.count - i);
-      PreadAll(*fd, a.data(), k * in_item, payload_off + i * in_item, path);
-      ConvertElements(src.dtype, a.data(), to, b.data(), k, i, path);
-      seg.Write(i * out_item, b.data(), k * out_item);
-    }
-  };
-  return in;
-}
-
-Input BufferInput(std::shared_ptr<std::vector<uint8_t>> buf, uint64_t payload_off,
-                  const ArrayDesc& src, Dtype to, const std::string& where) {
-  Input in;
-  in.desc = ArrayDesc::Make(to, src.shape, src.order);
-  if (src.dtype != to) {
-    auto conv = std::make_shared<std::vector<uint8_t>>(in.desc.nbytes);
-    ConvertElements(src.dtype, buf->data() + payload_off, to, conv->data(), src.count, 0, where);
-    buf = conv;
-    payload_off = 0;
-  }
-  uint64_t n = in.desc.nbytes;
-  in.fill = [buf, payload_off, n](Segment& seg, void (*check)(void*), void* arg) {
-    seg.Write(0, buf->data() + payload_off, n, check, arg);
-  };
-  return in;
 }
 
 void WriteAll(int fd, const void* data, uint64_t n, const std::string& path) {
@@ -313,72 +222,14 @@ Input LoadInput(const InputOptions& o) {
   const bool from_stdin = o.input.empty() || o.input == "-";
   if (o.input.empty() && isatty(0))
     Usage("no input: give --input FILE, or pipe a .npy file or numbers into stdin");
-  const std::string where = from_stdin ? std::string("stdin") : o.input;
-  std::optional<Dtype> want;
-  if (!o.dtype.empty()) want = DtypeOption(o.dtype);
-
-  if (from_stdin) {
-    auto buf = std::make_shared<std::vector<uint8_t>>(ReadAllStdin());
-    bool npy = o.input_format == "npy" ||
-               (o.input_format == "auto" && IsNpy(buf->data(), buf->size()));
-    if (npy) {
-      NpyHeader h = ParseNpyHeader(buf->data(), buf->size(), where);
-      if (buf->size() - h.payload_offset != h.desc.nbytes)
-        Usage(fmt::format("{}: .npy payload holds {} bytes, its header describes {}", where,
-                          buf->size() - h.payload_offset, h.desc.nbytes));
-      if (!o.shape.empty()) Usage("--shape applies to raw and text input; a .npy file has its own");
-      return BufferInput(buf, h.payload_offset, h.desc, want.value_or(h.desc.dtype), where);
-    }
-    if (o.input_format == "raw") {
-      if (!want) Usage("raw input needs --dtype");
-      if (buf->size() % ItemSize(*want) != 0)
-        Usage(fmt::format("{}: {} bytes is not a whole number of {} elements", where, buf->size(),
-                          DtypeName(*want)));
-      ArrayDesc d = Geometry(*want, buf->size() / ItemSize(*want), o, where);
-      return BufferInput(buf, 0, d, *want, where);
-    }
-    std::string text(buf->begin(), buf->end());
-    std::istringstream in(text);
-    uint64_t count = 0;
-    Dtype dt = want.value_or(Dtype::kFloat64);
-    auto bytes = std::make_shared<std::vector<uint8_t>>(ParseTextNumbers(in, dt, where, &count));
-    return BufferInput(bytes, 0, Geometry(dt, count, o, where), dt, where);
-  }
-
-  SharedFd fd = OpenShared(o.input, O_RDONLY);
-  struct stat st;
-  if (fstat(*fd, &st) != 0) throw SystemError("read input", o.input, "fstat", errno);
-  if (S_ISDIR(st.st_mode)) Usage(fmt::format("input '{}' is a directory", o.input));
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
-  uint8_t pre[16] = {};
-  PreadAll(*fd, pre, std::min<uint64_t>(size, sizeof pre), 0, o.input);
-  bool npy = o.input_format == "npy" || (o.input_format == "auto" && IsNpy(pre, std::min<uint64_t>(size, 16)));
-  if (npy) {
-    uint64_t hlen = NpyHeaderLength(pre, std::min<uint64_t>(size, 16), o.input);
-    if (hlen == 0) Usage(fmt::format("{}: not a .npy file (no magic)", o.input));
-    if (hlen > size) Usage(fmt::format("{}: file ends inside its .npy header", o.input));
-    std::vector<uint8_t> head(hlen);
-    PreadAll(*fd, head.data(), hlen, 0, o.input);
-    NpyHeader h = ParseNpyHeader(head.data(), head.size(), o.input);
-    if (size - h.payload_offset != h.desc.nbytes)
-      Usage(fmt::format("{}: .npy payload holds {} bytes, its header describes {}", o.input,
-                        size - h.payload_offset, h.desc.nbytes));
-    if (!o.shape.empty()) Usage("--shape applies to raw and text input; a .npy file has its own");
-    return FileInput(fd, o.input, h.payload_offset, h.desc, want.value_or(h.desc.dtype));
-  }
-  if (o.input_format == "text") {
-    std::ifstream in(o.input);
-    uint64_t count = 0;
-    Dtype dt = want.value_or(Dtype::kFloat64);
-    auto bytes = std::make_shared<std::vector<uint8_t>>(ParseTextNumbers(in, dt, o.input, &count));
-    return BufferInput(bytes, 0, Geometry(dt, count, o, o.input), dt, o.input);
-  }
-  if (!want) Usage(fmt::format("{}: not a .npy file; raw binary input needs --dtype", o.input));
-  if (size % ItemSize(*want) != 0)
-    Usage(fmt::format("{}: {} bytes is not a whole number of {} elements", o.input, size,
-                      DtypeName(*want)));
-  ArrayDesc d = Geometry(*want, size / ItemSize(*want), o, o.input);
-  return FileInput(fd, o.input, 0, d, *want);
+  InputLayout layout;
+  layout.format = o.input_format;
+  if (!o.dtype.empty()) layout.dtype = DtypeOption(o.dtype);
+  if (!o.shape.empty()) layout.shape = ParseShape(o.shape);
+  layout.order = o.order == "F" ? Order::kF : Order::kC;
+  if (!from_stdin) return FileInput(o.input, layout);
+  auto bytes = std::make_shared<const std::vector<uint8_t>>(ReadAllStdin());
+  return BytesInput(bytes, layout, "stdin");
 }
 
 void CheckOutputWritable(const OutputOptions& o) {

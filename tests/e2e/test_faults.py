@@ -27,7 +27,7 @@ def test_unknown_dtype(cli, scripts):
 def test_shape_that_does_not_match_text(cli, scripts):
     s = scripts.func("a.py", "data")
     o = cli("run", s, "-s", "2,2", input="1 2 3")
-    expect_failure(o, 2, "stdin", "--shape 2,2", "4 elements", "has 3")
+    expect_failure(o, 2, "stdin", "shape 2,2", "4 elements", "has 3")
 
 
 def test_shape_that_does_not_match_raw_file(cli, scripts, work):
@@ -47,13 +47,15 @@ def test_raw_file_not_a_whole_number_of_elements(cli, scripts, work):
 def test_raw_file_without_dtype(cli, scripts, work):
     (work / "in.bin").write_bytes(b"\0" * 8)
     s = scripts.func("a.py", "data")
-    expect_failure(cli("run", s, "-i", work / "in.bin"), 2, "in.bin", "--dtype")
+    expect_failure(cli("run", s, "-i", work / "in.bin"), 2, "in.bin", "not a .npy file",
+                   "raw binary input needs a dtype")
 
 
 def test_shape_with_npy_input(cli, scripts, work):
     np.save(work / "in.npy", np.arange(4))
     s = scripts.func("a.py", "data")
-    expect_failure(cli("run", s, "-i", work / "in.npy", "-s", "2,2"), 2, "--shape", ".npy")
+    expect_failure(cli("run", s, "-i", work / "in.npy", "-s", "2,2"), 2, "in.npy",
+                   "a shape applies to raw and text input; a .npy file has its own")
 
 
 def test_text_that_is_not_a_number(cli, scripts):
