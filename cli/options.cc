@@ -1,36 +1,23 @@
-#include "common.h"
+#include "options.h"
 
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
+#include <climits>
 #include <cstdlib>
-#include <iostream>
 #include <memory>
 #include <sstream>
 
 #include <fmt/format.h>
 
-#include "convert.h"
+#include "error.h"
 #include "input.h"
-#include "npy.h"
+#include "output.h"
+#include "signals.h"
 
 namespace pyrmap::cli {
 
 namespace {
-
-std::atomic<int> g_signal{0};
-int g_wake[2] = {-1, -1};
-
-void OnSignal(int sig) {
-  int expected = 0;
-  g_signal.compare_exchange_strong(expected, sig);
-  char c = 1;
-  [[maybe_unused]] ssize_t n = write(g_wake[1], &c, 1);
-}
 
 [[noreturn]] void Usage(const std::string& msg) { throw Error(ErrorKind::kUsage, msg); }
 
@@ -42,7 +29,7 @@ std::vector<uint8_t> ReadAllStdin() {
     if (used == buf.size()) buf.resize(buf.size() * 2);
     ssize_t r = read(0, buf.data() + used, buf.size() - used);
     if (r < 0 && errno == EINTR) {
-      if (CaughtSignal()) throw Error(ErrorKind::kInterrupt, "interrupted while reading stdin");
+      ThrowIfSignalled("while reading stdin");
       continue;
     }
     if (r < 0) throw SystemError("read input", "stdin", "read", errno);
@@ -75,31 +62,6 @@ Dtype DtypeOption(const std::string& name) {
   return *d;
 }
 
-void WriteAll(int fd, const void* data, uint64_t n, const std::string& path) {
-  const auto* p = static_cast<const uint8_t*>(data);
-  while (n > 0) {
-    ssize_t w = write(fd, p, std::min<uint64_t>(n, 1 << 30));
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) throw SystemError("write output", path, "write", errno);
-    p += w;
-    n -= static_cast<uint64_t>(w);
-  }
-}
-
-std::string FormatFor(const std::string& path, const std::string& format) {
-  if (format != "auto") return format;
-  if (path.empty() || path == "-") return "text";
-  if (path.size() >= 4 && path.compare(path.size() - 4, 4, ".npy") == 0) return "npy";
-  return "raw";
-}
-
-std::string Stem(const std::string& script) {
-  std::string base = script.substr(script.find_last_of('/') + 1);
-  size_t dot = base.rfind(".py");
-  if (dot != std::string::npos && dot + 3 == base.size()) base.resize(dot);
-  return base;
-}
-
 // The directory holding the Python package `pyrmap`, next to this program:
 // <dir>/../python (source tree and the R package), or
 // <dir>/../share/pyrmap/python (an installed prefix).
@@ -118,7 +80,7 @@ std::string FindPackageDir() {
 #endif
   for (const std::string& cand : candidates) {
     if (access((cand + "/pyrmap/_bootstrap.py").c_str(), R_OK) == 0) {
-      char real[4096];
+      char real[PATH_MAX];
       return realpath(cand.c_str(), real) ? std::string(real) : cand;
     }
   }
@@ -126,18 +88,6 @@ std::string FindPackageDir() {
 }
 
 }  // namespace
-
-const char* ExitCodeHelp() {
-  return "Exit codes:\n"
-         "  0  success\n"
-         "  2  usage error: bad arguments, invalid input, missing script\n"
-         "  3  the script failed (exception, exit status, signal, no result)\n"
-         "  4  the script exceeded --timeout and was killed\n"
-         "  5  protocol error: a corrupt header or result\n"
-         "  6  system error: /dev/shm full, segment or file I/O\n"
-         "  7  the Python interpreter cannot be started or cannot import numpy\n"
-         "  130/143  interrupted by SIGINT/SIGTERM (128 + signal)";
-}
 
 void AddInputOptions(CLI::App* app, InputOptions* o) {
   app->add_option("-i,--input", o->input,
@@ -200,15 +150,11 @@ RunOptions MakeRunOptions(const ExecOptions& o, const std::vector<Script>& scrip
   r.script_args = o.script_args;
   r.result_order = ResultOrder::kAny;
   r.result_map = MapMode::kReadOnly;
-  r.wake_fd = g_wake[0];
+  r.wake_fd = SignalWakeFd();
   std::string running;
   for (const auto& s : scripts) running += (running.empty() ? "'" : ", '") + s.Display() + "'";
   running = fmt::format("while running script{} {}", scripts.size() == 1 ? "" : "s", running);
-  r.check_interrupt = [running] {
-    if (int sig = CaughtSignal())
-      throw Error(ErrorKind::kInterrupt,
-                  fmt::format("interrupted by SIG{} {}", sigabbrev_np(sig), running));
-  };
+  r.check_interrupt = [running] { ThrowIfSignalled(running.c_str()); };
   return r;
 }
 
@@ -230,115 +176,6 @@ Input LoadInput(const InputOptions& o) {
   if (!from_stdin) return FileInput(o.input, layout);
   auto bytes = std::make_shared<const std::vector<uint8_t>>(ReadAllStdin());
   return BytesInput(bytes, layout, "stdin");
-}
-
-void CheckOutputWritable(const OutputOptions& o) {
-  auto check_dir = [](const std::string& dir, const std::string& what) {
-    struct stat st;
-    if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-      Usage(fmt::format("{} '{}' is not an existing directory", what, dir));
-    if (access(dir.c_str(), W_OK) != 0)
-      Usage(fmt::format("{} '{}' is not writable ({})", what, dir, ErrnoText(errno)));
-  };
-  if (!o.output_dir.empty()) check_dir(o.output_dir, "--output-dir");
-  if (!o.output.empty() && o.output != "-") {
-    struct stat st;
-    if (stat(o.output.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
-      Usage(fmt::format("--output '{}' is a directory; give a file name", o.output));
-    size_t slash = o.output.find_last_of('/');
-    check_dir(slash == std::string::npos ? "." : o.output.substr(0, slash + (slash == 0)),
-              "the directory of --output");
-  }
-}
-
-void WriteResult(const Result& r, const std::string& path, const std::string& format) {
-  const std::string fmt_name = FormatFor(path, format);
-  const bool to_stdout = path.empty() || path == "-";
-  if (fmt_name == "text") {
-    if (to_stdout) {
-      FormatTextArray(r.desc, r.data(), std::cout);
-      std::cout.flush();
-      if (!std::cout) throw SystemError("write output", "stdout", "write", errno ? errno : EIO);
-      return;
-    }
-  }
-  std::string header = fmt_name == "npy" ? FormatNpyHeader(r.desc) : "";
-  if (to_stdout) {
-    std::cout.flush();
-    WriteAll(1, header.data(), header.size(), "stdout");
-    WriteAll(1, r.data(), r.desc.nbytes, "stdout");
-    return;
-  }
-  // Write beside the target and rename, so a failure never leaves half a file.
-  std::string tmp = fmt::format("{}.pyrmap-tmp-{}", path, getpid());
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw SystemError("write output", path, "open", errno);
-  try {
-    if (fmt_name == "text") {
-      std::ostringstream os;
-      FormatTextArray(r.desc, r.data(), os);
-      std::string s = os.str();
-      WriteAll(fd, s.data(), s.size(), path);
-    } else {
-      WriteAll(fd, header.data(), header.size(), path);
-      WriteAll(fd, r.data(), r.desc.nbytes, path);
-    }
-    if (close(fd) != 0) {
-      fd = -1;
-      throw SystemError("write output", path, "close", errno);
-    }
-    fd = -1;
-    if (rename(tmp.c_str(), path.c_str()) != 0) throw SystemError("write output", path, "rename", errno);
-  } catch (...) {
-    if (fd >= 0) close(fd);
-    unlink(tmp.c_str());
-    throw;
-  }
-}
-
-void WriteResults(const std::vector<Result>& results, const std::vector<std::string>& titles,
-                  const OutputOptions& o, size_t first_number) {
-  if (!o.output_dir.empty()) {
-    std::string f = o.output_format == "auto" ? "npy" : o.output_format;
-    const char* ext = f == "npy" ? "npy" : f == "raw" ? "bin" : "txt";
-    for (size_t k = 0; k < results.size(); ++k)
-      WriteResult(results[k],
-                  fmt::format("{}/{}-{}.{}", o.output_dir, k + first_number,
-                              Stem(results[k].script.path), ext),
-                  f);
-    return;
-  }
-  for (size_t k = 0; k < results.size(); ++k) {
-    std::cout << "== " << titles[k] << " ==\n";
-    WriteResult(results[k], "", "text");
-  }
-}
-
-int InstallSignalHandlers() {
-  if (g_wake[0] < 0 && pipe2(g_wake, O_CLOEXEC | O_NONBLOCK) != 0)
-    throw SystemError("install signal handlers", "self-pipe", "pipe2", errno);
-  struct sigaction sa = {};
-  sa.sa_handler = OnSignal;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = 0;  // no SA_RESTART: blocking reads return EINTR
-  for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaction(s, &sa, nullptr);
-  return g_wake[0];
-}
-
-int CaughtSignal() { return g_signal.load(); }
-
-int ExitCodeFor(ErrorKind kind) {
-  switch (kind) {
-    case ErrorKind::kUsage:
-    case ErrorKind::kNotFound: return kExitUsage;
-    case ErrorKind::kScript: return kExitScript;
-    case ErrorKind::kTimeout: return kExitTimeout;
-    case ErrorKind::kProtocol: return kExitProtocol;
-    case ErrorKind::kSystem: return kExitSystem;
-    case ErrorKind::kInterpreter: return kExitInterpreter;
-    case ErrorKind::kInterrupt: return 128 + (CaughtSignal() ? CaughtSignal() : SIGINT);
-  }
-  return 1;
 }
 
 }  // namespace pyrmap::cli
