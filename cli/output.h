@@ -1,8 +1,17 @@
 // output.h — writing results: as text on stdout, or to a file (.npy, raw
 // bytes or text), or one file per result in a directory.
 //
-// A file is written beside its target and renamed over it, so a failure
-// never leaves half a file.
+// Writing to a path never replaces what is there with something else:
+//  - a device, a FIFO or another non-regular file is opened and written in
+//    place (so `-o /dev/null` stays the null device, a FIFO feeds its
+//    reader);
+//  - a symlink is followed, as the kernel follows it (fs.protected_symlinks
+//    applies): its final target gets the data and the link stays a link;
+//  - a regular file (or a new one) is written to a fresh temporary name in
+//    the target's own directory (created exclusively, never through a
+//    symlink) and renamed over the target, so a failure never leaves half a
+//    file; an existing file keeps its mode (and, when we are root, its owner
+//    and group), a new one gets 0666 minus the umask.
 #pragma once
 
 #include <string>
@@ -19,8 +28,8 @@ namespace pyrmap::cli {
 std::string FormatFor(const std::string& path, const std::string& format);
 
 // Checks, before any script runs, that the outputs can be written: the
-// output file's directory, or the output directory, exists and is
-// writable. Throws Error(kUsage).
+// output file's directory (or, for a device or FIFO, the file itself), or
+// the output directory, exists and is writable. Throws Error(kUsage).
 void CheckOutputWritable(const OutputOptions& o);
 
 // Writes one result to `path` (empty or "-": stdout) in `format` (see
