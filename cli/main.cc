@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "common.h"
 #include "header.h"
+#include "protocol_constants.h"
 #include "version.h"
 
 int main(int argc, char** argv) {
@@ -16,8 +17,8 @@ int main(int argc, char** argv) {
   CLI::App app{"pyrmap: run Python scripts over data in shared memory, without copies"};
   app.set_version_flag("-V,--version", fmt::format("pyrmap {} (exchange header {}.{})", PYRMAP_VERSION,
                                                   pyrmap::kVersionMajor, pyrmap::kVersionMinor));
-  // Hidden (group ""): the exit-code table, printed for the test that keeps
-  // README.md's copy equal to it.
+  // Hidden (group ""): what the command knows about itself, printed for the
+  // tests that keep README.md and the Python side equal to it.
   app.add_option_function<std::string>(
          "--exit-code-table",
          [](const std::string& format) {
@@ -26,6 +27,15 @@ int main(int argc, char** argv) {
          },
          "Print the exit-code table (markdown or text)")
       ->check(CLI::IsMember({"markdown", "text"}))
+      ->trigger_on_parse()
+      ->group("");
+  app.add_flag_callback(
+         "--protocol-constants",
+         [] {
+           std::cout << ProtocolConstantsJson();
+           throw CLI::Success();
+         },
+         "Print the exchange protocol's constants as JSON")
       ->trigger_on_parse()
       ->group("");
   app.require_subcommand(1);
