@@ -14,7 +14,9 @@ from pyrmap import _meta
 
 
 def test_public_api():
-    assert pyrmap.__version__ == "0.1.0"
+    # The release is defined once, in src/version.h.
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "src", "version.h")) as f:
+        assert '#define PYRMAP_VERSION "%s"\n' % pyrmap.__version__ in f.read()
     for name in ("process_via_mmap", "connect", "ProtocolError", "ResultTypeError",
                  "NotConnectedError", "PyrmapError", "Connection"):
         assert name in pyrmap.__all__ and hasattr(pyrmap, name)
