@@ -330,9 +330,8 @@ def test_the_input_is_unmapped_before_the_result_is_stored(call, monkeypatch):
         result = run.input * 2
         run.release_input(result)
         assert run.input is None
-        for _ in range(200):  # closed in a background thread
-            if not _input_mappings(call.data):
-                break
+        deadline = time.monotonic() + 30  # closed in a background thread
+        while _input_mappings(call.data) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert not _input_mappings(call.data)
         run.write_result(result)
