@@ -11,7 +11,8 @@
 //    the target's own directory (created exclusively, never through a
 //    symlink) and renamed over the target, so a failure never leaves half a
 //    file; an existing file keeps its mode (and, when we are root, its owner
-//    and group), a new one gets 0666 minus the umask.
+//    and group), a new one gets 0666 minus the umask. (Like any atomic save,
+//    this gives the name a new inode: other hard links keep the old data.)
 #pragma once
 
 #include <string>
