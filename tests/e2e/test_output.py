@@ -4,7 +4,7 @@ link stays a link), an existing file keeps its mode, and only new and regular
 files are written beside the target and renamed over it.
 
 The devices are made with mknod in the test's own directory (root only), so
-the real /dev/null is never at risk."""
+the real /dev/null is never at risk: no test here writes it as root."""
 
 import os
 import pathlib
@@ -43,6 +43,7 @@ def need_root(what):
 
 def mknod_char(path, major, minor):
     os.mknod(str(path), 0o666 | stat.S_IFCHR, os.makedev(major, minor))
+    os.chmod(str(path), 0o666)  # whatever the umask: anyone may write it, as /dev/null
 
 
 def assert_char_device(path, major, minor):
@@ -153,15 +154,21 @@ def test_devices_in_the_output_dir_are_written_in_place(cli, scripts, work):
 
 def test_writable_device_in_a_directory_we_cannot_write(cli, shared_dir):
     # The device itself is written, so only it must be writable, not its
-    # directory (as for /dev/null). As root, pyrmap runs as nobody here, who
-    # can write /dev/null but not /dev; that user cannot replace /dev/null
-    # whatever pyrmap does.
-    before = os.stat("/dev/null")
-    if not stat.S_ISCHR(before.st_mode):
-        pytest.skip("/dev/null is not a character device on this machine (something replaced it)")
-    o = cli("run", shared_script(shared_dir), "-o", "/dev/null", input="1 2 3", as_user=other_user())
+    # directory (as for /dev/null in /dev). As root: a null device of our
+    # own in a directory of mode 0555, written by nobody. Otherwise the real
+    # /dev/null, which a user other than root cannot replace.
+    if os.geteuid() == 0:
+        locked = shared_dir / "locked"
+        locked.mkdir()
+        dev = locked / "null"
+        mknod_char(dev, 1, 3)
+        locked.chmod(0o555)
+    else:
+        dev = pathlib.Path("/dev/null")
+    before = os.lstat(str(dev))
+    o = cli("run", shared_script(shared_dir), "-o", dev, input="1 2 3", as_user=other_user())
     assert o.rc == 0, o
-    after = os.stat("/dev/null")
+    after = os.lstat(str(dev))
     assert stat.S_ISCHR(after.st_mode) and after.st_ino == before.st_ino
 
 
