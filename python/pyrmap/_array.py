@@ -147,6 +147,10 @@ def as_storable(value):
             "cannot store the result: %s that numpy.asarray cannot turn into an array "
             "(%s: %s); return a numpy array of one of the supported dtypes: %s"
             % (_describe_value(value), type(e).__name__, e, H.SUPPORTED_DTYPES)) from e
+    if arr.ndim == 0:
+        # R has no 0-d arrays, and the next stage of a pipeline indexes its
+        # input: a scalar is stored as shape (1,), everywhere.
+        arr = arr.reshape(1)
     code = _target_code(arr.dtype)
     if code is None:
         raise ResultTypeError(

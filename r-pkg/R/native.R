@@ -4,13 +4,19 @@
 
 .pyrmap_register <- function(ns, var, x) .Call(pyrmap_register, ns, var, x)
 .pyrmap_open <- function(ns, var) .Call(pyrmap_open, ns, var)
-.pyrmap_generation <- function(ns, var) .Call(pyrmap_generation, ns, var)
+.pyrmap_generation <- function(ns, var) {
+  g <- .Call(pyrmap_generation, ns, var)
+  if (is.list(g)) .raise(g, .user_call())  # a name that cannot be used
+  g
+}
 .pyrmap_page_info <- function(ns, var) .Call(pyrmap_page_info, ns, var)
 .pyrmap_release <- function(ns, var) .Call(pyrmap_release, ns, var)
 .pyrmap_slice <- function(m, margin, j) .Call(pyrmap_slice, m, margin, j)
 .pyrmap_view_page <- function(x) .Call(pyrmap_view_page, x)
 .pyrmap_view_info <- function(x) .Call(pyrmap_view_info, x)
 .pyrmap_collect_garbage <- function() .Call(pyrmap_collect_garbage)
+.pyrmap_mapping_bytes <- function(x) .Call(pyrmap_mapping_bytes, x)
+.pyrmap_view_memory <- function() .Call(pyrmap_view_memory)
 
 # run_python()'s entry point (.pyrmap_run, src/run_r.cpp) is an Rcpp
 # function and needs Rcpp's namespace loaded (Rcpp's C callables). The

@@ -34,24 +34,30 @@ END_RCPP
 
 RcppExport SEXP pyrmap_collect_garbage();
 RcppExport SEXP pyrmap_generation(SEXP, SEXP);
+RcppExport SEXP pyrmap_leave_process_group();
+RcppExport SEXP pyrmap_mapping_bytes(SEXP);
 RcppExport SEXP pyrmap_open(SEXP, SEXP);
 RcppExport SEXP pyrmap_page_info(SEXP, SEXP);
 RcppExport SEXP pyrmap_register(SEXP, SEXP, SEXP);
 RcppExport SEXP pyrmap_release(SEXP, SEXP);
 RcppExport SEXP pyrmap_slice(SEXP, SEXP, SEXP);
 RcppExport SEXP pyrmap_view_info(SEXP);
+RcppExport SEXP pyrmap_view_memory();
 RcppExport SEXP pyrmap_view_page(SEXP);
 
 static const R_CallMethodDef CallEntries[] = {
     {"_pyrmap_pyrmap_run", (DL_FUNC) &_pyrmap_pyrmap_run, 11},
     {"pyrmap_collect_garbage", (DL_FUNC) &pyrmap_collect_garbage, 0},
     {"pyrmap_generation",      (DL_FUNC) &pyrmap_generation,      2},
+    {"pyrmap_leave_process_group", (DL_FUNC) &pyrmap_leave_process_group, 0},
+    {"pyrmap_mapping_bytes",   (DL_FUNC) &pyrmap_mapping_bytes,   1},
     {"pyrmap_open",            (DL_FUNC) &pyrmap_open,            2},
     {"pyrmap_page_info",       (DL_FUNC) &pyrmap_page_info,       2},
     {"pyrmap_register",        (DL_FUNC) &pyrmap_register,        3},
     {"pyrmap_release",         (DL_FUNC) &pyrmap_release,         2},
     {"pyrmap_slice",           (DL_FUNC) &pyrmap_slice,           3},
     {"pyrmap_view_info",       (DL_FUNC) &pyrmap_view_info,       1},
+    {"pyrmap_view_memory",     (DL_FUNC) &pyrmap_view_memory,     0},
     {"pyrmap_view_page",       (DL_FUNC) &pyrmap_view_page,       1},
     {NULL, NULL, 0}
 };
