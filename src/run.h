@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "header.h"
+#include "input.h"
 #include "segment.h"
 
 namespace pyrmap {
@@ -84,18 +85,6 @@ struct RunOptions {
   bool reserve_results = true;
   // Extra variables for the scripts' environment.
   std::vector<std::pair<std::string, std::string>> env;
-};
-
-// The input of a run: its geometry, and either a writer that fills a fresh
-// data segment or an existing segment that already holds the payload.
-struct Input {
-  ArrayDesc desc;
-  // Writes desc.nbytes bytes into `seg` at offset 0 (e.g. with seg.Write,
-  // passing `check` through). Called once, after the first interpreter has
-  // been started.
-  std::function<void(Segment& seg, void (*check)(void*), void* check_arg)> fill;
-  // Alternatively: the name of a segment holding the payload at desc.offset.
-  std::string segment;
 };
 
 // One script's result: its array and a mapping of its payload.

@@ -16,14 +16,19 @@
 #'
 #' @param data A numeric (double), integer, logical or raw vector, matrix or
 #'   array (or a `bit64::integer64` vector). Views returned by pyrmap and
-#'   registered variables are handed to Python without any copy.
+#'   registered variables are handed to Python without any copy. Other
+#'   classed vectors (factor, Date, POSIXct, difftime, ts, ...) are refused,
+#'   naming the class; `unclass()` passes their bare numbers.
 #' @param python_script_path Path of the Python script.
 #' @param script_paths Paths of the Python scripts.
 #' @param dtype The element type Python receives: `"int32"`, `"int64"`,
 #'   `"float32"`, `"float64"`, `"uint8"` or `"bool"`. By default it follows
 #'   the data: double -> float64, integer -> int32, logical -> bool, raw ->
 #'   uint8, integer64 -> int64. Values that the dtype cannot hold exactly
-#'   (300 as uint8, 3e9 as int32, 1.5 as an integer type) are an error.
+#'   (300 as uint8, 3e9 as int32, 1.5 as an integer type) are an error. `NA`
+#'   arrives as NaN in float64 and float32 (and comes back as `NA`); the
+#'   other dtypes cannot represent it, so `NA` there is an error naming its
+#'   position.
 #' @param ... Not used; named arguments must be spelled out.
 #' @param fun Name of a function in the script to call with the input instead
 #'   of running the script as `__main__` (R reserves the word `function`, hence

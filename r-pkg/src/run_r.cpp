@@ -48,44 +48,35 @@ bool PageStillHolds(const ViewSource& v) {
   }
 }
 
-// The run's input: handed over without a copy when `x` is a view of a named
-// segment with the same bytes; else written once (converted if asked).
+// The run's input. Handed over without a copy when `x` is a view of a named
+// segment, or a registered variable, whose bytes are already the dtype's;
+// its elements are then scanned for NA the dtype cannot hold (as the
+// conversion would refuse it). Else the core writes it once, converting
+// from R's storage (input.h).
 Input MakeInput(SEXP x, RKind kind, Dtype to) {
-  Input in;
-  in.desc = ArrayDesc::Make(to, ShapeOf(x), Order::kF);
-  const ViewSource* v = ViewOf(x);
-  if (v && !v->segment.empty() && SameBytes(kind, to) && v->offset % kPayloadAlignment == 0 &&
-      PageStillHolds(*v)) {
-    in.segment = v->segment;
-    in.desc.offset = v->offset;
-    return in;
-  }
-  if (!v && SameBytes(kind, to)) {
+  InputSource src = RSource(x, kind);
+  const ArrayDesc desc = ArrayDesc::Make(to, ShapeOf(x), Order::kF);
+  if (src.dtype == to) {
     std::string segment;
     uint64_t offset = 0;
-    if (RegisteredPayload(x, &segment, &offset)) {
-      in.segment = segment;
+    if (const ViewSource* v = ViewOf(x)) {
+      if (!v->segment.empty() && v->offset % kPayloadAlignment == 0 && PageStillHolds(*v)) {
+        segment = v->segment;
+        offset = v->offset;
+      }
+    } else {
+      RegisteredPayload(x, &segment, &offset);  // leaves `segment` empty when not registered
+    }
+    if (!segment.empty()) {
+      RefuseMissing(src.dtype, src.data, desc.count, 0, to, src.rules);
+      Input in;
+      in.desc = desc;
       in.desc.offset = offset;
+      in.segment = segment;
       return in;
     }
   }
-  const uint8_t* src = static_cast<const uint8_t*>(RData(x));
-  const uint64_t count = in.desc.count;
-  in.fill = [src, kind, to, count](Segment& seg, void (*check)(void*), void* arg) {
-    if (SameBytes(kind, to)) {
-      seg.Write(0, src, count * ItemSize(to), check, arg);
-      return;
-    }
-    const uint64_t chunk = uint64_t{1} << 20;
-    std::vector<uint8_t> buf(chunk * ItemSize(to));
-    for (uint64_t i = 0; i < count; i += chunk) {
-      if (check) check(arg);
-      uint64_t k = std::min(chunk, count - i);
-      ConvertFromR(kind, src + i * RItemSize(kind), to, buf.data(), k, i);
-      seg.Write(i * ItemSize(to), buf.data(), k * ItemSize(to));
-    }
-  };
-  return in;
+  return SourceInput(std::move(src), desc);
 }
 
 // ---- the sentinels of NA on the way back --------------------------------
