@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
     for (auto& [sub, run] : runners)
       if (sub->parsed()) return run();
   } catch (const pyrmap::Error& e) {
+    ReportWarnings(e);
     std::cerr << "pyrmap: " << e.what() << "\n";
     return ExitCodeFor(e.kind(), CaughtSignal());
   } catch (const std::exception& e) {

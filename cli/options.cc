@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -156,6 +157,14 @@ RunOptions MakeRunOptions(const ExecOptions& o, const std::vector<Script>& scrip
   running = fmt::format("while running script{} {}", scripts.size() == 1 ? "" : "s", running);
   r.check_interrupt = [running] { ThrowIfSignalled(running.c_str()); };
   return r;
+}
+
+PoolOptions MakePoolOptions(const RunOptions& r, size_t workers) {
+  PoolOptions p;
+  p.workers = static_cast<int>(std::max<size_t>(1, workers));
+  p.python = r.python;
+  p.package_dir = r.package_dir;
+  return p;
 }
 
 void SetResultOrder(RunOptions* r, const InputOptions& in, const OutputOptions& out) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "pool.h"
 #include "run.h"
 
 namespace pyrmap::cli {
@@ -47,6 +48,9 @@ void AddOutputOptions(CLI::App* app, OutputOptions* o, bool several);
 // timeout, signal hook. `scripts` are named in the message of an
 // interruption ("interrupted by SIGINT while running script 'a.py'").
 RunOptions MakeRunOptions(const ExecOptions& o, const std::vector<Script>& scripts);
+
+// A pool of `workers` warm workers running the interpreter and package of `r`.
+PoolOptions MakePoolOptions(const RunOptions& r, size_t workers);
 
 // Raw output cannot record a layout, so when the results are written raw,
 // results of 2 or more dimensions are asked for in --order (C by default);

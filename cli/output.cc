@@ -275,4 +275,22 @@ void WriteResults(const std::vector<Result>& results, const std::vector<std::str
   }
 }
 
+namespace {
+
+void PrintWarning(const std::string& script, const std::string& text) {
+  std::cout.flush();
+  std::cerr << "pyrmap: warning: script '" << script << "': " << text << "\n";
+}
+
+}  // namespace
+
+void ReportWarnings(const std::vector<Result>& results) {
+  for (const Result& r : results)
+    for (const std::string& w : r.warnings) PrintWarning(r.script.Display(), w);
+}
+
+void ReportWarnings(const Error& e) {
+  for (const std::string& w : e.warnings()) PrintWarning(e.script(), w);
+}
+
 }  // namespace pyrmap::cli

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "error.h"
 #include "options.h"
 #include "run.h"
 
@@ -42,5 +43,10 @@ void WriteResult(const Result& r, const std::string& path, const std::string& fo
 // stage number), else as text blocks on stdout headed by "== <title> ==".
 void WriteResults(const std::vector<Result>& results, const std::vector<std::string>& titles,
                   const OutputOptions& o, size_t first_number = 1);
+
+// Prints the scripts' Python warnings on stderr, one line each:
+// "pyrmap: warning: script 'a.py': UserWarning: text (a.py:3)".
+void ReportWarnings(const std::vector<Result>& results);
+void ReportWarnings(const Error& e);
 
 }  // namespace pyrmap::cli

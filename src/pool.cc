@@ -395,8 +395,9 @@ struct Pool::Impl {
               *reply = DecodeReply(msg.data(), msg.size(), fmt::format("pool worker {}", w->index + 1));
               if (reply->call_id != w->call_id)
                 throw Error(ErrorKind::kProtocol,
-                            fmt::format("pool worker {} answered call {} instead of {}", w->index + 1,
-                                        reply->call_id, w->call_id));
+                            fmt::format("pool worker {} answered call {} instead of {}{}", w->index + 1,
+                                        reply->call_id, w->call_id,
+                                        reply->ok ? "" : ": " + ToValidUtf8(reply->error_text)));
             } catch (const Error&) {
               CloseAll(*fds);
               Replace(*w);

@@ -234,17 +234,18 @@ class Worker:
 
     def handle(self, msg, fds):
         """(the reply's bytes, descriptors to pass with it)."""
+        if self.numpy_problem is not None:
+            for fd in fds:
+                os.close(fd)
+            call_id = _REQUEST.unpack_from(msg, 4)[2] if len(msg) >= _REQ_FIXED else 0
+            return _error_reply(call_id, len(self.scripts), "pyrmap.NumpyMissing",
+                                self.numpy_problem, 0), []
         try:
             req = Request(msg)
         except Exception as e:
             for fd in fds:
                 os.close(fd)
             return _error_reply(0, 0, "pyrmap.ProtocolError", "invalid request: %s" % e, 0), []
-        if self.numpy_problem is not None:
-            for fd in fds:
-                os.close(fd)
-            return _error_reply(req.call_id, len(self.scripts), "pyrmap.NumpyMissing",
-                                self.numpy_problem, 0), []
         failed = 0
         out_fds = []
         self.warnings.take()  # (nothing is kept from between calls)
