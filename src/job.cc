@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "error.h"
+#include "unix_io.h"
 
 namespace pyrmap {
 
@@ -19,12 +20,6 @@ namespace {
 constexpr int kReadyFdInChild = 3;
 constexpr char kHelloByte = 'h';
 constexpr char kWarningByte = 'w';
-
-double Now() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + ts.tv_nsec * 1e-9;
-}
 
 }  // namespace
 
@@ -100,29 +95,8 @@ std::unique_ptr<Job> StartJob(const RunOptions& o, const std::string& prefix, si
 }
 
 bool SendReady(int sock, int pass_fd, const std::string& script) {
-  char go = '1';
-  struct iovec iov = {&go, 1};
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } control;
-  std::memset(&control, 0, sizeof control);
-  struct msghdr msg = {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (pass_fd >= 0) {
-    msg.msg_control = control.buf;
-    msg.msg_controllen = sizeof control.buf;
-    struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &pass_fd, sizeof pass_fd);
-  }
-  ssize_t n;
-  do {
-    n = sendmsg(sock, &msg, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
+  const char go = '1';
+  long n = SendWithDescriptor(sock, &go, 1, pass_fd);
   if (n == 1) return true;
   if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) return false;
   // Anything else would leave the script waiting for ever.
@@ -150,7 +124,7 @@ void ReleaseJob(Job& job, const RunOptions& o, const ArrayDesc* desc,
   // judged when it is collected.
   SendReady(job.ready_fd, fd, job.script.Display());
   job.released = true;
-  job.released_at = Now();
+  job.released_at = MonotonicSeconds();
 }
 
 void ReadScriptMessages(Job& job) {

@@ -21,6 +21,7 @@
 #include "job.h"
 #include "outcome.h"
 #include "spawn.h"
+#include "unix_io.h"
 
 namespace pyrmap {
 
@@ -31,21 +32,6 @@ constexpr const char* kBootstrap = "from pyrmap._bootstrap import main; main()";
 // least this size, when /dev/shm keeps this much room besides.
 constexpr uint64_t kReserveMinBytes = uint64_t{16} << 20;
 constexpr uint64_t kReserveHeadroom = uint64_t{256} << 20;
-
-double Now() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + ts.tv_nsec * 1e-9;
-}
-
-void WriteAllToStderr(std::string_view s) {
-  while (!s.empty()) {
-    ssize_t n = write(2, s.data(), s.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    s.remove_prefix(static_cast<size_t>(n));
-  }
-}
 
 void CheckScriptReadable(const Script& s) {
   struct stat st;
@@ -189,7 +175,7 @@ class Runner {
   // Waits until one of `jobs` exits (or times out) and returns it.
   Job* WaitAny(const std::vector<Job*>& jobs) {
     for (;;) {
-      double now = Now();
+      double now = MonotonicSeconds();
       int wait_ms = 100;
       for (Job* j : jobs) {
         if (j->proc->Poll(&j->status)) {
