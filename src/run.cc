@@ -118,7 +118,8 @@ struct Job {
 // Runner is destroyed) and its processes (killed and reaped likewise).
 class Runner {
  public:
-  explicit Runner(const RunOptions& o) : o_(o), prefix_(NewCallPrefix()) {
+  explicit Runner(const RunOptions& o)
+      : o_(o), prefix_(NewCallPrefix()), dir_(SegmentDir::Choose(o.segment_dir)), guard_(dir_) {
     if (o_.jobs < 1) throw Error(ErrorKind::kUsage, "jobs must be at least 1");
     wait_.timeout_seconds = 0;
     wait_.on_stdout = o_.on_stdout;
@@ -139,13 +140,14 @@ class Runner {
   // Returns its name.
   std::string PrepareData(const Input& input) {
     if (!input.segment.empty()) {
-      data_ = std::make_shared<Segment>(Segment::Open(input.segment, false));
+      SegmentDir dir = input.segment_dir.empty() ? dir_ : SegmentDir::Open(input.segment_dir);
+      data_ = std::make_shared<Segment>(Segment::Open(dir, input.segment, false));
       return input.segment;
     }
     if (!input.fill && input.desc.nbytes > 0)
       throw Error(ErrorKind::kUsage, "input has no data and no segment");
     std::string name = prefix_ + "-data";
-    data_ = std::make_shared<Segment>(Segment::Create(name, input.desc.nbytes));
+    data_ = std::make_shared<Segment>(Segment::Create(dir_, name, input.desc.nbytes));
     guard_.Add(name);
     data_owned_ = true;
     return name;
@@ -157,7 +159,7 @@ class Runner {
   void FillData(const Input& input) {
     if (!data_owned_) return;
     if (input.fill) input.fill(*data_, &Runner::CheckTrampoline, this);
-    Segment::Remove(data_->name());
+    Segment::Remove(dir_, data_->name());
   }
 
   // The data segment, for Release(); whether it is this call's own (a
@@ -177,7 +179,7 @@ class Runner {
   void StartReserving(const std::vector<Job*>& jobs, uint64_t nbytes) {
     if (!o_.reserve_results || nbytes < kReserveMinBytes || jobs.empty()) return;
     struct statvfs v;
-    if (statvfs(kShmDir, &v) != 0) return;
+    if (fstatvfs(dir_.fd(), &v) != 0) return;
     const uint64_t free_bytes = static_cast<uint64_t>(v.f_bavail) * v.f_frsize;
     if (free_bytes < nbytes * jobs.size() + kReserveHeadroom) return;
     std::vector<int> fds;
@@ -205,9 +207,9 @@ class Runner {
     job->script = script;
     job->meta_name = fmt::format("{}-meta-{}", prefix_, k);
     job->res_name = fmt::format("{}-res-{}", prefix_, k);
-    job->meta.emplace(Segment::Create(job->meta_name, kHeaderSize));
+    job->meta.emplace(Segment::Create(dir_, job->meta_name, kHeaderSize));
     guard_.Add(job->meta_name);
-    job->res = std::make_shared<Segment>(Segment::Create(job->res_name, 0));
+    job->res = std::make_shared<Segment>(Segment::Create(dir_, job->res_name, 0));
     guard_.Add(job->res_name);
 
     ExchangeHeader h;
@@ -234,6 +236,7 @@ class Runner {
     if (const char* old = getenv("PYTHONPATH"); old && *old)
       pypath = pypath.empty() ? old : pypath + ":" + old;
     if (!pypath.empty()) so.env.push_back({"PYTHONPATH", pypath});
+    so.env.push_back({"PYRMAP_SEGMENT_DIR", dir_.path()});
     so.env.push_back({"PYRMAP_META", job->meta_name});
     so.env.push_back({"PYRMAP_DATA", data_name});
     so.env.push_back({"PYRMAP_RESULT", job->res_name});
@@ -458,7 +461,7 @@ class Runner {
   // Lets go of a finished job's segments (an intermediate stage whose
   // result the next stage now holds): names and descriptors.
   void Forget(Job* job) {
-    Segment::Remove(job->res_name);
+    Segment::Remove(dir_, job->res_name);
     job->res.reset();
     job->input.reset();
   }
@@ -485,6 +488,7 @@ class Runner {
 
   const RunOptions& o_;
   std::string prefix_;
+  SegmentDir dir_;      // where this call's segments are made
   SegmentGuard guard_;  // declared before jobs_: destroyed after them
   std::shared_ptr<Segment> data_;  // the input's segment until handed over
   bool data_owned_ = false;        // data_ was created by this call

@@ -84,6 +84,10 @@ struct RunOptions {
   bool reserve_results = true;
   // Extra variables for the scripts' environment.
   std::vector<std::pair<std::string, std::string>> env;
+  // Where the call's segments are made: "" (PYRMAP_SEGMENT_DIR, else
+  // /dev/shm), "RAM", "DISK" or a directory (segment_dir.h). The scripts
+  // get the directory's path as PYRMAP_SEGMENT_DIR.
+  std::string segment_dir;
 };
 
 // The input of a run: its geometry, and either a writer that fills a fresh
@@ -94,8 +98,10 @@ struct Input {
   // passing `check` through). Called once, after the first interpreter has
   // been started.
   std::function<void(Segment& seg, void (*check)(void*), void* check_arg)> fill;
-  // Alternatively: the name of a segment holding the payload at desc.offset.
+  // Alternatively: the name of a segment holding the payload at desc.offset,
+  // and the path of its directory ("": the call's segment directory).
   std::string segment;
+  std::string segment_dir;
 };
 
 // One script's result: its array and a mapping of its payload.
