@@ -38,7 +38,7 @@ void CheckInterrupt() {
 // may have been released, and the name registered again with other data).
 bool PageStillHolds(const ViewSource& v) {
   try {
-    return ReadPageInfo(v.segment).generation == v.generation;
+    return ReadPageInfo(SegmentDir::Open(v.dir), v.segment).generation == v.generation;
   } catch (const Error&) {
     return false;
   }
@@ -53,14 +53,16 @@ Input MakeInput(SEXP x, RKind kind, Dtype to) {
   if (v && !v->segment.empty() && SameBytes(kind, to) && v->offset % kPayloadAlignment == 0 &&
       PageStillHolds(*v)) {
     in.segment = v->segment;
+    in.segment_dir = v->dir;
     in.desc.offset = v->offset;
     return in;
   }
   if (!v && SameBytes(kind, to)) {
-    std::string segment;
+    std::string dir, segment;
     uint64_t offset = 0;
-    if (RegisteredPayload(x, &segment, &offset)) {
+    if (RegisteredPayload(x, &dir, &segment, &offset)) {
       in.segment = segment;
+      in.segment_dir = dir;
       in.desc.offset = offset;
       return in;
     }
@@ -213,12 +215,14 @@ Rcpp::List ErrorInfo(const Error& e) {
 // [[Rcpp::init]]
 void pyrmap_init_views(DllInfo* dll) { InitViewClasses(dll); }
 
-// Runs `scripts` over `data` in `mode` ("run", "shared" or "pipeline").
+// Runs `scripts` over `data` in `mode` ("run", "shared" or "pipeline"), with
+// the call's segments in `segment_dir` ("", "RAM", "DISK" or a path).
 // Returns list(ok = TRUE, results = <list of R objects>) or an error list.
 // [[Rcpp::export(.pyrmap_run)]]
 SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, std::string dtype,
                 std::string python, std::string package_dir, double timeout, int jobs,
-                bool keep_intermediate, std::vector<std::string> args, bool bit64_available) {
+                bool keep_intermediate, std::vector<std::string> args, bool bit64_available,
+                std::string segment_dir) {
   std::vector<Result> results;
   bool input_integer64 = false;
   try {
@@ -241,6 +245,7 @@ SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, s
     o.result_order = ResultOrder::kF;
     o.result_map = MapMode::kPrivate;
     o.jobs = jobs;
+    o.segment_dir = segment_dir;
     o.on_stdout = [](std::string_view s) { Rprintf("%.*s", static_cast<int>(s.size()), s.data()); };
     o.on_stderr = [](std::string_view s) { REprintf("%.*s", static_cast<int>(s.size()), s.data()); };
     o.check_interrupt = CheckInterrupt;
