@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "header.h"
+#include "inventory.h"
 #include "commands.h"
 #include "common.h"
 #include "version.h"
@@ -31,8 +32,13 @@ int main(int argc, char** argv) {
   }
   try {
     InstallSignalHandlers();
-    for (auto& [sub, run] : runners)
-      if (sub->parsed()) return run();
+    for (auto& [sub, run] : runners) {
+      if (!sub->parsed()) continue;
+      // Leftovers of killed runs go before a run starts (ls and gc show
+      // and remove them themselves).
+      if (sub->get_name() != "ls" && sub->get_name() != "gc") pyrmap::RemoveDeadSegments();
+      return run();
+    }
   } catch (const pyrmap::Error& e) {
     std::cerr << "pyrmap: " << e.what() << "\n";
     return ExitCodeFor(e.kind());
