@@ -18,6 +18,8 @@
 #include <fmt/format.h>
 
 #include "error.h"
+#include "job.h"
+#include "outcome.h"
 #include "spawn.h"
 
 namespace pyrmap {
@@ -25,14 +27,10 @@ namespace pyrmap {
 namespace {
 
 constexpr const char* kBootstrap = "from pyrmap._bootstrap import main; main()";
-constexpr int kReadyFdInChild = 3;
 // Results are reserved ahead (see Runner::StartReserving) for inputs of at
 // least this size, when /dev/shm keeps this much room besides.
 constexpr uint64_t kReserveMinBytes = uint64_t{16} << 20;
 constexpr uint64_t kReserveHeadroom = uint64_t{256} << 20;
-// Bytes of a meta segment read back after a script ends (a newer minor
-// version may use a larger header; 4096 is all version 1 needs).
-constexpr size_t kMetaReadLimit = 65536;
 
 double Now() {
   struct timespec ts;
@@ -47,25 +45,6 @@ void WriteAllToStderr(std::string_view s) {
     if (n <= 0) return;
     s.remove_prefix(static_cast<size_t>(n));
   }
-}
-
-// Last `max_lines` non-empty lines of `text`, for error messages.
-std::string Tail(const std::string& text, size_t max_lines) {
-  size_t end = text.find_last_not_of(" \n\r\t");
-  if (end == std::string::npos) return "";
-  size_t pos = end + 1;
-  size_t lines = 0;
-  while (pos > 0 && lines < max_lines) {
-    size_t nl = text.rfind('\n', pos - 1);
-    if (nl == std::string::npos) {
-      pos = 0;
-      break;
-    }
-    pos = nl;
-    ++lines;
-  }
-  size_t start = pos == 0 ? 0 : pos + 1;
-  return text.substr(start, end + 1 - start);
 }
 
 void CheckScriptReadable(const Script& s) {
@@ -90,32 +69,10 @@ void CheckScriptReadable(const Script& s) {
   }
 }
 
-// One script's process and segments.
-struct Job {
-  Script script;
-  std::string meta_name;
-  std::string res_name;
-  std::optional<Segment> meta;
-  std::shared_ptr<Segment> res;    // read-write: reserved, then read back
-  std::shared_ptr<Segment> input;  // the input's segment, kept while the
-                                   // result may be written into it
-  bool in_place = false;           // the job may write its result there
-  uint32_t result_location = kResultInResultSegment;
-  std::optional<Process> proc;
-  int ready_fd = -1;  // our end of the ready socket; closing it is EOF
-  bool released = false;
-  double released_at = 0;
-  bool exited = false;
-  bool timed_out = false;
-  ExitStatus status;
-
-  ~Job() {
-    if (ready_fd >= 0) close(ready_fd);
-  }
-};
-
-// Runs jobs of one call. Owns the call's segment names (removed when the
-// Runner is destroyed) and its processes (killed and reaped likewise).
+// Drives the jobs of one call (job.h starts them and hands them their
+// input, outcome.h judges how they ended). Owns the call's segment names
+// (removed when the Runner is destroyed) and its jobs (their processes are
+// killed and reaped likewise).
 class Runner {
  public:
   explicit Runner(const RunOptions& o)
@@ -128,7 +85,7 @@ class Runner {
     wait_.wake_fd = o_.wake_fd;
   }
 
-  // The processes are killed by ~Job (via ~Process) first, then names go.
+  // The processes are killed by ~Job first, then names go.
   ~Runner() {
     JoinReserving();
     jobs_.clear();
@@ -142,6 +99,7 @@ class Runner {
     if (!input.segment.empty()) {
       SegmentDir dir = input.segment_dir.empty() ? dir_ : SegmentDir::Open(input.segment_dir);
       data_ = std::make_shared<Segment>(Segment::Open(dir, input.segment, false));
+      data_ro_ = data_;
       return input.segment;
     }
     if (!input.fill && input.desc.nbytes > 0)
@@ -150,6 +108,9 @@ class Runner {
     data_ = std::make_shared<Segment>(Segment::Create(dir_, name, input.desc.nbytes));
     guard_.Add(name);
     data_owned_ = true;
+    // A read-only descriptor, opened while the name exists, for scripts
+    // that must not write the input.
+    data_ro_ = std::make_shared<Segment>(Segment::Open(dir_, name, false));
     return name;
   }
 
@@ -162,13 +123,15 @@ class Runner {
     Segment::Remove(dir_, data_->name());
   }
 
-  // The data segment, for Release(); whether it is this call's own (a
-  // script may then write its result into it).
-  std::shared_ptr<Segment> Data() const { return data_; }
+  // Whether the data segment is this call's own (a script may then write
+  // its result into it).
   bool DataOwned() const { return data_owned_; }
 
   // Forgets the data segment once every script that reads it holds it.
-  void DropData() { data_.reset(); }
+  void DropData() {
+    data_.reset();
+    data_ro_.reset();
+  }
 
   // Reserves the result segments of `jobs` to `nbytes` each in a thread,
   // while the caller writes the input. Most results are the input's size,
@@ -198,119 +161,31 @@ class Runner {
   }
 
   // Starts the interpreter for `script`, whose input will be segment
-  // `data_name` (handed over by Release()). `desc` is the input's geometry,
-  // or nullptr when it is not known yet (a pipeline stage started early);
-  // then Release() writes it.
+  // `data_name` (handed over by a Release). `desc` is the input's geometry,
+  // or nullptr when it is not known yet (a pipeline stage started early).
   Job* Start(const Script& script, const std::string& data_name, const ArrayDesc* desc) {
-    auto job = std::make_unique<Job>();
-    size_t k = jobs_.size();
-    job->script = script;
-    job->meta_name = fmt::format("{}-meta-{}", prefix_, k);
-    job->res_name = fmt::format("{}-res-{}", prefix_, k);
-    job->meta.emplace(Segment::Create(dir_, job->meta_name, kHeaderSize));
-    guard_.Add(job->meta_name);
-    job->res = std::make_shared<Segment>(Segment::Create(dir_, job->res_name, 0));
-    guard_.Add(job->res_name);
-
-    ExchangeHeader h;
-    h.state = State::kInputReady;
-    h.flags = Flags();
-    h.owner_pid = getpid();
-    if (desc) h.input = *desc;
-    uint8_t buf[kHeaderSize];
-    EncodeHeader(h, buf, sizeof buf);
-    job->meta->Write(0, buf, sizeof buf);
-
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
-      throw SystemError("create ready socket for script", script.Display(),
-                        "socketpair", errno);
-    job->ready_fd = sv[0];
-    SpawnOptions so;
-    so.argv = PythonCommand(o_, script);
-    so.what = "Python interpreter";
-    so.capture_stdout = static_cast<bool>(o_.on_stdout);
-    so.capture_stderr = true;
-    so.fds.push_back({sv[1], kReadyFdInChild});
-    std::string pypath = o_.package_dir;
-    if (const char* old = getenv("PYTHONPATH"); old && *old)
-      pypath = pypath.empty() ? old : pypath + ":" + old;
-    if (!pypath.empty()) so.env.push_back({"PYTHONPATH", pypath});
-    so.env.push_back({"PYRMAP_SEGMENT_DIR", dir_.path()});
-    so.env.push_back({"PYRMAP_META", job->meta_name});
-    so.env.push_back({"PYRMAP_DATA", data_name});
-    so.env.push_back({"PYRMAP_RESULT", job->res_name});
-    so.env.push_back({"PYRMAP_READY_FD", std::to_string(kReadyFdInChild)});
-    so.env.push_back({"PYRMAP_FUNCTION", script.function});
-    for (const auto& kv : o_.env) so.env.push_back(kv);
-    try {
-      job->proc.emplace(Process::Spawn(so));
-    } catch (const Error& e) {
-      close(sv[1]);
-      if (e.kind() != ErrorKind::kSystem || e.sys_errno() == 0) throw;
-      throw Error(ErrorKind::kInterpreter, e.what()).with_errno(e.sys_errno());
-    } catch (...) {
-      close(sv[1]);
-      throw;
-    }
-    close(sv[1]);
-    jobs_.push_back(std::move(job));
+    jobs_.push_back(StartJob(o_, prefix_, jobs_.size(), script, data_name, desc, guard_));
     return jobs_.back().get();
   }
 
-  // Gives `job` its input: writes the descriptor if it was not known at
-  // Start, then sends the ready byte with a descriptor of `input` (the
-  // segment holding it). With `in_place`, that descriptor is writable and
-  // the script may put its result into the segment (header flag bit 2):
-  // only for a segment of this call that nobody else reads afterwards.
-  void Release(Job* job, const ArrayDesc* desc, const std::shared_ptr<Segment>& input,
-               bool in_place) {
-    if (desc && !job->exited) {
-      uint8_t buf[kArrayDescSize];
-      EncodeArrayDesc(*desc, buf);
-      job->meta->Write(off::kInput, buf, sizeof buf);
-    }
-    int fd = -1, read_only = -1;
-    if (input) {
-      if (in_place) {
-        fd = input->fd();
-        job->input = input;
-        job->in_place = true;
-        uint32_t flags = Flags() | kFlagInPlace;
-        job->meta->Write(off::kFlags, &flags, sizeof flags);
-      } else {
-        // A read-only descriptor of the same segment (its name may be gone).
-        read_only = open(fmt::format("/proc/self/fd/{}", input->fd()).c_str(), O_RDONLY | O_CLOEXEC);
-        fd = read_only >= 0 ? read_only : input->fd();
-      }
-    }
-    // A child that already died makes this fail with EPIPE; its exit is
-    // reported by Finish().
-    char go = '1';
-    struct iovec iov = {&go, 1};
-    union {
-      char buf[CMSG_SPACE(sizeof(int))];
-      struct cmsghdr align;
-    } control;
-    struct msghdr msg = {};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    if (fd >= 0) {
-      msg.msg_control = control.buf;
-      msg.msg_controllen = sizeof control.buf;
-      struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int));
-      std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-    }
-    ssize_t n;
-    do {
-      n = sendmsg(job->ready_fd, &msg, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    if (read_only >= 0) close(read_only);
-    job->released = true;
-    job->released_at = Now();
+  // Hands `job` the call's data: writable when `in_place`, else read-only.
+  void ReleaseData(Job* job, bool in_place) {
+    ReleaseJob(*job, o_, nullptr, in_place ? data_ : data_ro_, in_place);
+    if (in_place) job->input_ro = data_ro_;
+  }
+
+  // Hands `job` the result of finished job `prev` as its input (geometry
+  // `desc`): writable when `in_place` (only for this call's own segment that
+  // nobody reads afterwards), else read-only.
+  void ReleaseOutput(Job* job, const ArrayDesc& desc, Job* prev, bool in_place) {
+    // prev's result lies in its own result segment, or over its input
+    // (this call's data or an earlier stage's result, held writable by it).
+    const bool in_input = prev->result_location == kResultInInputSegment;
+    const std::shared_ptr<Segment>& rw = in_input ? prev->input : prev->res;
+    const std::shared_ptr<Segment>& ro = in_input ? prev->input_ro : prev->res_ro;
+    ArrayDesc d = desc;
+    ReleaseJob(*job, o_, &d, in_place ? rw : ro, in_place);
+    if (in_place) job->input_ro = ro;
   }
 
   // Waits until one of `jobs` exits (or times out) and returns it.
@@ -352,108 +227,10 @@ class Runner {
     }
   }
 
-  // Checks how `job` ended and returns its result; throws on any failure.
-  // The result payload is mapped only when `map` is set.
-  Result Finish(Job* job, bool map) {
-    const std::string who = fmt::format("script '{}'", job->script.Display());
-    if (job->timed_out)
-      throw Error(ErrorKind::kTimeout,
-                  fmt::format("{} timed out after {:g} s and was killed", who,
-                              o_.timeout_seconds))
-          .with_script(job->script.Display())
-          .with_status(job->status.code, job->status.signal);
-    ExchangeHeader h = ReadHeader(*job);
-    const std::string stderr_tail = Tail(job->proc->stderr_tail(), 20);
-    auto with_stderr = [&](std::string msg) {
-      if (!stderr_tail.empty()) msg += "\nstderr:\n" + stderr_tail;
-      return msg;
-    };
-    if (h.state == State::kError) {
-      if (h.error_type == "pyrmap.NumpyMissing")
-        throw Error(ErrorKind::kInterpreter, h.error_text).with_script(job->script.Display());
-      if (h.error_type == "pyrmap.NoResult")
-        throw Error(ErrorKind::kScript,
-                    fmt::format("{} finished without writing a result: it must call its "
-                                "@process_via_mmap function under `if __name__ == "
-                                "\"__main__\":`, or name a function to call "
-                                "(SCRIPT::FUNCTION)",
-                                who))
-            .with_script(job->script.Display())
-            .with_status(job->status.code, job->status.signal);
-      std::string tb = h.error_text;
-      std::string last = Tail(tb, 1);
-      throw Error(ErrorKind::kScript,
-                  fmt::format("{} raised {}\n{}", who,
-                              last.empty() ? h.error_type : last,
-                              (h.error_truncated ? "[...]\n" : "") + Tail(tb, 12)))
-          .with_script(job->script.Display())
-          .with_python(h.error_type, tb)
-          .with_status(job->status.code, job->status.signal);
-    }
-    if (h.state == State::kInputReady &&
-        job->proc->stderr_tail().find("No module named 'pyrmap'") != std::string::npos)
-      throw Error(ErrorKind::kInterpreter,
-                  fmt::format("the Python interpreter '{}' cannot import the pyrmap package{}: "
-                              "install it (pip install ./python) or set PYRMAP_PACKAGE_DIR",
-                              o_.python,
-                              o_.package_dir.empty() ? "" : " from '" + o_.package_dir + "'"))
-          .with_script(job->script.Display());
-    if (!job->status.ok()) {
-      const char* when = h.state == State::kResultReady ? "after writing its result"
-                                                        : "without writing a result";
-      throw Error(ErrorKind::kScript,
-                  with_stderr(fmt::format("{} {} {}", who, job->status.Describe(), when)))
-          .with_script(job->script.Display())
-          .with_status(job->status.code, job->status.signal);
-    }
-    if (h.state != State::kResultReady)
-      throw Error(ErrorKind::kScript,
-                  with_stderr(fmt::format("{} finished without writing a result", who)))
-          .with_script(job->script.Display())
-          .with_status(job->status.code, job->status.signal);
-    Result r;
-    r.script = job->script;
-    r.desc = h.result;
-    if (h.result_location == kResultInInputSegment && !job->in_place)
-      throw Error(ErrorKind::kProtocol,
-                  fmt::format("{} says it wrote its result into its input, which it was not "
-                              "given to write",
-                              who))
-          .with_script(job->script.Display());
-    job->result_location = h.result_location;
-    const Segment& res = h.result_location == kResultInInputSegment ? *job->input : *job->res;
-    try {
-      CheckPayloadFits(h.result, res.Size(), res.name());
-    } catch (const Error& e) {
-      throw Error(e.kind(), fmt::format("{}: {}", who, e.what())).with_script(job->script.Display());
-    }
-    if (map && h.result.nbytes > 0)
-      r.mapping = std::make_shared<Mapping>(
-          res.Map(o_.result_map, h.result.offset, h.result.nbytes));
-    return r;
-  }
+  Result Finish(Job* job, bool map) { return JudgeOutcome(*job, o_, map); }
+  [[noreturn]] void FinishEarly(Job* job) { JudgeEarlyExit(*job, o_); }
 
-  // For a job that ended before it was given its input: it failed (throws),
-  // or it broke the protocol by writing a result without one.
-  [[noreturn]] void FinishEarly(Job* job) {
-    Finish(job, false);
-    throw Error(ErrorKind::kProtocol,
-                fmt::format("script '{}' wrote a result before its input was ready",
-                            job->script.Display()));
-  }
-
-  uint32_t Flags() const {
-    return o_.result_order == ResultOrder::kF     ? kFlagResultOrderF
-           : o_.result_order == ResultOrder::kAny ? kFlagResultOrderAny
-                                                  : 0u;
-  }
-
-  // The segment that holds a finished job's result (its own result
-  // segment, or its input's if it wrote there), and whether it is this
-  // call's own.
-  std::shared_ptr<Segment> Output(const Job* job) const {
-    return job->result_location == kResultInInputSegment ? job->input : job->res;
-  }
+  // Whether a finished job's result lies in a segment of this call's own.
   bool OutputOwned(const Job* job) const {
     return job->result_location == kResultInInputSegment ? job->in_place : true;
   }
@@ -463,24 +240,12 @@ class Runner {
   void Forget(Job* job) {
     Segment::Remove(dir_, job->res_name);
     job->res.reset();
+    job->res_ro.reset();
     job->input.reset();
+    job->input_ro.reset();
   }
 
  private:
-  ExchangeHeader ReadHeader(const Job& job) {
-    uint64_t size = job.meta->Size();
-    std::vector<uint8_t> buf(static_cast<size_t>(std::min<uint64_t>(size, kMetaReadLimit)));
-    job.meta->Read(0, buf.data(), buf.size());
-    try {
-      return DecodeHeader(buf.data(), buf.size(), job.meta_name);
-    } catch (const Error& e) {
-      throw Error(e.kind(), fmt::format("script '{}' ({}): {}", job.script.Display(),
-                                        job.status.Describe(), e.what()))
-          .with_script(job.script.Display())
-          .with_status(job.status.code, job.status.signal);
-    }
-  }
-
   static void CheckTrampoline(void* self) {
     auto* r = static_cast<Runner*>(self);
     if (r->o_.check_interrupt) r->o_.check_interrupt();
@@ -488,10 +253,11 @@ class Runner {
 
   const RunOptions& o_;
   std::string prefix_;
-  SegmentDir dir_;      // where this call's segments are made
+  SegmentDir dir_;  // where this call's segments are made
   SegmentGuard guard_;  // declared before jobs_: destroyed after them
-  std::shared_ptr<Segment> data_;  // the input's segment until handed over
-  bool data_owned_ = false;        // data_ was created by this call
+  std::shared_ptr<Segment> data_;     // the input's segment until handed over
+  std::shared_ptr<Segment> data_ro_;  // the same, read-only
+  bool data_owned_ = false;           // data_ was created by this call
   std::thread reserver_;
   std::vector<std::unique_ptr<Job>> jobs_;
   WaitOptions wait_;
@@ -556,7 +322,7 @@ std::vector<Result> RunShared(const std::vector<Script>& scripts, const Input& i
   runner.JoinReserving();
   size_t released = 0;
   auto release_next = [&]() {
-    runner.Release(by_index[released], nullptr, runner.Data(), in_place);
+    runner.ReleaseData(by_index[released], in_place);
     running.push_back(by_index[released]);
     if (++released == n) runner.DropData();  // every script holds the data now
   };
@@ -597,7 +363,7 @@ std::vector<Result> RunPipeline(const std::vector<Script>& scripts, const Input&
   // call's own and no one needs it afterwards: the data always, a previous
   // stage's result unless the caller keeps the intermediates (they are
   // returned as they are).
-  runner.Release(stage[0], nullptr, runner.Data(), runner.DataOwned());
+  runner.ReleaseData(stage[0], runner.DataOwned());
   runner.DropData();
   std::vector<Result> results;
   for (size_t k = 0; k < n; ++k) {
@@ -609,9 +375,8 @@ std::vector<Result> RunPipeline(const std::vector<Script>& scripts, const Input&
     if (keep_intermediate || last) results.push_back(r);
     if (!last) {
       if (k + 2 < n) stage[k + 2] = runner.Start(scripts[k + 2], stage[k + 1]->res_name, nullptr);
-      ArrayDesc next_in = r.desc;
-      runner.Release(stage[k + 1], &next_in, runner.Output(stage[k]),
-                     runner.OutputOwned(stage[k]) && !keep_intermediate);
+      runner.ReleaseOutput(stage[k + 1], r.desc, stage[k],
+                           runner.OutputOwned(stage[k]) && !keep_intermediate);
       // Stage k+1 holds this result now; its memory goes when that stage is
       // done with it (or with the caller's mapping, when kept).
       runner.Forget(stage[k]);

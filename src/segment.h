@@ -154,6 +154,8 @@ class SegmentGuard {
   SegmentGuard& operator=(const SegmentGuard&) = delete;
   ~SegmentGuard();
   void Add(const std::string& name) { names_.push_back(name); }
+  // The directory the names are in.
+  const SegmentDir& dir() const { return dir_; }
   // Removes every name now.
   void RemoveAll();
 

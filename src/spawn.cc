@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -85,6 +87,64 @@ std::string FindOnPath(const std::string& program) {
   return "";
 }
 
+namespace {
+
+// What the child of Spawn needs; filled by the parent before clone(), read
+// by the child on the parent's memory (CLONE_VM), and `exec_errno` written
+// back by the child when execve fails.
+struct ChildPlan {
+  const char* path = nullptr;
+  char** argv = nullptr;
+  char** envp = nullptr;
+  // dup2(from[i], to[i]) in order; every `from` is above every `to`.
+  const int* dup_from = nullptr;
+  const int* dup_to = nullptr;
+  size_t dups = 0;
+  pid_t parent = 0;
+  int exec_errno = 0;
+};
+
+// Runs in the child on the parent's memory, while the parent is suspended
+// (CLONE_VFORK): only async-signal-safe calls, nothing that allocates.
+int ChildMain(void* arg) {
+  auto* plan = static_cast<ChildPlan*>(arg);
+  // Signals: the parent's handlers must never run here (they would run on
+  // the parent's memory); every caught signal and the usual job-control
+  // ones go back to their defaults. All signals are blocked until exec.
+  for (int s = 1; s < NSIG; ++s) {
+    if (s == SIGKILL || s == SIGSTOP) continue;
+    struct sigaction sa;
+    if (sigaction(s, nullptr, &sa) != 0) continue;
+    bool reset = sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN;
+    for (int d : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM})
+      reset = reset || s == d;
+    if (reset) {
+      struct sigaction def = {};
+      def.sa_handler = SIG_DFL;
+      sigaction(s, &def, nullptr);
+    }
+  }
+  // Its own process group, so that the whole of it can be killed; and it
+  // dies with the thread that started it.
+  setpgid(0, 0);
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != plan->parent) _exit(127);  // the parent died already
+  for (size_t i = 0; i < plan->dups; ++i) {
+    if (dup2(plan->dup_from[i], plan->dup_to[i]) < 0) {
+      plan->exec_errno = errno;
+      _exit(127);
+    }
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  execve(plan->path, plan->argv, plan->envp);
+  plan->exec_errno = errno ? errno : ENOEXEC;
+  _exit(127);
+}
+
+}  // namespace
+
 Process Process::Spawn(const SpawnOptions& o) {
   if (o.argv.empty()) throw Error(ErrorKind::kUsage, "spawn: empty argv");
   const std::string& prog = o.argv[0];
@@ -100,6 +160,17 @@ Process Process::Spawn(const SpawnOptions& o) {
       }
     }
   } cleanup{out, err};
+  auto fail = [&](int rc) {
+    std::string msg = fmt::format("start {} '{}': {}", o.what, prog,
+                                  rc == ENOENT ? "not found" : "cannot execute");
+    if (rc == ENOENT && prog.find('/') == std::string::npos) msg += " on PATH";
+    throw Error(ErrorKind::kSystem, fmt::format("{} (execve: {}, {})", msg, rc, ErrnoText(rc)))
+        .with_errno(rc);
+  };
+  // The program is looked up here, not in the child: the child may only
+  // make system calls.
+  const std::string path = FindOnPath(prog);
+  if (path.empty()) fail(ENOENT);
   if (o.capture_stdout) MakePipe(out, prog);
   if (o.capture_stderr) MakePipe(err, prog);
 
@@ -120,15 +191,9 @@ Process Process::Spawn(const SpawnOptions& o) {
   for (auto& s : argv_copy) argv.push_back(s.data());
   argv.push_back(nullptr);
 
-  posix_spawn_file_actions_t fa;
-  posix_spawnattr_t attr;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawnattr_init(&attr);
-  if (o.capture_stdout) posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-  if (o.capture_stderr) posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-  // Passed descriptors are first copied above every target number: dup2 of
-  // one onto its target must never clobber another that is still to come
-  // (nor be a no-op that keeps close-on-exec set).
+  // Descriptors for the child: passed ones are first copied above every
+  // target number, so that dup2 of one onto its target never clobbers
+  // another still to come (nor is a no-op that keeps close-on-exec set).
   std::vector<int> high;
   struct CloseHigh {
     std::vector<int>& fds;
@@ -138,34 +203,55 @@ Process Process::Spawn(const SpawnOptions& o) {
   } close_high{high};
   int above = 10;
   for (const auto& [parent_fd, child_fd] : o.fds) above = std::max(above, child_fd + 1);
+  std::vector<int> from, to;
+  if (o.capture_stdout) {
+    from.push_back(out[1]);
+    to.push_back(1);
+  }
+  if (o.capture_stderr) {
+    from.push_back(err[1]);
+    to.push_back(2);
+  }
   for (const auto& [parent_fd, child_fd] : o.fds) {
     int fd = fcntl(parent_fd, F_DUPFD_CLOEXEC, above);
     if (fd < 0) throw SystemError("pass descriptor to", prog, "fcntl", errno);
     high.push_back(fd);
-    posix_spawn_file_actions_adddup2(&fa, fd, child_fd);
+    from.push_back(fd);
+    to.push_back(child_fd);
   }
-  sigset_t none, defaults;
-  sigemptyset(&none);
-  sigemptyset(&defaults);
-  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM})
-    sigaddset(&defaults, s);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setpgroup(&attr, 0);  // its own group: we can kill it all
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-                                      POSIX_SPAWN_SETPGROUP);
-  pid_t pid = -1;
-  int rc = posix_spawnp(&pid, prog.c_str(), &fa, &attr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) {
-    std::string msg = fmt::format("start {} '{}': {}", o.what, prog,
-                                  rc == ENOENT ? "not found" : "cannot execute");
-    if (rc == ENOENT && prog.find('/') == std::string::npos)
-      msg += " on PATH";
-    throw Error(ErrorKind::kSystem,
-                fmt::format("{} (execve: {}, {})", msg, rc, ErrnoText(rc)))
-        .with_errno(rc);
+
+  ChildPlan plan;
+  plan.path = path.c_str();
+  plan.argv = argv.data();
+  plan.envp = envp.data();
+  plan.dup_from = from.data();
+  plan.dup_to = to.data();
+  plan.dups = from.size();
+  plan.parent = getpid();
+
+  // clone(CLONE_VM | CLONE_VFORK), as posix_spawn does, so that a large
+  // parent (an R session with gigabytes resident) pays no page-table copy;
+  // unlike posix_spawn, the child can set its parent-death signal. Every
+  // signal is blocked around it: a handler must never run in the child.
+  constexpr size_t kStackSize = 256 * 1024;
+  void* stack = mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) throw SystemError("start", prog, "mmap", errno);
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  pid_t pid = clone(ChildMain, static_cast<char*>(stack) + kStackSize,
+                    CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
+  int clone_errno = errno;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  munmap(stack, kStackSize);
+  if (pid < 0) throw SystemError("start", prog, "clone", clone_errno);
+  if (plan.exec_errno != 0) {
+    // The child has exited (CLONE_VFORK returns after its exit or exec).
+    int ws;
+    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {
+    }
+    fail(plan.exec_errno);
   }
   p.pid_ = pid;
   // pidfd_open (Linux 5.3): readable when the child exits. -1 on older
@@ -223,11 +309,22 @@ void Process::Kill(int sig) const {
 
 bool Process::Poll(ExitStatus* status) {
   if (!reaped_) {
-    int ws;
-    pid_t r = waitpid(pid_, &ws, WNOHANG);
-    if (r == pid_) {
-      reaped_ = true;
-      status_ = Decode(ws);
+    // Look without reaping first: while the exited child is not reaped its
+    // pid (and so its process group id) cannot be reused, so what is left
+    // of its group — anything it started and left running — can be killed
+    // safely before the child is reaped.
+    siginfo_t info = {};
+    if (waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+        info.si_pid == pid_) {
+      kill(-pid_, SIGKILL);
+      int ws;
+      pid_t r;
+      while ((r = waitpid(pid_, &ws, 0)) < 0 && errno == EINTR) {
+      }
+      if (r == pid_) {
+        reaped_ = true;
+        status_ = Decode(ws);
+      }
     }
   }
   if (reaped_ && status) *status = status_;

@@ -1,14 +1,20 @@
 // spawn.h — starting a program without a shell, and waiting for it.
 //
-// The child is started with posix_spawnp (vfork-like, so a large parent such
-// as an R session with gigabytes resident pays no page-table copy), in a new
-// process group, with default signal dispositions and an empty signal mask.
-// A program that cannot be executed is reported as an Error naming it and the
-// errno text, never as a silent exit status 127.
+// The child is started with clone(CLONE_VM | CLONE_VFORK) and execve, as
+// posix_spawn does (so a large parent such as an R session with gigabytes
+// resident pays no page-table copy), in a new process group, with default
+// signal dispositions, an empty signal mask, and SIGKILL as its parent-death
+// signal: it dies when the thread that started it ends (the whole process
+// being killed included). A program that cannot be executed is reported as
+// an Error naming it and the errno text, never as a silent exit status 127.
 //
-// Thread safety: Spawn may be called from several threads; every descriptor
-// the core opens is close-on-exec, so children inherit only what SpawnOptions
-// lists.
+// When the child is collected (Poll, Wait, the destructor), what is left of
+// its process group — processes it started and left running — is killed
+// first, while the unreaped child still holds the group id.
+//
+// Thread safety: Spawn may be called from several threads (each child dies
+// with its own starting thread); every descriptor the core opens is
+// close-on-exec, so children inherit only what SpawnOptions lists.
 #pragma once
 
 #include <sys/types.h>
@@ -81,7 +87,8 @@ class Process {
   // Sends `sig` to the child's process group.
   void Kill(int sig = 9) const;
 
-  // Whether the child has exited; never blocks. Reaps it if so.
+  // Whether the child has exited; never blocks. If so, kills what is left of
+  // its process group, then reaps it.
   bool Poll(ExitStatus* status = nullptr);
 
   // The last bytes the child wrote to its captured stderr.

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import _header as H
 from ._errors import ProtocolError, ResultTypeError
-from ._meta import ENV_DATA, ENV_RESULT, open_segment
+from ._meta import ENV_DATA, ENV_RESULT, open_segment, segment_dir
 
 NUMPY_DTYPES = {code: np.dtype(s) for code, s in H.NUMPY_TYPESTRS.items()}
 
@@ -147,6 +147,10 @@ def as_storable(value):
             "cannot store the result: %s that numpy.asarray cannot turn into an array "
             "(%s: %s); return a numpy array of one of the supported dtypes: %s"
             % (_describe_value(value), type(e).__name__, e, H.SUPPORTED_DTYPES)) from e
+    if arr.ndim == 0:
+        # R has no 0-d arrays, and the next stage of a pipeline indexes its
+        # input: a scalar is stored as shape (1,), everywhere.
+        arr = arr.reshape(1)
     code = _target_code(arr.dtype)
     if code is None:
         raise ResultTypeError(
@@ -261,9 +265,12 @@ def store_array(fd: int, arr: np.ndarray, code: int, flags: int, write=None) -> 
             os.posix_fallocate(fd, 0, desc.nbytes)
         except OSError as e:
             if e.errno == errno.ENOSPC:
-                raise OSError(e.errno, "no space in /dev/shm for the result of %d bytes: "
-                              "%s (%s; free memory in /dev/shm or return a smaller "
-                              "result)" % (desc.nbytes, e.strerror, desc.describe())) from None
+                where = segment_dir()
+                raise OSError(e.errno, "no space in %s for the result of %d bytes: "
+                              "%s (%s; free space in %s, choose a larger segment directory "
+                              "(path = \"DISK\" / segment_dir = in R, --segment-dir, "
+                              "PYRMAP_SEGMENT_DIR) or return a smaller result)"
+                              % (where, desc.nbytes, e.strerror, desc.describe(), where)) from None
             if e.errno == errno.EFBIG:
                 raise OSError(e.errno, "the result of %d bytes (%s) exceeds the file size "
                               "limit of this process: %s (see ulimit -f)"

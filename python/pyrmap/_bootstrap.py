@@ -41,6 +41,7 @@ NO_RESULT = (
 
 def main():
     """Runs the script named by sys.argv[1] as a pyrmap run; never returns."""
+    _meta.watch_caller()
     argv = sys.argv[1:]
     if not argv:
         sys.stderr.write(_USAGE)

@@ -142,7 +142,10 @@ def wait_ready(required: bool = True) -> bool:
     """Blocks until the runner's ready byte arrives on PYRMAP_READY_FD (no-op
     when the variable is not set). The runner sends a descriptor of the
     input's segment with it (SCM_RIGHTS), kept for take_input_fd(). Returns
-    False on EOF, or raises NotConnectedError on EOF when ``required``."""
+    False on EOF, or raises NotConnectedError on EOF when ``required``.
+    In a process the runner started (see watch_caller), the channel is then
+    watched: its end-of-file means the runner is gone, and this process and
+    its process group are killed."""
     global _ready, _input_fd
     text = os.environ.get(ENV_READY_FD, "")
     if _ready is None and text:
@@ -157,14 +160,88 @@ def wait_ready(required: bool = True) -> bool:
             raise ProtocolError("%s=%s cannot be read: %s"
                                 % (ENV_READY_FD, text, e.strerror)) from None
         _ready = bool(got)
-        try:
-            os.close(fd)
-        except OSError:
-            pass
+        if _ready and _watch:
+            _start_watching(fd)
+        else:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
     if _ready is False and required:
         raise NotConnectedError("the pyrmap runner went away before the input was ready "
                                 "(%s reached end of file)" % ENV_READY_FD)
     return _ready is not False
+
+
+# Whether this process was started by a runner (the bootstrap says so): only
+# then does the end of the ready channel end the process.
+_watch = False
+
+
+def watch_caller() -> None:
+    """Called by the bootstrap, first thing: greets the runner on the ready
+    channel (one byte, 'h': the runner then knows a working Python started
+    its bootstrap), and arranges that this process dies with its caller —
+    the channel is watched once the ready byte has come, and every process
+    this one forks gets the parent-death signal SIGKILL (the runner gives
+    it to this one)."""
+    global _watch
+    text = os.environ.get(ENV_READY_FD, "")
+    if not text:
+        return
+    _watch = True
+    try:
+        os.write(int(text), b"h")
+    except (OSError, ValueError):
+        pass  # a read-only pipe (tests) or a runner already gone
+    os.register_at_fork(before=_before_fork, after_in_child=_die_with_parent)
+
+
+_fork_parent = 0
+
+
+def _before_fork() -> None:
+    global _fork_parent
+    _fork_parent = os.getpid()
+
+
+def _die_with_parent() -> None:
+    """In a child forked by the script: SIGKILL when this process's parent
+    dies (and at once if it is already gone)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+    except Exception:  # no ctypes: the process group kill still applies
+        return
+    if os.getppid() != _fork_parent:
+        os._exit(1)
+
+
+def _start_watching(fd: int) -> None:
+    import _thread
+
+    _thread.start_new_thread(_watch_channel, (fd,))
+
+
+def _watch_channel(fd: int) -> None:
+    """Blocks until the ready channel ends (the runner is gone), then kills
+    this process's group (its own, as the runner made it) or itself."""
+    import signal
+
+    while True:
+        try:
+            data = os.read(fd, 64)
+        except InterruptedError:
+            continue
+        except OSError:
+            return  # not readable: nothing to watch
+        if not data:
+            break
+    if os.getpgrp() == os.getpid():
+        os.killpg(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _receive(fd: int):

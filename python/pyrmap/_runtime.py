@@ -96,11 +96,13 @@ class Connection:
         arr, code = _array.as_storable(value)
         # Unless the result is (a view of) the input, the input is let go of
         # first: its memory is freed while the result is written, and, when
-        # the runner allowed it, the result is written over it.
+        # the runner allowed it and nothing else still views the input (an
+        # array the script kept), the result is written over it.
         shares = self.input is not None and np_may_share_memory(arr, self.input)
+        unviewed = False
         if not shares:
-            self.release_input()
-        in_place = self._input_fd >= 0 and not shares
+            unviewed = self.release_input()
+        in_place = self._input_fd >= 0 and not shares and unviewed
         if in_place:
             desc = _array.store_array(self._input_fd, arr, code, self.header.flags, _write)
             location = H.RESULT_IN_INPUT_SEGMENT
@@ -118,16 +120,23 @@ class Connection:
         self.result = desc
         return desc
 
-    def release_input(self, keep=None) -> None:
+    def release_input(self, keep=None) -> bool:
         """Lets go of the input: its mapping is closed in the background once
         nothing views it, unless ``keep`` (the result) may share its memory.
-        ``self.input`` is None afterwards."""
+        ``self.input`` is None afterwards. Returns True when nothing else
+        refers to the input's mapping any more (no array the script kept,
+        no buffer of it): only then may its pages be written over."""
         from . import _array
 
         mm = _array.detach_input(self.input, keep) if self.input is not None else None
         self.input = None  # the last reference here: no array holds `mm` now
-        if mm is not None:
-            _array.close_in_background(mm)
+        if mm is None:
+            return keep is None  # no mapping (an empty input), or `keep` shares it
+        # Every array, memoryview or buffer export of the mapping holds a
+        # reference to it; here only `mm` and getrefcount's argument do.
+        unviewed = sys.getrefcount(mm) <= 2
+        _array.close_in_background(mm)
+        return unviewed
 
     def fail(self, exc: BaseException) -> None:
         """Records ``exc`` as the run's error (state 2)."""

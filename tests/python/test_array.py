@@ -255,21 +255,23 @@ def test_ragged_list_names_the_type(call, monkeypatch):
 
 
 def test_python_values(call, monkeypatch, make_call):
-    for value, dtype, shape in [([1, 2, 3], "int64", (3,)), (True, "bool", ()),
-                                (2.5, "float64", ()), ([[1.0, 2.0]], "float64", (1, 2)),
-                                (np.float32(1.5), "float32", ())]:
+    # Scalars are stored as shape (1,): R has no 0-d arrays.
+    for value, dtype, shape in [([1, 2, 3], "int64", (3,)), (True, "bool", (1,)),
+                                (2.5, "float64", (1,)), ([[1.0, 2.0]], "float64", (1, 2)),
+                                (np.float32(1.5), "float32", (1,))]:
         c = make_call()
         desc = stored(c, value, monkeypatch)
         assert (desc.dtype_name, desc.shape) == (dtype, shape)
-        np.testing.assert_array_equal(c.result_array(), np.asarray(value))
+        np.testing.assert_array_equal(c.result_array(), np.asarray(value).reshape(shape))
         monkeypatch.setattr("pyrmap._meta._ready", None)
 
 
 # ------------------------------------------------------------------ result: layout
 
-def test_scalar_result(call, monkeypatch):
-    desc = stored(call, np.float64(3.25), monkeypatch, flags=1)
-    assert (desc.shape, desc.count, desc.nbytes, desc.order) == ((), 1, 8, H.ORDER_C)
+@pytest.mark.parametrize("value", [np.float64(3.25), np.array(3.25), 3.25])
+def test_a_scalar_result_is_stored_as_shape_1(call, monkeypatch, value):
+    desc = stored(call, value, monkeypatch, flags=1)
+    assert (desc.shape, desc.count, desc.nbytes, desc.order) == ((1,), 1, 8, H.ORDER_C)
     assert call.result_bytes() == struct.pack("<d", 3.25)
 
 

@@ -329,7 +329,7 @@ def test_scalar_result_from_a_script(call, script):
                         "process_via_mmap(lambda d: d.sum())()\n"))
     assert p.returncode == 0, p.stderr
     h = call.read_header()
-    assert h.result.shape == () and h.result.dtype_name == "int64"
+    assert h.result.shape == (1,) and h.result.dtype_name == "int64"
     assert call.result_array() == 45
 
 

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
+#include <sys/wait.h>
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
@@ -145,4 +146,91 @@ TEST_CASE("FindOnPath resolves names and passes paths through") {
   CHECK(FindOnPath("sh").find("/sh") != std::string::npos);
   CHECK(FindOnPath("./x/y") == "./x/y");
   CHECK(FindOnPath("surely-not-a-program-name").empty());
+}
+
+namespace {
+
+// Waits (up to `seconds`) until `pid` no longer exists; true if it is gone.
+bool GoneWithin(pid_t pid, double seconds) {
+  double end = Seconds() + seconds;
+  while (Seconds() < end) {
+    if (kill(pid, 0) != 0 && errno == ESRCH) return true;
+    usleep(10000);
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("a child dies with the process that started it") {
+  // An intermediate process starts `sleep` through Spawn, reports its pid,
+  // and dies without cleaning up (as a caller killed with SIGKILL would):
+  // the parent-death signal must take the child along.
+  int report[2];
+  REQUIRE(pipe(report) == 0);
+  pid_t middle = fork();
+  REQUIRE(middle >= 0);
+  if (middle == 0) {
+    close(report[0]);
+    SpawnOptions o;
+    o.argv = {"sleep", "600"};
+    o.capture_stderr = false;
+    Process p = Process::Spawn(o);
+    pid_t pid = p.pid();
+    [[maybe_unused]] ssize_t n = write(report[1], &pid, sizeof pid);
+    _exit(0);  // no destructor runs: nothing kills the child on purpose
+  }
+  close(report[1]);
+  pid_t child = -1;
+  REQUIRE(read(report[0], &child, sizeof child) == static_cast<ssize_t>(sizeof child));
+  close(report[0]);
+  int ws;
+  REQUIRE(waitpid(middle, &ws, 0) == middle);
+  // Reaped by init once dead; kill(pid, 0) then fails with ESRCH. Generous
+  // bound: the signal is delivered at once, a loaded machine may be slow.
+  bool gone = GoneWithin(child, 30);
+  if (!gone) kill(child, SIGKILL);
+  CHECK(gone);
+}
+
+TEST_CASE("what a child leaves running in its process group ends with it") {
+  WaitOptions w;
+  std::string out;
+  w.on_stdout = [&](std::string_view s) { out += s; };
+  Process p = Sh("sleep 600 & echo $!");
+  ExitStatus st = p.Wait(w);
+  CHECK(st.ok());
+  pid_t left = static_cast<pid_t>(std::stol(out));
+  REQUIRE(left > 0);
+  bool gone = GoneWithin(left, 30);
+  if (!gone) kill(left, SIGKILL);
+  CHECK(gone);
+}
+
+TEST_CASE("a child starts with default signal dispositions and an empty mask") {
+  // A handler or a blocked signal of the parent must not reach the child.
+  struct sigaction sa = {}, old_int;
+  sa.sa_handler = [](int) {};
+  sigaction(SIGINT, &sa, &old_int);
+  sigset_t block, old_mask;
+  sigemptyset(&block);
+  sigaddset(&block, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &block, &old_mask);
+  std::string out;
+  WaitOptions w;
+  w.on_stdout = [&](std::string_view s) { out += s; };
+  SpawnOptions o;
+  o.argv = {"grep", "-E", "^(SigBlk|SigCgt):", "/proc/self/status"};
+  o.capture_stdout = true;
+  Process p = Process::Spawn(o);
+  CHECK(p.Wait(w).ok());
+  INFO(out);
+  pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  sigaction(SIGINT, &old_int, nullptr);
+  CHECK(out.find("SigBlk:\t0000000000000000") != std::string::npos);
+  // The parent's SIGINT handler is gone (grep catches SIGSEGV itself).
+  size_t at = out.find("SigCgt:\t");
+  REQUIRE(at != std::string::npos);
+  unsigned long long caught = std::stoull(out.substr(at + 8, 16), nullptr, 16);
+  CHECK((caught & (1ull << (SIGINT - 1))) == 0);
 }
