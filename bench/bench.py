@@ -586,8 +586,8 @@ def bench_b5(a):
            "made before anything is timed, in one R session. Both clusters (2 workers each) are started "
            "before the timed part: the PSOCK cluster with `makePSOCKcluster(2)`, memApply's default "
            "cluster by an untimed first call (MAX.CORES = 2); every method runs once untimed first. Then "
-           "%d rounds, the four methods in an order that rotates from round to round; before each call "
-           "`gc()` in the master and in that method's workers, and a 0.1 s pause (after an mclapply call, untimed, 1 s more: see bench/r/par_common.R). The timed part is "
+           "%d rounds, the four methods in an order that rotates from round to round; no `gc()` anywhere "
+           "(as a user's loop would not call one), a 0.1 s pause before each call (after an mclapply call, untimed, 1 s more: see bench/r/par_common.R). The timed part is "
            "the call alone (memApply's includes copying X and y into shared memory and releasing them; "
            "parApply's, splitting X into columns and sending them; mclapply's, forking).\n\n%s\n"
            % (n, p, 8 * n * p / 1e6, mem + reps, par_notes(w, a.pss_ms, mem, reps, notes)))
@@ -634,13 +634,13 @@ def bench_b6(a):
            "every task's side data), j = 1..%d. Both clusters (2 workers each) are started before the "
            "timed part (the PSOCK cluster with `makePSOCKcluster(2)`, memLapply's default cluster by an "
            "untimed first call, MAX.CORES = 2), and each method runs once untimed on tasks 1:2. Then %d "
-           "rounds, the three methods in rotating order; before each call `gc()` in the master and in "
-           "that method's workers, and a 0.1 s pause (1 s more after an mclapply call, untimed). Timed part: memLapply — the call (registering X "
+           "rounds, the three methods in rotating order; no `gc()` anywhere (as a user's loop would not "
+           "call one), a 0.1 s pause before each call (1 s more after an mclapply call, untimed). Timed part: memLapply — the call (registering X "
            "and the task list in shared memory, the workers mapping them, releasing); mclapply — the "
            "call (forking included); PSOCK — `clusterExport(cl, \"X\")` **and** `parLapply`, so the "
            "transfer of X to both workers, which that approach pays on every call, is in its time and "
-           "memory. After each PSOCK call, untimed, `clusterEvalQ(cl, {rm(X); gc()})` removes the "
-           "workers' copies so that every round starts alike.\n\n%s\n"
+           "memory. After each PSOCK call, untimed, `clusterEvalQ(cl, rm(X))` drops the "
+           "workers' copies (R frees them when it next collects).\n\n%s\n"
            % (n, p, 8 * n * p / 1e6, tasks, mem + reps, par_notes(w, a.b6_pss_ms, mem, reps, notes)))
     return {"id": "B6", "title": "B6 — memLapply with the whole %d × %d matrix as every task's side data "
                                  "(issue 5, B)" % (n, p),

@@ -10,7 +10,7 @@
 # before the timed rounds (memLapply's first call starts its default cluster,
 # MAX.CORES = 2). The PSOCK method's timed part is clusterExport(cl, "X") and
 # parLapply: what that approach costs per call. After it, untimed, X is
-# removed from the workers and they gc(), so every round starts alike.
+# removed from the workers (no gc(): nothing here calls one).
 # Protocol (BENCH_* lines): par_common.R. Results are compared across methods
 # (all.equal) on every call, and two tasks against a serial computation.
 
@@ -38,7 +38,6 @@ make_methods <- function(idx) list(
 unexport <- function() {
   clusterEvalQ(cl, {
     rm(X)
-    gc()
     NULL
   })
   invisible(NULL)

@@ -40,11 +40,6 @@ worker_cpu <- function(cl) {
   sum(unlist(parallel::clusterCall(cl, function() sum(proc.time()[1:2]))))
 }
 
-worker_gc <- function(cl) {
-  if (!is.null(cl)) parallel::clusterCall(cl, function() { gc(); NULL })
-  invisible(NULL)
-}
-
 worker_pids <- function(cl) unlist(parallel::clusterCall(cl, Sys.getpid))
 
 # The start both scripts share: the packages, the master's pid for the
@@ -78,7 +73,8 @@ after_fork <- function() Sys.sleep(1)
 # Runs `reps` rounds; in each, every method once, in an order that rotates
 # from round to round. methods: named list of functions of no argument (the
 # timed call); groups: method -> group name; clusters: method -> cluster (or
-# NULL) whose workers are gc()ed before the call and whose CPU time is read;
+# NULL) whose workers' CPU time is read (no gc() anywhere: a user's loop
+# calls none, and the memory views hold must go without one);
 # check(method, result) is called after each call (not timed); after[[m]](),
 # if given, runs after method m's call (not timed).
 run_rounds <- function(methods, groups, clusters, reps, check, after = list()) {
@@ -88,8 +84,6 @@ run_rounds <- function(methods, groups, clusters, reps, check, after = list()) {
     order <- c(ms[seq_along(ms) > k], ms[seq_len(k)])
     for (m in order) {
       cl <- clusters[[m]]
-      worker_gc(cl)
-      invisible(gc())
       say("BENCH_START ", m, " ", r, " ", groups[[m]])
       Sys.sleep(0.1)
       w0 <- worker_cpu(cl)

@@ -22,7 +22,41 @@
 #' Progress is reported through progressr when it is installed (silent
 #' unless a handler is enabled, e.g. `progressr::handlers(global = TRUE)`).
 #'
-#' @param X For `memApply()`, a double, integer, logical or raw matrix; for
+#' Results are unnamed, as memshare's (`names(res) <- colnames(X)` gives
+#' apply()'s names back).
+#'
+#' A data.frame `X` whose columns are all double, integer or logical is
+#' accepted: with `MARGIN = 2` it is shared as the list of its columns, and
+#' `FUN` gets each column as it is (its own type, no matrix copy of the
+#' frame); with `MARGIN = 1` it goes through a matrix (`as.matrix(X)`, said
+#' once per session in a message). A column of any other type or class (a
+#' factor, character, Date, ...) is an error naming the first such column.
+#'
+#' @section Memory: Each worker maps the call's pages once and releases its views at
+#'   the end of the call; when they mapped 64 MiB or more, the worker also
+#'   collects then (a few milliseconds), so that the mappings go at once
+#'   instead of waiting for R's collector, which the small view objects would
+#'   never prompt. Calls over small data never pay for a collection. Views in
+#'   this session follow the rule described in [run_python()] (section
+#'   Memory).
+#'
+#' @section Interrupts: Ctrl-C in a terminal is sent to the whole foreground process
+#'   group, the cluster's workers included, and parallel's workers drop a task
+#'   they are interrupted in without a reply, which would leave the master
+#'   waiting for ever. So every worker that pyrmap prepares leaves the
+#'   terminal's process group (the default cluster's and a `CLUSTER`'s alike:
+#'   Ctrl-C then reaches the master only). When the master is interrupted, it
+#'   sends SIGINT to its workers that are still in `FUN` (on this host), whose
+#'   interrupt is turned into a reply, and waits for those replies for 1 s at
+#'   most. A worker that does not answer by then (in code that ignores
+#'   interrupts) is killed if it belongs to the default cluster, which is then
+#'   started anew by the next call; a `CLUSTER`'s worker is left to finish,
+#'   and its late reply is recognised and skipped by the next call. The call
+#'   then ends with the interrupt, and the variables it registered are
+#'   released.
+#'
+#' @param X For `memApply()`, a double, integer, logical or raw matrix, or a
+#'   data.frame of double, integer and logical columns; for
 #'   `memLapply()`, a list of such vectors, matrices or arrays (or an atomic
 #'   vector, taken element by element). Or the name of a variable registered
 #'   in `NAMESPACE`, or a view from [retrieveViews()] (used without a copy).
@@ -78,8 +112,21 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
   # The data: a registered name, a view of a registered variable, or an object.
   ref <- .variable_ref(X, NAMESPACE, what, "X")
   if (ref$temp) temp$vars <- c(temp$vars, ref$var)
-  if (kind == "apply" && is.null(ref$ns) && !is.matrix(X))
-    .usage_error(sprintf("%s: X must be a matrix (double, integer, logical or raw), or the name of a registered matrix", what))
+  if (kind == "apply" && is.null(ref$ns) && is.data.frame(X)) {
+    .check_frame(X, what, xlabel)
+    if (margin == 2L) {
+      # Each column as it is: the frame is shared as the list of its columns.
+      X <- structure(lapply(X, function(col) { attributes(col) <- NULL; col }), names = NULL)
+      job$columns <- TRUE
+    } else {
+      if (!isTRUE(.state$said_frame_rows))
+        message(sprintf("%s: MARGIN = 1 over a data.frame works on a matrix copy of it (as.matrix(X))", what))
+      .state$said_frame_rows <- TRUE
+      X <- as.matrix(X)
+    }
+  }
+  if (kind == "apply" && is.null(ref$ns) && !is.matrix(X) && !isTRUE(job$columns))
+    .usage_error(sprintf("%s: X must be a matrix (double, integer, logical or raw), a data.frame of numeric, integer or logical columns, or the name of a registered matrix", what))
   if (kind == "lapply" && is.null(ref$ns)) {
     if (is.atomic(X) && !is.null(X)) X <- as.list(X)
     if (!is.list(X)) .usage_error(sprintf("%s: X must be a list (or vector), or the name of a registered list", what))
@@ -92,7 +139,7 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
   ref$dir <- ref$dir %||% job$dir
   job$x <- ref[c("ns", "var", "dir")]
   meta <- .metadata(ref$ns, ref$var, ref$dir)
-  n <- .task_count(kind, meta, margin, what, xlabel)
+  n <- if (isTRUE(job$columns)) as.integer(meta$n) else .task_count(kind, meta, margin, what, xlabel)
 
   # Side data: names of registered variables, or objects to register.
   job$vars <- .side_data(VARS, NAMESPACE, temp, what, FUN)
@@ -101,11 +148,43 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
 
   cl <- if (is.null(CLUSTER)) .default_cluster(MAX.CORES) else CLUSTER
   .check_cluster(cl)
-  .prepare_cluster(cl)
+  nodes <- .prepare_cluster(cl)
   id <- sprintf("%d.%d", Sys.getpid(), .next_counter())
-  on.exit(.call_nodes(cl, .remote(".worker_end"), id), add = TRUE, after = FALSE)
+  # `call$stuck`: nodes that did not answer after an interrupt (see .drain).
+  call <- new.env(parent = emptyenv())
+  call$stuck <- integer()
+  on.exit(.end_call(cl, id, call, is.null(CLUSTER)), add = TRUE, after = FALSE)
   .check_nodes(.call_nodes(cl, .remote(".worker_start"), id, job), what, "could not start the call")
-  .dispatch(cl, id, n, what, if (kind == "apply") c("row", "column")[margin] else "element")
+  .dispatch(cl, id, n, what, if (kind == "apply") c("row", "column")[margin] else "element",
+            nodes, call)
+}
+
+# A data.frame can be shared when every column is a plain double, integer or
+# logical vector; otherwise the error names the first column that is not.
+.check_frame <- function(X, what, xlabel) {
+  for (j in seq_along(X)) {
+    col <- X[[j]]
+    if (!(is.double(col) || is.integer(col) || is.logical(col)) || !is.null(oldClass(col))) {
+      kind <- if (!is.null(oldClass(col))) paste0("of class '", class(col)[1L], "'") else paste("of type", typeof(col))
+      .usage_error(sprintf("%s: column %d ('%s') of the data.frame X ('%s') is %s; only numeric, integer and logical columns can be shared",
+                           what, j, names(X)[j], xlabel, kind))
+    }
+  }
+}
+
+# The workers release the call's views. Nodes stuck in FUN after an
+# interrupt are told too, but not waited for (their replies, when they come,
+# are recognised as stale by their tags); the default cluster's stuck
+# workers have been killed, and that cluster is stopped: the next call starts
+# a new one.
+.end_call <- function(cl, id, call, is_default) {
+  if (length(call$stuck) && is_default) {
+    .stop_cluster(cl)
+    if (identical(.state$cluster, cl)) .state$cluster <- NULL
+    return(invisible(NULL))
+  }
+  .call_nodes(cl, .remote(".worker_end"), id, no_wait = call$stuck)
+  invisible(NULL)
 }
 
 .next_counter <- function() {
@@ -227,21 +306,25 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
   all(vapply(ok, isTRUE, logical(1)))
 }
 
-# Makes sure every worker can load this package from where it is installed.
+# Makes sure every worker can load this package from where it is installed,
+# and takes the workers out of the terminal's process group (see
+# .worker_hello). Returns, per node, list(pid, host) of its worker process.
 # (The function is given the global environment, so that sending it does
 # not itself require the package on the worker.)
 .prepare_cluster <- function(cl) {
   lib <- dirname(system.file(package = "pyrmap"))
   add_lib <- function(lib) {
     if (!(lib %in% .libPaths())) .libPaths(c(lib, .libPaths()))
-    requireNamespace("pyrmap", quietly = TRUE)
+    if (!requireNamespace("pyrmap", quietly = TRUE)) return(FALSE)
+    utils::getFromNamespace(".worker_hello", "pyrmap")()
   }
   environment(add_lib) <- globalenv()
   ok <- .call_nodes(cl, add_lib, lib)
   .check_nodes(ok, "", "failed")
-  if (!all(vapply(ok, isTRUE, logical(1))))
+  if (!all(vapply(ok, is.list, logical(1))))
     .raise(list(kind = "system", message = sprintf("the cluster's workers cannot load pyrmap from '%s'", lib)),
            sys.call(-1L))
+  ok
 }
 
 # Deals chunks of 1..n to the workers as they become free, collects the
@@ -254,7 +337,7 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
 # still travel in large chunks.
 .chunk_seconds <- 0.1
 
-.dispatch <- function(cl, id, n, what, unit) {
+.dispatch <- function(cl, id, n, what, unit, nodes, call) {
   send_call <- utils::getFromNamespace("sendCall", "parallel")
   recv_one <- utils::getFromNamespace("recvOneResult", "parallel")
   p <- length(cl)
@@ -283,10 +366,9 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
     send_call(cl[[node]], chunk, list(id, idx), tag = list(id = id, idx = idx))
   }
   busy <- function() !vapply(pending, is.null, logical(1))
-  # Outstanding chunks are always collected, even when interrupted or when a
-  # worker died: a reply left in a worker's socket would be read as the
-  # answer to the next call.
-  on.exit(.drain(cl, pending))
+  # Outstanding chunks are collected when the loop is left early (an
+  # interrupt, a lost worker): see .drain.
+  on.exit(call$stuck <- .drain(cl, id, pending, nodes))
   for (node in seq_len(min(p, n))) send(node, take())
   while (any(busy())) {
     d <- tryCatch(recv_one(cl), error = function(e) e)
@@ -316,32 +398,68 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
   results
 }
 
-# Reads the replies still due from the nodes of `pending` (non-NULL
-# entries); a node that fails to answer (it died) is skipped.
-.drain <- function(cl, pending) {
-  recv_from <- utils::getFromNamespace("recvResult", "parallel")
-  for (node in which(!vapply(pending, is.null, logical(1))))
-    tryCatch(recv_from(cl[[node]]), error = function(e) NULL)
+# Ends the chunks still running on the nodes of `pending` (non-NULL
+# entries) when the dispatch loop was left early, typically by an interrupt
+# (Ctrl-C reaches the master only: the workers left the terminal's process
+# group). Local workers are sent SIGINT, which .worker_chunk turns into a
+# reply; the replies are awaited for .drain_seconds at most. Returns the
+# nodes that did not answer by then (stuck in code that ignores interrupts,
+# or remote); those of the default cluster are killed. A worker that died is
+# not waited for.
+.drain_seconds <- 1
+
+.drain <- function(cl, id, pending, nodes) {
+  left <- which(!vapply(pending, is.null, logical(1)))
+  if (!length(left)) return(integer())
+  here <- Sys.info()[["nodename"]]
+  local <- function(i) is.list(nodes[[i]]) && identical(nodes[[i]]$host, here)
+  for (i in left) if (local(i)) try(tools::pskill(nodes[[i]]$pid, tools::SIGINT), silent = TRUE)
+  recv_data <- utils::getFromNamespace("recvData", "parallel")
+  deadline <- proc.time()[[3L]] + .drain_seconds
+  while (length(left)) {
+    wait <- deadline - proc.time()[[3L]]
+    if (wait <= 0) break
+    ready <- tryCatch(socketSelect(lapply(cl[left], `[[`, "con"), FALSE, wait),
+                      error = function(e) rep(TRUE, length(left)))
+    for (i in left[ready]) {
+      msg <- tryCatch(recv_data(cl[[i]]), error = function(e) NULL)
+      # A dead worker, or the reply to this node's chunk: done with it. (A
+      # stale reply of an earlier call is skipped.)
+      if (is.null(msg) || (is.list(msg$tag) && identical(msg$tag$id, id)))
+        left <- setdiff(left, i)
+    }
+  }
+  if (length(left) && identical(.state$cluster, cl))
+    for (i in left) if (local(i)) try(tools::pskill(nodes[[i]]$pid, tools::SIGKILL), silent = TRUE)
+  left
 }
 
 # fun(...) on every node of `cl`. Unlike clusterCall(), a node that cannot be
-# reached or fails never leaves another node's reply unread (which the next
-# call would take for its own). Returns one value per node, or the error
-# (a condition) for nodes that failed.
-.call_nodes <- function(cl, fun, ...) {
+# reached or fails never leaves another node's reply unread, and each call
+# carries a tag of its own, so a stale reply still due from an interrupted
+# call is skipped, not taken for this call's. Returns one value per node, or
+# the error (a condition) for nodes that failed; the nodes in `no_wait` are
+# sent the call but their replies are not awaited (NULL).
+.call_nodes <- function(cl, fun, ..., no_wait = integer()) {
   send_call <- utils::getFromNamespace("sendCall", "parallel")
-  recv_from <- utils::getFromNamespace("recvResult", "parallel")
+  recv_data <- utils::getFromNamespace("recvData", "parallel")
   args <- list(...)
+  tag <- list(nodes_call = .next_counter(), pid = Sys.getpid())
   sent <- lapply(seq_along(cl), function(i) {
     tryCatch({
-      send_call(cl[[i]], fun, args)
+      send_call(cl[[i]], fun, args, tag = tag)
       TRUE
     }, error = function(e) e)
   })
   lapply(seq_along(cl), function(i) {
     if (!isTRUE(sent[[i]])) return(sent[[i]])
+    if (i %in% no_wait) return(NULL)
     tryCatch({
-      v <- recv_from(cl[[i]])
+      repeat {
+        msg <- recv_data(cl[[i]])
+        if (identical(msg$tag, tag)) break
+      }
+      v <- msg$value
       if (inherits(v, "try-error")) simpleError(as.character(v)) else v
     }, error = function(e) e)
   })
@@ -406,9 +524,21 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
 
 # ---- the workers' side ----------------------------------------------------------
 
+# The first thing a worker does for a call: leave the terminal's process
+# group, so that Ctrl-C in the master's terminal reaches the master alone
+# (parallel's worker would drop its task without a reply, and the master
+# would wait for ever); the master interrupts its busy workers itself. Returns
+# list(pid, host).
+.worker_hello <- function() {
+  .Call(pyrmap_leave_process_group)
+  list(pid = Sys.getpid(), host = Sys.info()[["nodename"]])
+}
+
 # Receives a call's job: maps its pages (views cached by generation) and
-# keeps FUN, so that chunks carry only indices.
+# keeps FUN, so that chunks carry only indices. Jobs of earlier calls that
+# were never ended (an interrupted master) are released first.
 .worker_start <- function(id, job) {
+  for (old in setdiff(names(.state$jobs), id)) .worker_end(old)
   ok <- FALSE
   on.exit(if (!ok) .release_job_views(job))  # e.g. a variable released meanwhile
   job$old_options <- options(pyrmap.segment_dir = job$dir)
@@ -417,6 +547,7 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
   names(args) <- vapply(job$vars, `[[`, "", "arg")
   job$args <- args
   job$is_view <- !is.null(.pyrmap_view_info(job$x_value))
+  job$mapped <- .pyrmap_mapping_bytes(job$x_value) + sum(vapply(args, .pyrmap_mapping_bytes, 0))
   job$fun <- unserialize(job$fun)
   .state$jobs[[id]] <- job
   ok <- TRUE
@@ -425,30 +556,47 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
 
 .release_job_views <- function(job) {
   if ("old_options" %in% names(job)) options(job$old_options)
-  releaseViews(job$x$ns, job$x$var)
-  for (v in job$vars) releaseViews(v$ns, v$var)
+  .forget_view(.key(job$x$ns, job$x$var))
+  for (v in job$vars) .forget_view(.key(v$ns, v$var))
 }
 
-# Releases the call's views in this worker.
+# Releases the call's views in this worker. When they mapped at least
+# .end_collect_bytes, a collection follows, so that the mappings go now:
+# nothing else in the worker would prompt R to collect the small view
+# objects (and the chunks' column views) that hold them. A collection costs
+# a few milliseconds in a worker; calls over small data never pay it.
+.end_collect_bytes <- 64 * 1024^2
+
 .worker_end <- function(id) {
   job <- .state$jobs[[id]]
   .state$jobs[[id]] <- NULL
-  if (!is.null(job)) .release_job_views(job)
+  if (!is.null(job)) {
+    .release_job_views(job)
+    if (isTRUE(job$mapped >= .end_collect_bytes)) {
+      job <- NULL
+      invisible(gc(verbose = FALSE))
+    }
+  }
   invisible(TRUE)
 }
 
 # FUN over elements `idx`; on an error, the results so far and where it
 # failed (class pyrmap_task_error).
 .worker_chunk <- function(id, idx) {
-  job <- .state$jobs[[id]]
-  if (is.null(job)) stop("pyrmap: this worker has no job ", id)
-  x <- job$x_value
-  out <- vector("list", length(idx))
   k <- 0L
-  value <- tryCatch({
+  out <- vector("list", length(idx))
+  failed <- function(message, class) {
+    structure(list(index = if (k >= 1L) idx[[k]] else idx[[1L]], message = message, class = class,
+                   done = idx[seq_len(max(k - 1L, 0L))], values = out[seq_len(max(k - 1L, 0L))]),
+              class = "pyrmap_task_error")
+  }
+  tryCatch({
+    job <- .state$jobs[[id]]
+    if (is.null(job)) stop("pyrmap: this worker has no job ", id)
+    x <- job$x_value
     for (k in seq_along(idx)) {
       i <- idx[[k]]
-      el <- if (job$kind == "lapply") x[[i]]
+      el <- if (job$kind == "lapply" || isTRUE(job$columns)) x[[i]]
             else if (job$is_view) .pyrmap_slice(x, job$margin, i)
             else if (job$margin == 1L) x[i, ] else x[, i]
       args <- if (is.null(job$first)) c(list(el), job$args)
@@ -457,12 +605,10 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
       if (!is.null(r)) out[[k]] <- r
     }
     out
-  }, error = function(e) {
-    structure(list(index = idx[[k]], message = conditionMessage(e), class = class(e),
-                   done = idx[seq_len(k - 1L)], values = out[seq_len(k - 1L)]),
-              class = "pyrmap_task_error")
-  })
-  value
+  }, error = function(e) failed(conditionMessage(e), class(e)),
+  # An interrupt (the master's, when it was interrupted itself) becomes a
+  # reply too: parallel's worker would drop the task without one.
+  interrupt = function(e) failed("interrupted", class(e)))
 }
 
 .worker_gc <- function(namespace) {

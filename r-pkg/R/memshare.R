@@ -20,7 +20,15 @@
 #' view: every retrieval checks the page's generation.
 #'
 #' `releaseViews()` forgets this session's views of the variables;
-#' `releaseVariables()` removes variables this session registered.
+#' `releaseVariables()` removes variables this session registered. As in
+#' memshare, a name that this session never retrieved is an error of
+#' `releaseViews()` (class `pyrmap_not_viewed`), and a name that is not
+#' registered is an error of `releaseVariables()` (class
+#' `pyrmap_not_registered`; another process's variable is a
+#' `pyrmap_usage_error`); the message names the namespace and the variable,
+#' and nothing is released when one name is wrong. `retrieveMetadata()`
+#' opens a view in memshare; here it maps nothing, but `releaseViews()`
+#' accepts the names it was asked about.
 #' `viewList()` and `pageList()` list this session's views and variables as
 #' `"<namespace>.<variable>"`. `retrieveMetadata()` describes a variable
 #' without mapping it. `memshare_gc()` releases every view and variable of a
@@ -91,7 +99,15 @@ retrieveViews <- function(namespace, variableNames) {
 releaseViews <- function(namespace, variableNames) {
   .check_namespace(namespace)
   .check_names(variableNames)
-  for (v in variableNames) .forget_view(.key(namespace, v))
+  for (v in variableNames)
+    if (is.null(.state$views[[.key(namespace, v)]]) && is.null(.state$asked[[.key(namespace, v)]]))
+      .memshare_error("pyrmap_not_viewed",
+                      sprintf("releaseViews: this session holds no view of variable '%s' of namespace '%s' (not previously allocated by retrieveViews())",
+                              v, namespace))
+  for (v in variableNames) {
+    .forget_view(.key(namespace, v))
+    .state$asked[[.key(namespace, v)]] <- NULL
+  }
   invisible(NULL)
 }
 
@@ -100,6 +116,13 @@ releaseViews <- function(namespace, variableNames) {
 releaseVariables <- function(namespace, variableNames) {
   .check_namespace(namespace)
   .check_names(variableNames)
+  # Names this session did not register: another process's page is the
+  # core's ownership error (below); no page at all is an error here.
+  for (v in variableNames)
+    if (is.null(.state$pages[[.key(namespace, v)]]) && is.na(.pyrmap_generation(namespace, v)))
+      .memshare_error("pyrmap_not_registered",
+                      sprintf("releaseVariables: variable '%s' of namespace '%s' is not registered by this session (not previously allocated by registerVariables())",
+                              v, namespace))
   for (v in variableNames) {
     key <- .key(namespace, v)
     info <- .pyrmap_release(namespace, v, .state$pages[[key]]$dir %||% .segment_dir())
@@ -116,6 +139,9 @@ retrieveMetadata <- function(namespace, variableName) {
   .check_namespace(namespace)
   .check_names(variableName)
   meta <- lapply(variableName, function(v) .metadata(namespace, v))
+  # In memshare, asking opens a view that releaseViews() then releases;
+  # here nothing is mapped, but releaseViews() accepts the names all the same.
+  for (v in variableName) .state$asked[[.key(namespace, v)]] <- TRUE
   if (length(meta) == 1L) return(meta[[1L]])
   names(meta) <- variableName
   meta
@@ -137,7 +163,7 @@ memshare_gc <- function(namespace, cluster = NULL) {
   if (!is.null(cluster)) {
     .check_cluster(cluster)
     .prepare_cluster(cluster)
-    parallel::clusterCall(cluster, .remote(".worker_gc"), namespace)
+    .check_nodes(.call_nodes(cluster, .remote(".worker_gc"), namespace), "memshare_gc", "failed")
   }
   invisible(.pyrmap_collect_garbage())
 }
@@ -150,6 +176,7 @@ memshare_gc <- function(namespace, cluster = NULL) {
 .state <- new.env(parent = emptyenv())
 .state$pages <- list()
 .state$views <- list()
+.state$asked <- list()  # "ns.var" keys given to retrieveMetadata()
 .state$jobs <- list()
 .state$counter <- 0L
 .state$cluster <- NULL
@@ -199,6 +226,8 @@ memshare_gc <- function(namespace, cluster = NULL) {
 }
 
 .gc_namespace <- function(ns) {
+  prefix <- .key(ns, "")
+  .state$asked <- .state$asked[!startsWith(names(.state$asked) %||% character(), prefix)]
   for (key in names(.state$views))
     if (identical(.state$views[[key]]$ns, ns)) .forget_view(key)
   for (key in names(.state$pages)) {
@@ -212,6 +241,14 @@ memshare_gc <- function(namespace, cluster = NULL) {
   for (p in .state$pages) try(.pyrmap_release(p$ns, p$var, p$dir), silent = TRUE)
   .state$pages <- list()
   .state$views <- list()
+  .state$asked <- list()
+}
+
+# Stops with a condition of class `class` (a pyrmap_error) naming the
+# exported function the user called.
+.memshare_error <- function(class, message) {
+  stop(structure(class = c(class, "pyrmap_error", "error", "condition"),
+                 list(message = message, call = .user_call())))
 }
 
 .check_namespace <- function(namespace) {

@@ -6,7 +6,11 @@
 # "RAM", "DISK" or a path).
 .pyrmap_register <- function(ns, var, x, dir = .segment_dir()) .Call(pyrmap_register, ns, var, x, dir)
 .pyrmap_open <- function(ns, var, dir = .segment_dir()) .Call(pyrmap_open, ns, var, dir)
-.pyrmap_generation <- function(ns, var, dir = .segment_dir()) .Call(pyrmap_generation, ns, var, dir)
+.pyrmap_generation <- function(ns, var, dir = .segment_dir()) {
+  g <- .Call(pyrmap_generation, ns, var, dir)
+  if (is.list(g)) .raise(g, .user_call())  # a name that cannot be used
+  g
+}
 .pyrmap_page_info <- function(ns, var, dir = .segment_dir()) .Call(pyrmap_page_info, ns, var, dir)
 .pyrmap_release <- function(ns, var, dir = .segment_dir()) .Call(pyrmap_release, ns, var, dir)
 .pyrmap_slice <- function(m, margin, j) .Call(pyrmap_slice, m, margin, j)
@@ -15,6 +19,8 @@
 .pyrmap_collect_garbage <- function(dirs = .segment_dir()) .Call(pyrmap_collect_garbage, dirs)
 .pyrmap_segment_dir <- function(choice) .Call(pyrmap_choose_segment_dir, choice)
 .pyrmap_remove_dead_segments <- function() .Call(pyrmap_remove_dead_segments)
+.pyrmap_mapping_bytes <- function(x) .Call(pyrmap_mapping_bytes, x)
+.pyrmap_view_memory <- function() .Call(pyrmap_view_memory)
 
 # run_python()'s entry point (.pyrmap_run, src/run_r.cpp) is an Rcpp
 # function and needs Rcpp's namespace loaded (Rcpp's C callables). The

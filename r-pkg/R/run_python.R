@@ -56,8 +56,13 @@
 #'   uint8 are zero-copy views; float32 and bool results become double and
 #'   logical vectors; int64 results come back as double when every value is
 #'   within 2^53, else as `bit64::integer64` (an error if bit64 is not
-#'   installed). Results with two or more dimensions carry `dim`; names and
-#'   dimnames of `data` are kept when the result has its shape.
+#'   installed). -2^31 in an int32 result and -2^63 in an int64 result are the
+#'   NA that `data` sent when `data` held NA; otherwise they are values: such
+#'   an int32 result comes back as double (exact), -2^63 as the double -2^63,
+#'   and an int64 result that would need integer64 for other values is an
+#'   error naming the position and the value (integer64 cannot hold -2^63).
+#'   Results with two or more dimensions carry `dim`; names and dimnames of
+#'   `data` are kept when the result has its shape.
 #'   `run_python_shared_data()`: a list with one result per script, named
 #'   after the scripts. `run_python_pipeline()`: the last stage's result, or
 #'   with `keep_intermediate = TRUE` a list of every stage's result, named
@@ -86,6 +91,21 @@
 #'   process and signals a condition of class `c("pyrmap_interrupt",
 #'   "interrupt")`, which `try()` does not swallow. Whatever happens, no
 #'   shared-memory segment of the call is left behind.
+#'
+#' @section Memory: A result view holds its shared memory until R collects it.
+#'   A view is a small R object, so R's own collector sees no reason to run
+#'   while unreachable views pin gigabytes. pyrmap therefore counts the bytes
+#'   of the mappings that live views hold (once per mapping: the column views
+#'   of a matrix view share its mapping), and before it makes a view of a new
+#'   mapping it collects (`R_gc()`, in the process that holds the views) when
+#'   the bytes of the mappings first seen since its last collection, the new
+#'   one included, would exceed a bound: the process's anonymous resident
+#'   memory (`RssAnon`: R's heap, mostly), at least 64 MiB, and at most a
+#'   quarter of the memory the system has available (`MemAvailable`). So a loop
+#'   `for (i in 1:n) y <- run_python(x, script)` keeps at most two results
+#'   mapped (the new one and the one `y` still held while the call ran), and
+#'   unreachable views never pin more than about R's heap — the slack R's
+#'   collector allows its own heap.
 #'
 #' @examples
 #' \dontrun{
@@ -336,7 +356,7 @@ pyrmap_command <- function() {
 }
 
 .raise <- function(info, call = NULL) {
-  msg <- info$message
+  msg <- .valid_utf8(info$message)
   if (identical(info$kind, "interpreter"))
     msg <- paste0(msg, "\nChoose the interpreter with python = , options(pyrmap.python = ) ",
                   "or the environment variable PYRMAP_PYTHON.")
@@ -347,9 +367,19 @@ pyrmap_command <- function() {
   cond <- structure(
     class = c(.condition_class(info), base),
     list(message = msg, call = call, script = info$script %||% "",
-         python_type = info$python_type %||% "", traceback = info$traceback %||% "",
+         python_type = info$python_type %||% "", traceback = .valid_utf8(info$traceback %||% ""),
          exit_status = info$exit_status %||% NA_integer_, signal = info$signal %||% NA_integer_))
   stop(cond)
+}
+
+# Text that R's string functions accept: invalid UTF-8 bytes become <xx>,
+# and the result is marked UTF-8.
+.valid_utf8 <- function(x) {
+  x <- enc2utf8(as.character(x))
+  bad <- !is.na(x) & !validUTF8(x)
+  if (any(bad)) x[bad] <- iconv(x[bad], "UTF-8", "UTF-8", sub = "byte")
+  Encoding(x) <- "UTF-8"
+  x
 }
 
 `%||%` <- function(a, b) if (is.null(a)) b else a

@@ -36,6 +36,8 @@ END_RCPP
 RcppExport SEXP pyrmap_choose_segment_dir(SEXP);
 RcppExport SEXP pyrmap_collect_garbage(SEXP);
 RcppExport SEXP pyrmap_generation(SEXP, SEXP, SEXP);
+RcppExport SEXP pyrmap_leave_process_group();
+RcppExport SEXP pyrmap_mapping_bytes(SEXP);
 RcppExport SEXP pyrmap_open(SEXP, SEXP, SEXP);
 RcppExport SEXP pyrmap_page_info(SEXP, SEXP, SEXP);
 RcppExport SEXP pyrmap_register(SEXP, SEXP, SEXP, SEXP);
@@ -43,6 +45,7 @@ RcppExport SEXP pyrmap_release(SEXP, SEXP, SEXP);
 RcppExport SEXP pyrmap_remove_dead_segments();
 RcppExport SEXP pyrmap_slice(SEXP, SEXP, SEXP);
 RcppExport SEXP pyrmap_view_info(SEXP);
+RcppExport SEXP pyrmap_view_memory();
 RcppExport SEXP pyrmap_view_page(SEXP);
 
 static const R_CallMethodDef CallEntries[] = {
@@ -50,6 +53,8 @@ static const R_CallMethodDef CallEntries[] = {
     {"pyrmap_choose_segment_dir",   (DL_FUNC) &pyrmap_choose_segment_dir,   1},
     {"pyrmap_collect_garbage",      (DL_FUNC) &pyrmap_collect_garbage,      1},
     {"pyrmap_generation",           (DL_FUNC) &pyrmap_generation,           3},
+    {"pyrmap_leave_process_group",  (DL_FUNC) &pyrmap_leave_process_group,  0},
+    {"pyrmap_mapping_bytes",        (DL_FUNC) &pyrmap_mapping_bytes,        1},
     {"pyrmap_open",                 (DL_FUNC) &pyrmap_open,                 3},
     {"pyrmap_page_info",            (DL_FUNC) &pyrmap_page_info,            3},
     {"pyrmap_register",             (DL_FUNC) &pyrmap_register,             4},
@@ -57,6 +62,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"pyrmap_remove_dead_segments", (DL_FUNC) &pyrmap_remove_dead_segments, 0},
     {"pyrmap_slice",                (DL_FUNC) &pyrmap_slice,                3},
     {"pyrmap_view_info",            (DL_FUNC) &pyrmap_view_info,            1},
+    {"pyrmap_view_memory",          (DL_FUNC) &pyrmap_view_memory,          0},
     {"pyrmap_view_page",            (DL_FUNC) &pyrmap_view_page,            1},
     {NULL, NULL, 0}
 };

@@ -11,8 +11,12 @@
 #include <R_ext/Rdynload.h>
 #include <Rversion.h>
 
+#include <unistd.h>
+
+#include <cstdio>
 #include <cstring>
 #include <unordered_map>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -85,6 +89,23 @@ PageArray Describe(SEXP x, const std::string& what) {
 }
 
 // An R object (a view, or an ordinary empty vector) for array i of a page.
+// R errors come as RUnwind (run under Entry).
+// Throws unless every array of `p` can be an R object (checked before any
+// R object is made, so that the protection stack stays balanced).
+void CheckArrays(const OpenedPage& p) {
+  for (const PageArray& a : p.info.arrays) {
+    TagKind(a.tag);
+    if (a.tag & kTagHasDim)
+      for (uint64_t d : a.desc.shape)
+        if (d > static_cast<uint64_t>(INT_MAX))
+          throw Error(ErrorKind::kUsage,
+                      fmt::format("variable '{}' of namespace '{}' is an array of shape {}, which has "
+                                  "a dimension beyond R's limit of {}",
+                                  p.info.var, p.info.ns, a.desc.Describe(), INT_MAX));
+  }
+}
+
+// (After CheckArrays.)
 SEXP ArrayToR(const OpenedPage& p, size_t i) {
   const PageArray& a = p.info.arrays[i];
   RKind kind = TagKind(a.tag);
@@ -97,13 +118,15 @@ SEXP ArrayToR(const OpenedPage& p, size_t i) {
   src.offset = a.desc.offset;
   src.generation = p.info.generation;
   SEXP ans = PROTECT(MakeView(SexpType(kind), std::move(src)));
-  if (a.tag & kTagHasDim) {
-    SEXP dim = PROTECT(Rf_allocVector(INTSXP, static_cast<R_xlen_t>(a.desc.shape.size())));
-    for (size_t k = 0; k < a.desc.shape.size(); ++k) INTEGER(dim)[k] = static_cast<int>(a.desc.shape[k]);
-    Rf_setAttrib(ans, R_DimSymbol, dim);
-    UNPROTECT(1);
-  }
-  if (kind == RKind::kInteger64) Rf_setAttrib(ans, R_ClassSymbol, Rf_mkString("integer64"));
+  RCall([&] {
+    if (a.tag & kTagHasDim) {
+      SEXP dim = PROTECT(Rf_allocVector(INTSXP, static_cast<R_xlen_t>(a.desc.shape.size())));
+      for (size_t k = 0; k < a.desc.shape.size(); ++k) INTEGER(dim)[k] = static_cast<int>(a.desc.shape[k]);
+      Rf_setAttrib(ans, R_DimSymbol, dim);
+      UNPROTECT(1);
+    }
+    if (kind == RKind::kInteger64) Rf_setAttrib(ans, R_ClassSymbol, Rf_mkString("integer64"));
+  });
   UNPROTECT(1);
   return ans;
 }
@@ -130,26 +153,34 @@ Rboolean ListInspect(SEXP x, int, int, int, void (*)(SEXP, int, int, int)) {
 
 SEXP ListToR(const OpenedPage& p) {
   const R_xlen_t n = static_cast<R_xlen_t>(p.info.arrays.size());
-  SEXP lst = PROTECT(Rf_allocVector(VECSXP, n));
+  SEXP lst = R_NilValue;
+  RCall([&] { lst = Rf_allocVector(VECSXP, n); });
+  PROTECT(lst);
   bool named = false;
   for (R_xlen_t i = 0; i < n; ++i) {
     SET_VECTOR_ELT(lst, i, ArrayToR(p, static_cast<size_t>(i)));
     named = named || !p.info.arrays[i].name.empty();
   }
-  SEXP names = R_NilValue;
-  if (named) {
-    names = PROTECT(Rf_allocVector(STRSXP, n));
-    for (R_xlen_t i = 0; i < n; ++i)
-      SET_STRING_ELT(names, i, Rf_mkCharCE(p.info.arrays[i].name.c_str(), CE_UTF8));
-  }
+  SEXP ans = R_NilValue;
+  RCall([&] {
+    SEXP names = R_NilValue;
+    if (named) {
+      names = PROTECT(Rf_allocVector(STRSXP, n));
+      for (R_xlen_t i = 0; i < n; ++i)
+        SET_STRING_ELT(names, i, Rf_mkCharCE(p.info.arrays[i].name.c_str(), CE_UTF8));
+    }
 #if R_VERSION >= R_Version(4, 3, 0)
-  SEXP ans = R_new_altrep(g_list_class, R_NilValue, lst);
-  if (named) Rf_setAttrib(ans, R_NamesSymbol, names);
+    ans = R_new_altrep(g_list_class, R_NilValue, lst);
 #else
-  SEXP ans = lst;
-  if (named) Rf_setAttrib(ans, R_NamesSymbol, names);
+    ans = lst;
 #endif
-  UNPROTECT(named ? 2 : 1);
+    if (named) {
+      PROTECT(ans);
+      Rf_setAttrib(ans, R_NamesSymbol, names);
+      UNPROTECT(2);
+    }
+  });
+  UNPROTECT(1);
   return ans;
 }
 
@@ -180,6 +211,8 @@ void ForgetPage(const std::string& dir, const std::string& ns, const std::string
 SegmentDir DirArg(SEXP x) { return SegmentDir::Choose(StringArg(x, "segment directory")); }
 
 // list(ok = FALSE, kind, message), raised as a classed condition in R.
+// (Called from Entry's catch block: `e` is alive, but an R error here is an
+// allocation failure with nothing of ours to leak except `e` itself.)
 SEXP Fail(const Error& e) {
   SEXP out = PROTECT(NamedList({"ok", "kind", "message"}));
   SetField(out, "ok", Rf_ScalarLogical(FALSE));
@@ -187,10 +220,6 @@ SEXP Fail(const Error& e) {
   SetField(out, "message", Str(e.what()));
   UNPROTECT(1);
   return out;
-}
-
-SEXP Fail(const std::exception& e) {
-  return Fail(Error(ErrorKind::kSystem, fmt::format("internal error: {}", e.what())));
 }
 
 }  // namespace
@@ -248,17 +277,21 @@ void pyrmap_init_lists(DllInfo* dll) {
 
 namespace {
 
-SEXP Generation(uint64_t g) { return Str(fmt::format("{:016x}", g)); }
+std::string GenerationText(uint64_t g) { return fmt::format("{:016x}", g); }
 
+// `body` under Entry (rlist.h): core errors come back as Fail() lists, R
+// errors raised under RCall continue once the C++ frames are gone.
 template <typename F>
 SEXP Guarded(F&& body) {
-  try {
-    return body();
-  } catch (const Error& e) {
-    return Fail(e);
-  } catch (const std::exception& e) {
-    return Fail(e);
-  }
+  return Entry(body, [](const Error& e) { return Fail(e); });
+}
+
+// `f()` under RCall, for building a return value while C++ objects are alive.
+template <typename F>
+SEXP Build(F&& f) {
+  SEXP out = R_NilValue;
+  RCall([&] { out = f(); });
+  return out;
 }
 
 }  // namespace
@@ -278,7 +311,8 @@ extern "C" SEXP pyrmap_register(SEXP ns_, SEXP var_, SEXP x, SEXP dir_) {
       for (R_xlen_t i = 0; i < XLENGTH(x); ++i) {
         SEXP el = VECTOR_ELT(x, i);
         arrays.push_back(Describe(el, fmt::format("element {} of '{}'", i + 1, var)));
-        if (names != R_NilValue) arrays.back().name = Rf_translateCharUTF8(STRING_ELT(names, i));
+        if (names != R_NilValue)
+          arrays.back().name = Utf8(STRING_ELT(names, i), fmt::format("the name of element {} of '{}'", i + 1, var));
         parts.push_back(el);
       }
     } else {
@@ -294,13 +328,16 @@ extern "C" SEXP pyrmap_register(SEXP ns_, SEXP var_, SEXP x, SEXP dir_) {
     if (!is_list && info.arrays[0].desc.nbytes > 0)
       Registered()[ptrs[0]] = PageRef{ns, var, info.dir, info.segment, info.generation,
                                       info.arrays[0].desc.offset, info.arrays[0].desc.nbytes};
-    SEXP out = PROTECT(NamedList({"ok", "segment", "generation", "dir"}));
-    SetField(out, "ok", Rf_ScalarLogical(TRUE));
-    SetField(out, "segment", Str(info.segment));
-    SetField(out, "generation", Generation(info.generation));
-    SetField(out, "dir", Str(info.dir));
-    UNPROTECT(1);
-    return out;
+    const std::string generation = GenerationText(info.generation);
+    return Build([&] {
+      SEXP out = PROTECT(NamedList({"ok", "segment", "generation", "dir"}));
+      SetField(out, "ok", Rf_ScalarLogical(TRUE));
+      SetField(out, "segment", Str(info.segment));
+      SetField(out, "generation", Str(generation));
+      SetField(out, "dir", Str(info.dir));
+      UNPROTECT(1);
+      return out;
+    });
   });
 }
 
@@ -308,12 +345,19 @@ extern "C" SEXP pyrmap_register(SEXP ns_, SEXP var_, SEXP x, SEXP dir_) {
 // view or list of views, generation).
 extern "C" SEXP pyrmap_open(SEXP ns_, SEXP var_, SEXP dir_) {
   return Guarded([&] {
-    OpenedPage p = OpenPage(DirArg(dir_), StringArg(ns_, "namespace"), StringArg(var_, "variable name"),
-                            MapMode::kPrivate);
-    SEXP out = PROTECT(NamedList({"ok", "value", "generation"}));
-    SetField(out, "ok", Rf_ScalarLogical(TRUE));
-    SetField(out, "value", p.info.is_list ? ListToR(p) : ArrayToR(p, 0));
-    SetField(out, "generation", Generation(p.info.generation));
+    const std::string ns = StringArg(ns_, "namespace"), var = StringArg(var_, "variable name");
+    OpenedPage p = OpenPage(DirArg(dir_), ns, var, MapMode::kPrivate);
+    CheckArrays(p);
+    const std::string generation = GenerationText(p.info.generation);
+    SEXP value = PROTECT(p.info.is_list ? ListToR(p) : ArrayToR(p, 0));
+    SEXP out = Build([&] {
+      SEXP out = PROTECT(NamedList({"ok", "value", "generation"}));
+      SetField(out, "ok", Rf_ScalarLogical(TRUE));
+      SetField(out, "value", value);
+      SetField(out, "generation", Str(generation));
+      UNPROTECT(1);
+      return out;
+    });
     UNPROTECT(1);
     return out;
   });
@@ -322,13 +366,17 @@ extern "C" SEXP pyrmap_open(SEXP ns_, SEXP var_, SEXP dir_) {
 // The current generation of (ns, var) in segment directory `dir`, or NA if
 // it is not registered (or cannot be read: pyrmap_open then says why).
 extern "C" SEXP pyrmap_generation(SEXP ns_, SEXP var_, SEXP dir_) {
-  try {
+  return Guarded([&] {
     const std::string ns = StringArg(ns_, "namespace"), var = StringArg(var_, "variable name");
-    PageInfo info = ReadPageInfo(DirArg(dir_), PageName(ns, var));
-    if (info.ns == ns && info.var == var) return Generation(info.generation);
-  } catch (const std::exception&) {
-  }
-  return Rf_ScalarString(NA_STRING);
+    const SegmentDir dir = DirArg(dir_);
+    std::string generation;
+    try {
+      PageInfo info = ReadPageInfo(dir, PageName(ns, var));
+      if (info.ns == ns && info.var == var) generation = GenerationText(info.generation);
+    } catch (const Error&) {
+    }
+    return Build([&] { return generation.empty() ? Rf_ScalarString(NA_STRING) : Str(generation); });
+  });
 }
 
 // Metadata of (ns, var) in segment directory `dir` without mapping it:
@@ -339,27 +387,30 @@ extern "C" SEXP pyrmap_page_info(SEXP ns_, SEXP var_, SEXP dir_) {
     const std::string ns = StringArg(ns_, "namespace"), var = StringArg(var_, "variable name");
     PageInfo info = FindPage(DirArg(dir_), ns, var).info;
     static const char* kTypes[] = {"double", "integer", "logical", "raw", "integer64"};
-    SEXP out = PROTECT(NamedList({"ok", "is_list", "owner_pid", "arrays"}));
-    SetField(out, "ok", Rf_ScalarLogical(TRUE));
-    SetField(out, "is_list", Rf_ScalarLogical(info.is_list));
-    SetField(out, "owner_pid", Rf_ScalarReal(static_cast<double>(info.owner_pid)));
-    SEXP arrays = Rf_allocVector(VECSXP, static_cast<R_xlen_t>(info.arrays.size()));
-    SetField(out, "arrays", arrays);
-    for (size_t i = 0; i < info.arrays.size(); ++i) {
-      const PageArray& a = info.arrays[i];
-      const char* type = kTypes[static_cast<int>(TagKind(a.tag))];
-      SEXP el = NamedList({"type", "dim", "has_dim", "length", "name"});
-      SET_VECTOR_ELT(arrays, static_cast<R_xlen_t>(i), el);
-      SetField(el, "type", Rf_mkString(type));
-      SEXP dim = Rf_allocVector(REALSXP, static_cast<R_xlen_t>(a.desc.shape.size()));
-      SetField(el, "dim", dim);
-      for (size_t k = 0; k < a.desc.shape.size(); ++k) REAL(dim)[k] = static_cast<double>(a.desc.shape[k]);
-      SetField(el, "has_dim", Rf_ScalarLogical((a.tag & kTagHasDim) != 0));
-      SetField(el, "length", Rf_ScalarReal(static_cast<double>(a.desc.count)));
-      SetField(el, "name", Str(a.name));
-    }
-    UNPROTECT(1);
-    return out;
+    std::vector<const char*> types;
+    for (const PageArray& a : info.arrays) types.push_back(kTypes[static_cast<int>(TagKind(a.tag))]);
+    return Build([&] {
+      SEXP out = PROTECT(NamedList({"ok", "is_list", "owner_pid", "arrays"}));
+      SetField(out, "ok", Rf_ScalarLogical(TRUE));
+      SetField(out, "is_list", Rf_ScalarLogical(info.is_list));
+      SetField(out, "owner_pid", Rf_ScalarReal(static_cast<double>(info.owner_pid)));
+      SEXP arrays = Rf_allocVector(VECSXP, static_cast<R_xlen_t>(info.arrays.size()));
+      SetField(out, "arrays", arrays);
+      for (size_t i = 0; i < info.arrays.size(); ++i) {
+        const PageArray& a = info.arrays[i];
+        SEXP el = NamedList({"type", "dim", "has_dim", "length", "name"});
+        SET_VECTOR_ELT(arrays, static_cast<R_xlen_t>(i), el);
+        SetField(el, "type", Rf_mkString(types[i]));
+        SEXP dim = Rf_allocVector(REALSXP, static_cast<R_xlen_t>(a.desc.shape.size()));
+        SetField(el, "dim", dim);
+        for (size_t k = 0; k < a.desc.shape.size(); ++k) REAL(dim)[k] = static_cast<double>(a.desc.shape[k]);
+        SetField(el, "has_dim", Rf_ScalarLogical((a.tag & kTagHasDim) != 0));
+        SetField(el, "length", Rf_ScalarReal(static_cast<double>(a.desc.count)));
+        SetField(el, "name", Str(a.name));
+      }
+      UNPROTECT(1);
+      return out;
+    });
   });
 }
 
@@ -371,11 +422,13 @@ extern "C" SEXP pyrmap_release(SEXP ns_, SEXP var_, SEXP dir_) {
     const SegmentDir dir = DirArg(dir_);
     ForgetPage(dir.path(), ns, var);
     const bool removed = ReleasePage(dir, ns, var);
-    SEXP out = PROTECT(NamedList({"ok", "removed"}));
-    SetField(out, "ok", Rf_ScalarLogical(TRUE));
-    SetField(out, "removed", Rf_ScalarLogical(removed));
-    UNPROTECT(1);
-    return out;
+    return Build([&] {
+      SEXP out = PROTECT(NamedList({"ok", "removed"}));
+      SetField(out, "ok", Rf_ScalarLogical(TRUE));
+      SetField(out, "removed", Rf_ScalarLogical(removed));
+      UNPROTECT(1);
+      return out;
+    });
   });
 }
 
@@ -409,7 +462,8 @@ SEXP Slice(SEXP m, int margin, int j, const char** why) {
     col.length = nrow;
     return MakeView(type, std::move(col));
   }
-  SEXP ans = Rf_allocVector(type, ncol);
+  SEXP ans = R_NilValue;
+  RCall([&] { ans = Rf_allocVector(type, ncol); });
   uint8_t* out = static_cast<uint8_t*>(const_cast<void*>(RData(ans)));
   const uint8_t* in = src->data + static_cast<size_t>(j - 1) * item;
   for (R_xlen_t c = 0; c < ncol; ++c) std::memcpy(out + c * item, in + static_cast<size_t>(c * nrow) * item, item);
@@ -421,38 +475,58 @@ SEXP Slice(SEXP m, int margin, int j, const char** why) {
 // Column j (MARGIN 2, a zero-copy view of the matrix view `m`) or row j
 // (MARGIN 1, gathered into a new vector), 1-based. `m` must be a view.
 extern "C" SEXP pyrmap_slice(SEXP m, SEXP margin, SEXP j) {
-  const char* why = nullptr;
-  SEXP ans = Slice(m, Rf_asInteger(margin), Rf_asInteger(j), &why);
-  if (!ans) Rf_error("pyrmap: %s", why);  // no C++ object is alive here
-  PROTECT(ans);
-  if (Rf_inherits(m, "integer64")) Rf_setAttrib(ans, R_ClassSymbol, Rf_mkString("integer64"));
-  UNPROTECT(1);
+  char why[512] = "";
+  SEXP ans = Entry(
+      [&]() -> SEXP {
+        const char* w = nullptr;
+        SEXP a = Slice(m, Rf_asInteger(margin), Rf_asInteger(j), &w);
+        if (!a) {
+          std::snprintf(why, sizeof why, "%s", w);
+          return R_NilValue;
+        }
+        PROTECT(a);
+        if (Rf_inherits(m, "integer64")) RCall([&] { Rf_setAttrib(a, R_ClassSymbol, Rf_mkString("integer64")); });
+        UNPROTECT(1);
+        return a;
+      },
+      [&](const Error& e) {
+        std::snprintf(why, sizeof why, "%s", e.what());
+        return R_NilValue;
+      });
+  if (why[0]) Rf_error("pyrmap: %s", why);  // no C++ object is alive here
   return ans;
 }
 
 // If `x` is a view of a whole registered variable (a page of one array,
 // still registered with the same generation): list(ns, var, generation,
-// dir).
-// Else NULL.
+// dir). Else NULL.
 extern "C" SEXP pyrmap_view_page(SEXP x) {
   const ViewSource* v = ViewOf(x);
   if (!v || v->generation == 0) return R_NilValue;
-  try {
-    PageInfo info = ReadPageInfo(SegmentDir::Open(v->dir), v->segment);
-    if (info.generation != v->generation || info.is_list || info.arrays.size() != 1 ||
-        info.arrays[0].desc.offset != v->offset ||
-        info.arrays[0].desc.count != static_cast<uint64_t>(v->length))
-      return R_NilValue;
-    SEXP out = PROTECT(NamedList({"ns", "var", "generation", "dir"}));
-    SetField(out, "ns", Str(info.ns));
-    SetField(out, "var", Str(info.var));
-    SetField(out, "generation", Generation(info.generation));
-    SetField(out, "dir", Str(info.dir));
-    UNPROTECT(1);
-    return out;
-  } catch (const std::exception&) {
-    return R_NilValue;
-  }
+  return Entry(
+      [&]() -> SEXP {
+        PageInfo info;
+        try {
+          info = ReadPageInfo(SegmentDir::Open(v->dir), v->segment);
+        } catch (const Error&) {
+          return R_NilValue;
+        }
+        if (info.generation != v->generation || info.is_list || info.arrays.size() != 1 ||
+            info.arrays[0].desc.offset != v->offset ||
+            info.arrays[0].desc.count != static_cast<uint64_t>(v->length))
+          return R_NilValue;
+        const std::string generation = GenerationText(info.generation);
+        return Build([&] {
+          SEXP out = PROTECT(NamedList({"ns", "var", "generation", "dir"}));
+          SetField(out, "ns", Str(info.ns));
+          SetField(out, "var", Str(info.var));
+          SetField(out, "generation", Str(generation));
+          SetField(out, "dir", Str(info.dir));
+          UNPROTECT(1);
+          return out;
+        });
+      },
+      [](const Error&) { return R_NilValue; });
 }
 
 // Whether `x` is a view, and of which segment (for tests and diagnostics):
@@ -460,51 +534,106 @@ extern "C" SEXP pyrmap_view_page(SEXP x) {
 extern "C" SEXP pyrmap_view_info(SEXP x) {
   const ViewSource* v = ViewOf(x);
   if (!v) return R_NilValue;
-  SEXP out = PROTECT(NamedList({"segment", "offset", "length", "address", "dir"}));
-  SetField(out, "segment", Str(v->segment));
-  SetField(out, "dir", Str(v->dir));
-  SetField(out, "offset", Rf_ScalarReal(static_cast<double>(v->offset)));
-  SetField(out, "length", Rf_ScalarReal(static_cast<double>(v->length)));
-  SetField(out, "address", Str(fmt::format("{}", static_cast<const void*>(v->data))));
-  UNPROTECT(1);
-  return out;
+  return Guarded([&] {
+    const std::string address = fmt::format("{}", static_cast<const void*>(v->data));
+    return Build([&] {
+      SEXP out = PROTECT(NamedList({"segment", "offset", "length", "address", "dir"}));
+      SetField(out, "segment", Str(v->segment));
+      SetField(out, "dir", Str(v->dir));
+      SetField(out, "offset", Rf_ScalarReal(static_cast<double>(v->offset)));
+      SetField(out, "length", Rf_ScalarReal(static_cast<double>(v->length)));
+      SetField(out, "address", Str(address));
+      UNPROTECT(1);
+      return out;
+    });
+  });
 }
 
 // Removes the segments of dead owners (any pyrmap segment of this user) in
-// the known segment directories and in `dirs` (character); returns their
-// names.
+// the known segment directories and in `dirs` (character: "RAM", "DISK" or
+// paths); returns their names.
 extern "C" SEXP pyrmap_collect_garbage(SEXP dirs_) {
-  std::vector<std::string> names;
-  try {
+  return Guarded([&] {
     std::vector<std::string> extra;
     if (TYPEOF(dirs_) == STRSXP)
       for (R_xlen_t i = 0; i < XLENGTH(dirs_); ++i)
-        if (STRING_ELT(dirs_, i) != NA_STRING) extra.push_back(ResolveSegmentDir(CHAR(STRING_ELT(dirs_, i))));
-    for (const auto& s : CollectGarbage(KnownSegmentDirs(extra))) names.push_back(s.name);
-  } catch (const std::exception&) {
-  }
-  SEXP out = PROTECT(Rf_allocVector(STRSXP, static_cast<R_xlen_t>(names.size())));
-  for (size_t i = 0; i < names.size(); ++i)
-    SET_STRING_ELT(out, static_cast<R_xlen_t>(i), Rf_mkCharCE(names[i].c_str(), CE_UTF8));
-  UNPROTECT(1);
+        if (STRING_ELT(dirs_, i) != NA_STRING)
+          extra.push_back(ResolveSegmentDir(Rf_translateCharUTF8(STRING_ELT(dirs_, i))));
+    std::vector<std::string> names;
+    try {
+      for (const auto& s : CollectGarbage(KnownSegmentDirs(extra))) names.push_back(s.name);
+    } catch (const Error&) {
+    }
+    return Build([&] {
+      SEXP out = PROTECT(Rf_allocVector(STRSXP, static_cast<R_xlen_t>(names.size())));
+      for (size_t i = 0; i < names.size(); ++i)
+        SET_STRING_ELT(out, static_cast<R_xlen_t>(i), Rf_mkCharCE(names[i].c_str(), CE_UTF8));
+      UNPROTECT(1);
+      return out;
+    });
+  });
+}
+
+// Bytes of the distinct mappings that view `x` (or the views in list `x`)
+// holds; 0 for anything else.
+extern "C" SEXP pyrmap_mapping_bytes(SEXP x) {
+  std::vector<const Mapping*> seen;
+  double total = 0;
+  auto add = [&](SEXP v) {
+    const ViewSource* s = ViewOf(v);
+    if (!s || !s->mapping) return;
+    for (const Mapping* m : seen)
+      if (m == s->mapping.get()) return;
+    seen.push_back(s->mapping.get());
+    total += static_cast<double>(s->mapping->size());
+  };
+  if (TYPEOF(x) == VECSXP)
+    for (R_xlen_t i = 0; i < XLENGTH(x); ++i) add(VECTOR_ELT(x, i));
+  else
+    add(x);
+  return Rf_ScalarReal(total);
+}
+
+// What views map in this process and the bound past which making another
+// view collects first (see views.h): c(mapped = , bound = ), in bytes.
+extern "C" SEXP pyrmap_view_memory() {
+  SEXP out = PROTECT(Rf_allocVector(REALSXP, 2));
+  REAL(out)[0] = static_cast<double>(MappedViewBytes());
+  REAL(out)[1] = static_cast<double>(CollectBound());
+  SEXP nm = PROTECT(Rf_allocVector(STRSXP, 2));
+  SET_STRING_ELT(nm, 0, Rf_mkChar("mapped"));
+  SET_STRING_ELT(nm, 1, Rf_mkChar("bound"));
+  Rf_setAttrib(out, R_NamesSymbol, nm);
+  UNPROTECT(2);
   return out;
+}
+
+// Moves this process into a process group of its own (a cluster worker:
+// Ctrl-C in the master's terminal, sent to the terminal's foreground
+// process group, then reaches the master alone). Returns whether the
+// process now leads its own group.
+extern "C" SEXP pyrmap_leave_process_group() {
+  if (getpgrp() != getpid()) setpgid(0, 0);  // fails harmlessly for a session leader
+  return Rf_ScalarLogical(getpgrp() == getpid());
 }
 
 // The segment directory `choice` ("" / "RAM" / "DISK" / a path) stands for,
 // opened and checked ("DISK" made if needed): list(ok, dir) or an error list.
 extern "C" SEXP pyrmap_choose_segment_dir(SEXP choice_) {
   return Guarded([&] {
-    const SegmentDir dir = DirArg(choice_);
-    SEXP out = PROTECT(NamedList({"ok", "dir"}));
-    SetField(out, "ok", Rf_ScalarLogical(TRUE));
-    SetField(out, "dir", Str(dir.path()));
-    UNPROTECT(1);
-    return out;
+    const std::string dir = DirArg(choice_).path();
+    return Build([&] {
+      SEXP out = PROTECT(NamedList({"ok", "dir"}));
+      SetField(out, "ok", Rf_ScalarLogical(TRUE));
+      SetField(out, "dir", Str(dir));
+      UNPROTECT(1);
+      return out;
+    });
   });
 }
 
 // Removes this user's segments whose owner is dead (cheap; at load time).
-// Returns how many.
+// Returns how many. Never fails.
 extern "C" SEXP pyrmap_remove_dead_segments() {
   return Rf_ScalarReal(static_cast<double>(RemoveDeadSegments()));
 }

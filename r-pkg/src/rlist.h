@@ -11,13 +11,83 @@
 #endif
 #include <Rinternals.h>
 
+#include <R_ext/Rdynload.h>
+
+#include <csetjmp>
+#include <cstdint>
 #include <cstring>
 #include <initializer_list>
 #include <string>
+#include <type_traits>
 
 #include "error.h"
 
 namespace pyrmap::r {
+
+// ---- R errors through C++ frames ------------------------------------------
+//
+// An R error (or interrupt) raised inside an R API call unwinds with a
+// longjmp, which would skip the destructors of the C++ objects between that
+// call and the .Call entry point (mappings, strings, vectors). RCall(f) runs
+// `f` under R_UnwindProtect: an R error in it becomes RUnwind, a C++
+// exception that unwinds the C++ frames normally; the entry point catches it
+// and, once its own C++ objects are gone, resumes R's unwinding with
+// ContinueUnwind (see Entry below). `f` itself must hold no C++ object that
+// needs a destructor (it may read and write through references).
+
+struct RUnwind {
+  SEXP token;
+};
+
+namespace detail {
+inline SEXP UnwindToken() {
+  static SEXP token = nullptr;
+  if (token == nullptr) {
+    token = R_MakeUnwindCont();
+    R_PreserveObject(token);
+  }
+  return token;
+}
+}  // namespace detail
+
+template <typename F>
+void RCall(F&& f) {
+  using Fn = std::remove_reference_t<F>;
+  SEXP token = detail::UnwindToken();
+  std::jmp_buf jmpbuf;
+  if (setjmp(jmpbuf)) throw RUnwind{token};
+  R_UnwindProtect(
+      [](void* data) -> SEXP {
+        (*static_cast<Fn*>(data))();
+        return R_NilValue;
+      },
+      &f,
+      [](void* jb, Rboolean jump) {
+        if (jump) std::longjmp(*static_cast<std::jmp_buf*>(jb), 1);
+      },
+      &jmpbuf, token);
+  SETCAR(token, R_NilValue);  // lets the continuation go
+}
+
+// The body of a .Call entry point: returns body()'s value, or on(error) for
+// a pyrmap::Error (other std::exceptions become internal errors); an R
+// error raised under RCall continues as an R error after every C++ frame of
+// the body has been unwound.
+template <typename F, typename OnError>
+SEXP Entry(F&& body, OnError&& on_error) {
+  SEXP token = nullptr;
+  try {
+    return body();
+  } catch (const RUnwind& u) {
+    token = u.token;
+  } catch (const Error& e) {
+    return on_error(e);
+  } catch (const std::exception& e) {
+    return on_error(Error(ErrorKind::kSystem, std::string("internal error: ") + e.what()));
+  }
+  R_ContinueUnwind(token);  // outside the catch block: the exception is gone
+  return R_NilValue;        // not reached
+}
 
 // A list with the given names and NULL values (not protected).
 inline SEXP NamedList(std::initializer_list<const char*> names) {
@@ -43,12 +113,58 @@ inline void SetField(SEXP list, const char* name, SEXP value) {
   Rf_error("pyrmap internal error: no field '%s'", name);
 }
 
-// A character(1) in UTF-8.
+// `s` as valid UTF-8: each byte that is not part of a well-formed UTF-8
+// sequence (text from Python or from a file name may hold any bytes) becomes
+// "\xNN", and NUL becomes "\x00", so that R's string functions accept it.
+inline std::string ValidUtf8(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  for (size_t i = 0; i < n;) {
+    unsigned char c = p[i];
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    bool ok = len > 0 && c != 0 && i + len <= n;
+    for (size_t k = 1; ok && k < len; ++k) ok = (p[i + k] & 0xc0) == 0x80;
+    if (ok && len > 1) {  // no overlong forms, surrogates or code points beyond U+10FFFF
+      uint32_t cp = c & (0xff >> (len + 1));
+      for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (p[i + k] & 0x3f);
+      const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
+      ok = cp >= min[len] && cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff);
+    }
+    if (ok) {
+      out.append(s, i, len);
+      i += len;
+    } else {
+      static const char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 0xf];
+      ++i;
+    }
+  }
+  return out;
+}
+
+// A character(1) in UTF-8 (made valid first).
 inline SEXP Str(const std::string& s) {
+  const std::string v = ValidUtf8(s);
   SEXP out = PROTECT(Rf_allocVector(STRSXP, 1));
-  SET_STRING_ELT(out, 0, Rf_mkCharLenCE(s.data(), static_cast<int>(s.size()), CE_UTF8));
+  SET_STRING_ELT(out, 0, Rf_mkCharLenCE(v.data(), static_cast<int>(v.size()), CE_UTF8));
   UNPROTECT(1);
   return out;
+}
+
+// CHARSXP `c` in UTF-8. A string of encoding "bytes" (which R refuses to
+// translate) is a usage error naming `what`; R's own translation errors go
+// through RCall.
+inline std::string Utf8(SEXP c, const std::string& what) {
+  if (Rf_getCharCE(c) == CE_BYTES)
+    throw Error(ErrorKind::kUsage, what + " is a string of encoding \"bytes\", which has no "
+                                          "UTF-8 form: give it in UTF-8 (enc2utf8()) or the native encoding");
+  const char* s = nullptr;
+  RCall([&] { s = Rf_translateCharUTF8(c); });
+  return s;
 }
 
 // The string argument `x` (a non-NA character(1)); throws a usage error
@@ -56,7 +172,7 @@ inline SEXP Str(const std::string& s) {
 inline std::string StringArg(SEXP x, const char* what) {
   if (TYPEOF(x) != STRSXP || XLENGTH(x) != 1 || STRING_ELT(x, 0) == NA_STRING)
     throw Error(ErrorKind::kUsage, std::string(what) + " must be a single string");
-  return Rf_translateCharUTF8(STRING_ELT(x, 0));
+  return Utf8(STRING_ELT(x, 0), what);
 }
 
 }  // namespace pyrmap::r

@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 
 #include <fmt/format.h>
 
@@ -15,6 +16,7 @@
 #include "rconvert.h"
 #include "registry.h"
 #include "registry_r.h"
+#include "rlist.h"
 #include "run.h"
 #include "views.h"
 
@@ -86,7 +88,59 @@ Input MakeInput(SEXP x, RKind kind, Dtype to) {
   return in;
 }
 
-// Checks an int64 result: true if every value (NA aside) is within 2^53.
+// ---- the sentinels of NA on the way back --------------------------------
+//
+// R's NA goes to Python as INT32_MIN (int32) and INT64_MIN (int64), and the
+// same values in a result read back as NA when the call's input held NA:
+// that is how NA travelled. In a call whose input held none they are
+// values, -2^31 and -2^63, which R's integer and integer64 cannot hold: an
+// int32 result is then returned as double (exact), an int64 result as
+// double when every value fits one exactly, and otherwise refused with an
+// error naming the position and the value. Never a silent NA.
+
+// Whether the R input `x` holds an NA (of any type that has one).
+bool InputHoldsNA(SEXP x) {
+  const R_xlen_t n = XLENGTH(x);
+  switch (TYPEOF(x)) {
+    case INTSXP:
+    case LGLSXP: {
+      const int* p = static_cast<const int*>(RData(x));
+      for (R_xlen_t i = 0; i < n; ++i)
+        if (p[i] == NA_INTEGER) return true;
+      return false;
+    }
+    case REALSXP: {
+      const double* p = static_cast<const double*>(RData(x));
+      if (Rf_inherits(x, "integer64")) {
+        for (R_xlen_t i = 0; i < n; ++i) {
+          int64_t v;
+          std::memcpy(&v, p + i, 8);
+          if (v == INT64_MIN) return true;
+        }
+        return false;
+      }
+      for (R_xlen_t i = 0; i < n; ++i)
+        if (R_IsNA(p[i])) return true;
+      return false;
+    }
+    default: return false;
+  }
+}
+
+// The first position of `value` among the n elements of type T at p, or n.
+template <typename T>
+uint64_t Find(const uint8_t* p, uint64_t n, T value) {
+  for (uint64_t i = 0; i < n; ++i) {
+    T v;
+    std::memcpy(&v, p + i * sizeof(T), sizeof(T));
+    if (v == value) return i;
+  }
+  return n;
+}
+
+// Checks an int64 result: true if every value is a double exactly
+// (INT64_MIN counts as fitting: it is NA, or -2^63, a power of two); else
+// the first that is not.
 bool Int64FitsDouble(const Result& r, int64_t* first_bad, uint64_t* where) {
   const uint8_t* p = r.data();
   for (uint64_t i = 0; i < r.desc.count; ++i) {
@@ -102,6 +156,13 @@ bool Int64FitsDouble(const Result& r, int64_t* first_bad, uint64_t* where) {
   return true;
 }
 
+// A new vector (unprotected); R's allocation error comes as RUnwind.
+SEXP Alloc(SEXPTYPE type, R_xlen_t n) {
+  SEXP ans = R_NilValue;
+  RCall([&] { ans = Rf_allocVector(type, n); });
+  return ans;
+}
+
 ViewSource SourceOf(const Result& r) {
   ViewSource s;
   s.mapping = r.mapping;
@@ -112,22 +173,36 @@ ViewSource SourceOf(const Result& r) {
 
 // An R object for a result (not yet carrying dims). Zero-copy views for
 // float64, int32, uint8 and integer64; converted copies otherwise.
-SEXP ResultVector(const Result& r, bool want_integer64, bool bit64_available) {
+// `input_na()` tells whether the call's input held NA (asked only when a
+// result holds a sentinel).
+SEXP ResultVector(const Result& r, bool want_integer64, bool bit64_available,
+                  const std::function<bool()>& input_na) {
   const R_xlen_t n = static_cast<R_xlen_t>(r.desc.count);
   const uint8_t* p = r.data();
   switch (r.desc.dtype) {
     case Dtype::kFloat64: return MakeView(REALSXP, SourceOf(r));
-    case Dtype::kInt32: return MakeView(INTSXP, SourceOf(r));
+    case Dtype::kInt32: {
+      if (Find<int32_t>(p, r.desc.count, INT32_MIN) == r.desc.count || input_na())
+        return MakeView(INTSXP, SourceOf(r));
+      // -2^31 is a value here, and R's integer cannot hold it: double, exact.
+      SEXP ans = Alloc(REALSXP, n);
+      double* q = REAL(ans);
+      for (R_xlen_t i = 0; i < n; ++i) {
+        int32_t v;
+        std::memcpy(&v, p + 4 * i, 4);
+        q[i] = v;
+      }
+      return ans;
+    }
     case Dtype::kUInt8: return MakeView(RAWSXP, SourceOf(r));
     case Dtype::kBool: {
-      SEXP ans = PROTECT(Rf_allocVector(LGLSXP, n));
+      SEXP ans = Alloc(LGLSXP, n);
       int* q = LOGICAL(ans);
       for (R_xlen_t i = 0; i < n; ++i) q[i] = p[i] != 0;
-      UNPROTECT(1);
       return ans;
     }
     case Dtype::kFloat32: {
-      SEXP ans = PROTECT(Rf_allocVector(REALSXP, n));
+      SEXP ans = Alloc(REALSXP, n);
       double* q = REAL(ans);
       for (R_xlen_t i = 0; i < n; ++i) {
         uint32_t bits;
@@ -136,24 +211,33 @@ SEXP ResultVector(const Result& r, bool want_integer64, bool bit64_available) {
         std::memcpy(&f, &bits, 4);
         q[i] = bits == kFloat32NA ? NA_REAL : static_cast<double>(f);
       }
-      UNPROTECT(1);
       return ans;
     }
     case Dtype::kInt64: {
+      const uint64_t first_min = Find<int64_t>(p, r.desc.count, INT64_MIN);
+      const bool sentinel_is_na = first_min < r.desc.count && input_na();
       int64_t bad = 0;
       uint64_t at = 0;
       bool fits = want_integer64 ? false : Int64FitsDouble(r, &bad, &at);
       if (fits) {
-        SEXP ans = PROTECT(Rf_allocVector(REALSXP, n));
+        SEXP ans = Alloc(REALSXP, n);
         double* q = REAL(ans);
         for (R_xlen_t i = 0; i < n; ++i) {
           int64_t v;
           std::memcpy(&v, p + 8 * i, 8);
-          q[i] = v == INT64_MIN ? NA_REAL : static_cast<double>(v);
+          q[i] = v == INT64_MIN && sentinel_is_na ? NA_REAL : static_cast<double>(v);
         }
-        UNPROTECT(1);
         return ans;
       }
+      // integer64 it must be (the input was integer64, or a value is beyond
+      // 2^53), and integer64 cannot hold -2^63 as a value.
+      if (first_min < r.desc.count && !sentinel_is_na)
+        throw Error(ErrorKind::kUsage,
+                    fmt::format("result[{}] = {} (dtype int64) cannot be returned exactly: it is "
+                                "integer64's NA, and {} needs integer64",
+                                first_min + 1, INT64_MIN,
+                                want_integer64 ? std::string("an integer64 input")
+                                               : fmt::format("result[{}] = {}, beyond 2^53,", at + 1, bad)));
       if (!want_integer64 && !bit64_available)
         throw Error(ErrorKind::kUsage,
                     fmt::format("result[{}] = {} is an int64 beyond 2^53, which a double cannot hold "
@@ -161,7 +245,7 @@ SEXP ResultVector(const Result& r, bool want_integer64, bool bit64_available) {
                                 at + 1, bad));
       // integer64 stores int64 bits in a double vector: a view needs no copy.
       SEXP ans = PROTECT(MakeView(REALSXP, SourceOf(r)));
-      Rf_setAttrib(ans, R_ClassSymbol, Rf_mkString("integer64"));
+      RCall([&] { Rf_setAttrib(ans, R_ClassSymbol, Rf_mkString("integer64")); });
       UNPROTECT(1);
       return ans;
     }
@@ -170,7 +254,8 @@ SEXP ResultVector(const Result& r, bool want_integer64, bool bit64_available) {
   throw Error(ErrorKind::kProtocol, "result has no dtype");
 }
 
-SEXP ResultToR(const Result& r, bool want_integer64, bool bit64_available, SEXP like) {
+SEXP ResultToR(const Result& r, bool want_integer64, bool bit64_available, SEXP like,
+               const std::function<bool()>& input_na) {
   const auto& shape = r.desc.shape;
   if (shape.size() >= 2) {
     for (uint64_t d : shape)
@@ -181,33 +266,43 @@ SEXP ResultToR(const Result& r, bool want_integer64, bool bit64_available, SEXP 
     if (r.desc.order != Order::kF)
       throw Error(ErrorKind::kProtocol, fmt::format("result {} is not column-major", r.desc.Describe()));
   }
-  SEXP ans = PROTECT(ResultVector(r, want_integer64, bit64_available));
-  if (shape.size() >= 2) {
-    SEXP dim = PROTECT(Rf_allocVector(INTSXP, static_cast<R_xlen_t>(shape.size())));
-    for (size_t i = 0; i < shape.size(); ++i) INTEGER(dim)[i] = static_cast<int>(shape[i]);
-    Rf_setAttrib(ans, R_DimSymbol, dim);
-    UNPROTECT(1);
-  }
+  SEXP ans = PROTECT(ResultVector(r, want_integer64, bit64_available, input_na));
   // Names and dimnames carry over when the result has the input's shape.
-  if (like != R_NilValue) {
-    std::vector<uint64_t> in_shape = ShapeOf(like);
-    if (in_shape == shape) {
+  const bool same_shape = like != R_NilValue && ShapeOf(like) == shape;
+  RCall([&] {
+    if (shape.size() >= 2) {
+      SEXP dim = PROTECT(Rf_allocVector(INTSXP, static_cast<R_xlen_t>(shape.size())));
+      for (size_t i = 0; i < shape.size(); ++i) INTEGER(dim)[i] = static_cast<int>(shape[i]);
+      Rf_setAttrib(ans, R_DimSymbol, dim);
+      UNPROTECT(1);
+    }
+    if (same_shape) {
       SEXP dn = Rf_getAttrib(like, R_DimNamesSymbol);
       SEXP nm = Rf_getAttrib(like, R_NamesSymbol);
       if (shape.size() >= 2 && dn != R_NilValue) Rf_setAttrib(ans, R_DimNamesSymbol, dn);
       if (shape.size() == 1 && nm != R_NilValue) Rf_setAttrib(ans, R_NamesSymbol, nm);
     }
-  }
+  });
   UNPROTECT(1);
   return ans;
 }
 
-Rcpp::List ErrorInfo(const Error& e) {
-  return Rcpp::List::create(
-      Rcpp::Named("ok") = false, Rcpp::Named("kind") = ErrorKindName(e.kind()),
-      Rcpp::Named("message") = std::string(e.what()), Rcpp::Named("script") = e.script(),
-      Rcpp::Named("python_type") = e.python_type(), Rcpp::Named("traceback") = e.python_traceback(),
-      Rcpp::Named("exit_status") = e.exit_status(), Rcpp::Named("signal") = e.signal());
+// The error as list(ok = FALSE, kind, message, ...). Text fields are made
+// valid UTF-8 and marked so (a Python message or traceback may hold any
+// bytes).
+SEXP ErrorInfo(const Error& e) {
+  SEXP out = PROTECT(NamedList({"ok", "kind", "message", "script", "python_type", "traceback",
+                                "exit_status", "signal"}));
+  SetField(out, "ok", Rf_ScalarLogical(FALSE));
+  SetField(out, "kind", Str(ErrorKindName(e.kind())));
+  SetField(out, "message", Str(e.what()));
+  SetField(out, "script", Str(e.script()));
+  SetField(out, "python_type", Str(e.python_type()));
+  SetField(out, "traceback", Str(e.python_traceback()));
+  SetField(out, "exit_status", Rf_ScalarInteger(e.exit_status()));
+  SetField(out, "signal", Rf_ScalarInteger(e.signal()));
+  UNPROTECT(1);
+  return out;
 }
 
 }  // namespace
@@ -260,10 +355,34 @@ SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, s
     }
     // R objects are made after the core is done: nothing below can leave a
     // segment behind, and conversion errors are still reported as lists.
-    Rcpp::List out(results.size());
+    // R's own errors here (an allocation failing) come as RUnwind: the
+    // results' mappings are released before R's error goes on.
+    int na = -1;  // whether the input held NA: found out when first needed
+    auto input_na = [&] {
+      if (na < 0) na = InputHoldsNA(data) ? 1 : 0;
+      return na == 1;
+    };
+    // (Rcpp::List protects for its lifetime: a core error thrown by a later
+    // conversion leaves the protection stack balanced.)
+    SEXP made = R_NilValue;
+    RCall([&] { made = Rf_allocVector(VECSXP, static_cast<R_xlen_t>(results.size())); });
+    Rcpp::List list(made);
     for (size_t i = 0; i < results.size(); ++i)
-      out[i] = ResultToR(results[i], input_integer64, bit64_available, data);
-    return Rcpp::List::create(Rcpp::Named("ok") = true, Rcpp::Named("results") = out);
+      SET_VECTOR_ELT(list, static_cast<R_xlen_t>(i),
+                     ResultToR(results[i], input_integer64, bit64_available, data, input_na));
+    SEXP out = R_NilValue;
+    RCall([&] {
+      out = PROTECT(NamedList({"ok", "results"}));
+      SetField(out, "ok", Rf_ScalarLogical(TRUE));
+      SetField(out, "results", list);
+      UNPROTECT(1);
+    });
+    return out;
+  } catch (const RUnwind& u) {
+    // Rcpp's wrapper resumes R's error after its own frames are gone (and
+    // releases the token once: ours stays preserved for the next time).
+    R_PreserveObject(u.token);
+    throw Rcpp::LongjumpException(u.token);
   } catch (const Error& e) {
     return ErrorInfo(e);
   } catch (const std::exception& e) {

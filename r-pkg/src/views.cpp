@@ -1,11 +1,16 @@
 #include "views.h"
 
+#include "rlist.h"
+
 #include <R.h>
 #include <R_ext/Altrep.h>
 #include <R_ext/Rdynload.h>
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
+#include <string>
+#include <unordered_map>
 
 namespace pyrmap::r {
 
@@ -17,8 +22,64 @@ ViewSource* Src(SEXP x) {
   return static_cast<ViewSource*>(R_ExternalPtrAddr(R_altrep_data1(x)));
 }
 
+// ---- accounting of mapped bytes ----
+
+struct MappingUse {
+  size_t views = 0;    // live views holding the mapping
+  uint64_t bytes = 0;  // its size
+};
+
+std::unordered_map<const Mapping*, MappingUse>& Uses() {
+  static std::unordered_map<const Mapping*, MappingUse> m;
+  return m;
+}
+uint64_t g_mapped_bytes = 0;     // sum of Uses()' bytes
+uint64_t g_new_since_gc = 0;     // bytes of mappings first seen since the last collection
+
+// The value in kB of field `key` (e.g. "MemAvailable:") of a /proc file, in
+// bytes; 0 if it cannot be read.
+uint64_t ProcBytes(const char* path, const char* key) {
+  std::ifstream in(path);
+  std::string line;
+  const size_t n = std::strlen(key);
+  while (std::getline(in, line)) {
+    if (line.compare(0, n, key) == 0) return std::strtoull(line.c_str() + n, nullptr, 10) * 1024;
+  }
+  return 0;
+}
+
+// Called when a view holding `m` is made; collects first when due.
+void Hold(const Mapping* m) {
+  if (!m) return;
+  auto it = Uses().find(m);
+  if (it != Uses().end()) {
+    ++it->second.views;
+    return;
+  }
+  // A new mapping. The collection runs finalizers (Release below), so the
+  // map is looked up again afterwards.
+  CollectIfDue(m->size());
+  g_new_since_gc += m->size();
+  MappingUse& u = Uses()[m];
+  u.views = 1;
+  u.bytes = m->size();
+  g_mapped_bytes += u.bytes;
+}
+
+void Release(const Mapping* m) {
+  if (!m) return;
+  auto it = Uses().find(m);
+  if (it == Uses().end()) return;
+  if (--it->second.views == 0) {
+    g_mapped_bytes -= it->second.bytes;
+    Uses().erase(it);
+  }
+}
+
 void Finalize(SEXP ptr) {
-  delete static_cast<ViewSource*>(R_ExternalPtrAddr(ptr));
+  auto* src = static_cast<ViewSource*>(R_ExternalPtrAddr(ptr));
+  if (src) Release(src->mapping.get());
+  delete src;
   R_ClearExternalPtr(ptr);
 }
 
@@ -103,21 +164,50 @@ void InitViewClasses(DllInfo* dll) {
 }
 
 SEXP MakeView(SEXPTYPE type, ViewSource src) {
-  if (src.length == 0 || src.data == nullptr) return Rf_allocVector(type, 0);
+  if (src.length == 0 || src.data == nullptr) {
+    SEXP empty = R_NilValue;
+    RCall([&] { empty = Rf_allocVector(type, 0); });
+    return empty;
+  }
   R_altrep_class_t cls;
   switch (type) {
     case REALSXP: cls = g_real; break;
     case INTSXP: cls = g_integer; break;
     case LGLSXP: cls = g_logical; break;
     case RAWSXP: cls = g_raw; break;
-    default: Rf_error("pyrmap: no view class for type %s", Rf_type2char(type));
+    default: throw Error(ErrorKind::kProtocol, std::string("no view class for R type ") + Rf_type2char(type));
   }
+  // The R objects first, the C++ source last: an allocation error leaves no
+  // ViewSource (and no count) behind; the finalizer copes with an empty pointer.
+  SEXP ptr = R_NilValue, ans = R_NilValue;
+  RCall([&] {
+    ptr = PROTECT(R_MakeExternalPtr(nullptr, R_NilValue, R_NilValue));
+    R_RegisterCFinalizerEx(ptr, Finalize, TRUE);
+    ans = R_new_altrep(cls, ptr, R_NilValue);
+    UNPROTECT(1);
+  });
+  PROTECT(ans);  // holds ptr too
   auto* heap = new ViewSource(std::move(src));
-  SEXP ptr = PROTECT(R_MakeExternalPtr(heap, R_NilValue, R_NilValue));
-  R_RegisterCFinalizerEx(ptr, Finalize, TRUE);
-  SEXP ans = R_new_altrep(cls, ptr, R_NilValue);
+  R_SetExternalPtrAddr(ptr, heap);
+  Hold(heap->mapping.get());  // may collect (the view is protected)
   UNPROTECT(1);
   return ans;
+}
+
+uint64_t MappedViewBytes() { return g_mapped_bytes; }
+
+uint64_t CollectBound() {
+  uint64_t bound = std::max(kMinCollectBytes, ProcBytes("/proc/self/status", "RssAnon:"));
+  const uint64_t available = ProcBytes("/proc/meminfo", "MemAvailable:");
+  if (available > 0) bound = std::min(bound, available / 4);
+  return bound;
+}
+
+bool CollectIfDue(uint64_t bytes) {
+  if (g_new_since_gc + bytes <= CollectBound()) return false;
+  g_new_since_gc = 0;
+  R_gc();
+  return true;
 }
 
 const ViewSource* ViewOf(SEXP x) {

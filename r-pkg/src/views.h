@@ -43,11 +43,34 @@ void InitViewClasses(DllInfo* dll);
 
 // A view of `src` as an R vector of `type` (REALSXP, INTSXP, LGLSXP or
 // RAWSXP; the element size must match). Length 0 gives an ordinary empty
-// vector.
+// vector. R's errors come as RUnwind (rlist.h): call it under Entry.
 SEXP MakeView(SEXPTYPE type, ViewSource src);
 
 // The source of `x` if it is one of our views that has not been
 // materialised, else nullptr.
 const ViewSource* ViewOf(SEXP x);
+
+// ---- memory that follows the program ----------------------------------------
+//
+// A view is a small R object holding a large mapping, so R's collector sees
+// no pressure from it and would leave unreachable views (and the shared
+// memory they pin) alone. Views therefore count the bytes of the mappings
+// they hold, once per mapping (column views share their matrix's mapping),
+// and MakeView collects (R_gc(), which runs the finalizers of unreachable
+// views) before it maps more when the bytes of the mappings first seen since
+// the last such collection, the new one included, exceed CollectBound().
+
+// Bytes of the distinct mappings that live views hold.
+uint64_t MappedViewBytes();
+
+// The bound: this process's anonymous resident memory (R's heap, mostly;
+// RssAnon), at least kMinCollectBytes, and at most a quarter of the memory
+// the system has available (MemAvailable).
+uint64_t CollectBound();
+inline constexpr uint64_t kMinCollectBytes = uint64_t{64} << 20;
+
+// Collects now if `bytes` more would exceed the bound (as MakeView does);
+// returns whether it collected.
+bool CollectIfDue(uint64_t bytes);
 
 }  // namespace pyrmap::r

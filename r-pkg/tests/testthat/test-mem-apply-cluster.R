@@ -24,15 +24,12 @@ test_that("the default cluster of MAX.CORES workers is started once and reused",
   # Its sockets send without waiting for delayed ACKs (TCP_NODELAY).
   expect_identical(parallel::clusterCall(cl1, getOption, "socketOptions"), list("no-delay", "no-delay"))
   expect_null(getOption("socketOptions"))
-  t2 <- system.time({
-    r2 <- memApply(X, 2, who, MAX.CORES = 2)
-    r3 <- memLapply(1:10, function(el) Sys.getpid(), MAX.CORES = 2)
-  })[["elapsed"]]
+  r2 <- memApply(X, 2, who, MAX.CORES = 2)
+  r3 <- memLapply(1:10, function(el) Sys.getpid(), MAX.CORES = 2)
   # The same cluster object and the same processes: nothing was started.
   expect_identical(ms_default_cluster(), cl1)
   expect_identical(ms_worker_pids(ms_default_cluster()), pids)
   expect_true(all(unlist(c(r2, r3)) %in% pids))
-  expect_lt(t2, 5)
   # Another MAX.CORES replaces it (the old workers are stopped)...
   r4 <- memLapply(1:3, function(el) Sys.getpid(), MAX.CORES = 1)
   cl2 <- ms_note_default_cluster()
@@ -121,7 +118,11 @@ test_that("CLUSTER: a user's cluster is used as it is, the package neither detac
   parallel::stopCluster(cl)
 })
 
-test_that("uneven tasks are balanced: 4 slow tasks first take about 1 s on 2 workers, not 2 s", {
+test_that("uneven tasks are balanced: of 4 slow tasks, each of 2 workers runs 2", {
+  # Balance is read from who ran what, not from the clock (a loaded machine
+  # stretches any time): a static 2-way split, or a first chunk holding all
+  # 4 slow tasks, gives them all to one worker. It would take a worker
+  # stalled for a whole slow task (0.5 s) to unbalance a dynamic schedule.
   cl <- ms_cluster(2)
   X <- matrix(as.numeric(1:20), 1)
   invisible(memApply(X, 2, function(v) v, CLUSTER = cl))  # the workers load pyrmap
@@ -130,18 +131,17 @@ test_that("uneven tasks are balanced: 4 slow tasks first take about 1 s on 2 wor
     Sys.getpid()
   })
   t <- system.time(r <- memApply(X, 2, f, CLUSTER = cl))[["elapsed"]]
-  # A static 2-way split (or a first chunk holding all 4) needs 2 s.
-  expect_gte(t, 0.95)
-  expect_lt(t, 1.6)
+  expect_gte(t, 0.95)  # 2 slow tasks in a row somewhere: never faster
   expect_setequal(unique(unlist(r)), ms_worker_pids(cl))
+  expect_identical(sort(as.vector(table(unlist(r[1:4])))), c(2L, 2L))
   # Slow tasks at the end.
   g <- ms_fn(function(v) {
     if (v >= 17) Sys.sleep(0.5)
-    v
+    c(v, Sys.getpid())
   })
-  t <- system.time(r <- memApply(X, 2, g, CLUSTER = cl))[["elapsed"]]
-  expect_identical(unlist(r), as.numeric(1:20))
-  expect_lt(t, 1.6)
+  r <- memApply(X, 2, g, CLUSTER = cl)
+  expect_identical(vapply(r, `[[`, 0, 1), as.numeric(1:20))
+  expect_identical(sort(as.vector(table(vapply(r[17:20], `[[`, 0, 2)))), c(2L, 2L))
   # Many cheap tasks still travel in large chunks (not one round trip each).
   t <- system.time(r <- memLapply(1:20000, function(el) el, CLUSTER = cl))[["elapsed"]]
   expect_identical(r, as.list(1:20000))

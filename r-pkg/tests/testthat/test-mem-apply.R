@@ -29,6 +29,38 @@ test_that("MARGIN = 1 and MARGIN = 2 give what base apply gives, in order", {
   expect_identical(unlist(memApply(X, 2.0, "max", CLUSTER = cl)), apply(X, 2, max))
 })
 
+test_that("a data.frame of numeric, integer and logical columns: MARGIN = 2 gives each column as it is", {
+  pages <- pageList()
+  shm <- shm_snapshot()
+  df <- data.frame(x = c(1.5, 2.5, 3.5), n = 1:3, ok = c(TRUE, NA, FALSE))
+  # Each column reaches FUN with its own type, without a matrix copy of the
+  # frame (which would make them all double). Results are unnamed, as
+  # memshare's always are.
+  res <- memApply(df, 2, function(v) list(type = typeof(v), v = v), CLUSTER = cl)
+  expect_null(names(res))
+  expect_identical(lapply(res, `[[`, "type"), list("double", "integer", "logical"))
+  expect_identical(lapply(res, `[[`, "v"), unname(as.list(df)))
+  expect_identical(unlist(memApply(df[c("x", "n")], 2, sum, CLUSTER = cl)),
+                   unname(apply(df[c("x", "n")], 2, sum)))
+  # VARS as usual.
+  expect_identical(memApply(df, 2, function(v, w) sum(v * w, na.rm = TRUE), VARS = list(w = c(1, 10, 100)),
+                            CLUSTER = cl),
+                   list(376.5, 321, 1))
+  expect_identical(memApply(df[0], 2, sum, CLUSTER = cl), list())
+  expect_call_cleaned_up(pages, shm)
+})
+
+test_that("a data.frame with MARGIN = 1 goes through a matrix, said once in a message", {
+  df <- data.frame(x = c(1.5, 2.5), n = 1:2, row.names = c("first", "second"))
+  st <- pyrmap:::.state
+  st$said_frame_rows <- NULL
+  expect_message(res <- memApply(df, 1, function(v) v, CLUSTER = cl), "matrix copy")
+  # (FUN gets the rows without names: the shared matrix has no dimnames.)
+  expect_identical(res, list(c(1.5, 1), c(2.5, 2)))
+  expect_silent(res2 <- memApply(df, 1, sum, CLUSTER = cl))
+  expect_identical(unlist(res2), unname(apply(df, 1, sum)))
+})
+
 test_that("double, integer, logical and raw matrices reach FUN with their storage type", {
   mats <- list(double = matrix(c(1.5, NA, 3, -Inf, 5, 6), 2),
                integer = matrix(c(1L, NA, 3L, 4L, 5L, 6L), 2),
@@ -169,7 +201,7 @@ test_that("views are released in the workers and the call's variables in this se
 test_that("character, factor, data.frame and other unsupported X are a pyrmap_usage_error", {
   pages <- pageList()
   shm <- shm_snapshot()
-  bad_matrix <- list(matrix(letters[1:4], 2), data.frame(a = 1:2, b = 3:4), factor(c("a", "b")),
+  bad_matrix <- list(matrix(letters[1:4], 2), data.frame(a = 1:2, b = c("x", "y")), factor(c("a", "b")),
                      1:10, list(1, 2), matrix(list(1, 2, 3, 4), 2), matrix(complex(4), 2))
   for (x in bad_matrix) expect_error(memApply(x, 2, identity, CLUSTER = cl), class = "pyrmap_usage_error")
   bad_list <- list(data.frame(a = 1:2), factor(c("a", "b")), c("a", "b"), list(1, "a"),
@@ -177,8 +209,11 @@ test_that("character, factor, data.frame and other unsupported X are a pyrmap_us
   for (x in bad_list) expect_error(memLapply(x, identity, CLUSTER = cl), class = "pyrmap_usage_error")
   e <- expect_error(memLapply(list(1, factor("a")), identity, CLUSTER = cl), class = "pyrmap_usage_error")
   expect_match(conditionMessage(e), "factor")
-  e <- expect_error(memApply(data.frame(a = 1:2), 2, identity, CLUSTER = cl), class = "pyrmap_usage_error")
-  expect_match(conditionMessage(e), "matrix")
+  # A data.frame with a column that cannot be shared: the error names it.
+  e <- expect_error(memApply(data.frame(a = 1:2, f = factor(c("u", "v")), s = c("x", "y")), 2, identity,
+                             CLUSTER = cl), class = "pyrmap_usage_error")
+  expect_match(conditionMessage(e), "column 2 ('f')", fixed = TRUE)
+  expect_match(conditionMessage(e), "factor")
   # MARGIN, FUN and CLUSTER.
   m <- matrix(1:4, 2)
   for (margin in list(0, 3, c(1, 2), "1", NA)) {

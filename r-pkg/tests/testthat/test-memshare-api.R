@@ -138,9 +138,33 @@ test_that("an unregistered name is a classed error, and a taken name cannot be r
   releaseViews(ns, "X")
   releaseVariables(ns, "X")
   expect_error(retrieveViews(ns, "X"), class = "pyrmap_not_registered")
-  # Releasing what is not registered (any more) is not an error.
-  expect_silent(releaseVariables(ns, "X"))
-  expect_silent(releaseViews(ns, "X"))
+  # Releasing what is not registered (any more), or a view this session
+  # does not hold, is an error naming the namespace and the variable, as in
+  # memshare (whose own tests rely on it).
+  e <- expect_error(releaseVariables(ns, "X"), class = "pyrmap_not_registered")
+  expect_s3_class(e, "pyrmap_error")
+  expect_match(conditionMessage(e), sprintf("variable 'X' of namespace '%s'", ns), fixed = TRUE)
+  e <- expect_error(releaseViews(ns, "X"), class = "pyrmap_not_viewed")
+  expect_s3_class(e, "pyrmap_error")
+  expect_match(conditionMessage(e), sprintf("variable 'X' of namespace '%s'", ns), fixed = TRUE)
+  expect_error(releaseViews(ns, "typo"), class = "pyrmap_not_viewed")
+  # A typo among good names releases nothing.
+  registerVariables(ns, list(Y = 1:3))
+  invisible(retrieveViews(ns, "Y"))
+  expect_error(releaseViews(ns, c("Y", "typo")), class = "pyrmap_not_viewed")
+  expect_true(paste0(ns, ".Y") %in% unlist(viewList()))
+  expect_error(releaseVariables(ns, c("Y", "typo")), "'typo'", class = "pyrmap_not_registered")
+  expect_true(paste0(ns, ".Y") %in% unlist(pageList()))
+  releaseViews(ns, "Y")
+  releaseVariables(ns, "Y")
+  # After retrieveMetadata() (which opens a view in memshare), releaseViews()
+  # is accepted; no view is listed or mapped.
+  registerVariables(ns, list(Z = 1:3))
+  expect_identical(retrieveMetadata(ns, "Z")$n, 3)
+  expect_false(paste0(ns, ".Z") %in% unlist(viewList()))
+  expect_silent(releaseViews(ns, "Z"))
+  expect_error(releaseViews(ns, "Z"), class = "pyrmap_not_viewed")
+  releaseVariables(ns, "Z")
 })
 
 test_that("namespaces and names containing dots never mix up variables", {

@@ -33,7 +33,9 @@ test_that("shared data with jobs = k runs k scripts at once", {
   # jobs = 2 of 4: never more than two at once, all results in order.
   log <- tempfile()
   on.exit(unlink(log), add = TRUE)
-  res <- run_python_shared_data(c(1, 2, 3), rep(py("interval.py"), 4), jobs = 2, args = c(log, "0.3"))
+  # Each script sleeps 1.5 s: the two of a pair overlap unless their starts
+  # are more than 1.5 s apart (a Python start takes ~0.2 s).
+  res <- run_python_shared_data(c(1, 2, 3), rep(py("interval.py"), 4), jobs = 2, args = c(log, "1.5"))
   expect_identical(unname(unlist(res)), rep(6, 4))
   t <- intervals(log)
   overlap <- vapply(seq_len(nrow(t)), function(i) sum(t$start <= t$start[i] & t$end > t$start[i]), 1)

@@ -99,7 +99,7 @@ test_that("registered variables live in the chosen directory, read-only, and go 
   expect_error(retrieveViews(ns, "X"), class = "pyrmap_not_registered")
   expect_error(retrieveMetadata(ns, "X"), class = "pyrmap_not_registered")
   # Released from where they were registered, whatever the option says now.
-  releaseViews(ns, c("X", "L"))
+  releaseViews(ns, "X")
   releaseVariables(ns, c("X", "L"))
   expect_identical(pyrmap_files(d), character(0))
 })

@@ -48,9 +48,33 @@ test_that("NA_integer_ survives int32 and int64; Python sees the sentinels", {
   expect_identical(run_python(c(NA, TRUE), py("identity.py"), "int32"), c(NA, 1L))
 })
 
-test_that("NA in a computed result: the sentinels read back as NA", {
-  expect_identical(py_eval(1, "np.array([np.iinfo(np.int32).min, 1], dtype=np.int32)"), c(NA, 1L))
-  expect_identical(py_eval(1, "np.array([np.iinfo(np.int64).min, 1], dtype=np.int64)"), c(NA, 1))
+test_that("-2^31 and -2^63 in a result come back exactly, unless they carry the input's NA", {
+  # In a call whose input held no NA they are values: R's integer cannot
+  # hold -2^31, so that result is double (exact); -2^63 is a double too.
+  expect_identical(py_eval(1, "np.array([np.iinfo(np.int32).min, 1], dtype=np.int32)"), c(-2^31, 1))
+  expect_identical(py_eval(c(4L, 7L), "np.where(data == 4, np.int32(np.iinfo(np.int32).min), data)"),
+                   c(-2^31, 7))
+  expect_identical(py_eval(1, "np.array([np.iinfo(np.int64).min, 1], dtype=np.int64)"), c(-2^63, 1))
+  # When the input held NA, the sentinels are how NA travelled: NA.
+  expect_identical(py_eval(c(NA, 1L), "np.array([np.iinfo(np.int32).min, 1], dtype=np.int32)"), c(NA, 1L))
+  expect_identical(py_eval(c(1, NA), "np.array([np.iinfo(np.int32).min, 1], dtype=np.int32)"), c(NA, 1L))
+  expect_identical(py_eval(c(TRUE, NA), "np.array([np.iinfo(np.int64).min, 1], dtype=np.int64)", "int32"), c(NA, 1))
+  # -2^63 beside a value beyond 2^53: neither a double nor integer64 can
+  # hold both exactly: an error naming both.
+  err <- expect_pyrmap_error(py_eval(1, "np.array([1, 2**53 + 1, -2**63], dtype=np.int64)"),
+                             "pyrmap_usage_error", "result\\[3\\] = -9223372036854775808")
+  expect_match(conditionMessage(err), "int64")
+  expect_match(conditionMessage(err), "result[2] = 9007199254740993", fixed = TRUE)
+  skip_if_not_installed("bit64")
+  # An integer64 input without NA: integer64 out, which cannot hold -2^63.
+  err <- expect_pyrmap_error(py_eval(bit64::as.integer64(1:2), "np.array([-2**63, 1], dtype=np.int64)"),
+                             "pyrmap_usage_error", "result\\[1\\] = -9223372036854775808")
+  expect_match(conditionMessage(err), "integer64 input")
+  with_na <- py_eval(bit64::as.integer64(c(1, NA)), "np.array([-2**63, 1], dtype=np.int64)")
+  expect_identical(as.character(with_na), c(NA, "1"))
+})
+
+test_that("NaN and the infinities in a float result are themselves", {
   expect_identical(py_eval(1, "np.array([np.nan, np.inf, -np.inf, -0.0])"), c(NaN, Inf, -Inf, -0))
   expect_identical(bits(py_eval(1, "np.array([-0.0])")), bits(-0))
 })
