@@ -414,6 +414,84 @@ def bench_b4(a):
             "ratio_bench_mark": ratio_bm, "raw": {"iters": it, "bench_mark": bm, "peaks": peaks}}
 
 
+# ------------------------------------------------------------------ B7
+
+def bench_b7(a):
+    n = int(a.b7_n)
+    cmd = [RSCRIPT, os.path.join(HERE, "r", "b7.R"), str(a.b7_reps), str(n), str(a.b7_large_reps),
+           str(a.b7_shared_reps), PY, HERE]
+    loop_cmd = [RSCRIPT, os.path.join(HERE, "r", "b7_loop.R"), str(a.b7_loop), PY, HERE]
+    out = ""
+    for c in (loop_cmd, cmd):
+        r = run_watched(c)
+        if "BENCH_OK" not in r["stdout"]:
+            raise SystemExit("B7: no BENCH_OK\n%s\n%s" % (r["stdout"], r["stderr"]))
+        out += r["stdout"]
+    it, start, mem, left, loop = {}, {}, {}, [], None
+    for line in out.splitlines():
+        p = line.split()
+        if not p:
+            continue
+        if p[0] == "BENCH_ITER":
+            it.setdefault(p[1], {}).setdefault(p[2], []).append(float(p[3]))
+        elif p[0] == "BENCH_START":
+            start[p[1]] = float(p[2])
+        elif p[0] == "BENCH_MEM":
+            mem[p[1]] = float(p[2])
+        elif p[0] == "BENCH_LOOP":
+            loop = (int(p[1]), float(p[2]))
+        elif p[0] == "BENCH_SHM":
+            left += [x for x in p[1:] if x != "-"]
+    small = {k: stats(v) for k, v in it["small"].items()}
+    large = {k: stats(v) for k, v in it["large"].items()}
+    shared = stats(it["shared"]["pool2"])
+    r_small = small["pool"]["median"] / small["reticulate"]["median"]
+    r_large = large["pool"]["median"] / large["one_shot"]["median"]
+    growth_mb = (mem["after"] - mem["before"]) / 1024
+    checks = [
+        ("1000 doubles, `x * 2`: pool ≤ 0.5× reticulate", "%.2f×" % r_small, r_small <= 0.5),
+        ("%s doubles: pool ≤ 1× one-shot `run_python()`" % fmt_n(n), "%.2f×" % r_large, r_large <= 1.0),
+        ("%d small calls: R + workers grow ≤ 5 MB" % loop[0], "%+.1f MB" % growth_mb, growth_mb <= 5),
+        ("nothing left in /dev/shm after `close(pool)`", ", ".join(left) or "nothing", not left),
+        ("two 1-s scripts, `run_python_shared_data()` on 2 workers: about 1 s (≤ 1.3 s)",
+         fmt_s(shared["median"]), shared["median"] <= 1.3),
+    ]
+    rows = []
+    labels = {"pool": "`run_python(x, s, pool = pool)`",
+              "reticulate": "`py_to_r(np$multiply(r_to_py(x), 2))`",
+              "one_shot": "`run_python(x, s)` (one-shot)"}
+    for case, st, base, what in (("small", small, "reticulate", "1000 doubles"),
+                                 ("large", large, "one_shot", "%s doubles" % fmt_n(n))):
+        for k, s in st.items():
+            rows.append([what, labels[k], fmt_s(s["median"]), "%s / %s" % (fmt_s(s["min"]), fmt_s(s["max"])),
+                         "%s – %s" % (fmt_s(s["q1"]), fmt_s(s["q3"])), s["n"],
+                         "%.3f×" % (s["median"] / st[base]["median"])])
+    rows.append(["two 1-s scripts", "`run_python_shared_data(..., pool = pool2)`", fmt_s(shared["median"]),
+                 "%s / %s" % (fmt_s(shared["min"]), fmt_s(shared["max"])),
+                 "%s – %s" % (fmt_s(shared["q1"]), fmt_s(shared["q3"])), shared["n"], ""])
+    md = table(["data", "method", "median", "min / max", "IQR", "calls", "ratio (to reticulate / one-shot)"],
+               rows)
+    md += "\n\n" + table(["target", "measured", "result"], [[c[0], c[1], verdict(c[2])] for c in checks])
+    md += ("\n\nOne R session, `s` = `bench/scripts/times2.py` (`x * 2`). Paid once and not in the ratios: "
+           "starting the pool and its first call %s (numpy imported, script loaded); reticulate's "
+           "`import(\"numpy\")` %s. Calls of a case are interleaved; no `gc()`, pause or warm-up "
+           "between calls in any method. The one-shot small calls are fewer (each starts Python). "
+           "Memory (`bench/r/b7_loop.R`, a fresh R session with only pyrmap loaded): RssAnon + RssShmem "
+           "(heaps and mapped shared memory; not PSS or USS, which file-backed program text shifts as "
+           "other processes start and stop) of R plus the pool's worker after the pool's first call "
+           "and after %d more calls in a loop (%s in all). "
+           "The shared case: a pool of 2 workers, each script sleeps 1 s.\n"
+           % (fmt_s(start["pool_start_and_first_call"]), fmt_s(start["reticulate_import_numpy"]),
+              loop[0], fmt_s(loop[1])))
+    ok = all(c[2] for c in checks)
+    return {"id": "B7", "title": "B7 — warm Python workers: `python_pool()`",
+            "what": "Small calls on a warm pool against reticulate's in-process call, large calls against "
+                    "one-shot `run_python()`, the memory of a long loop, and two scripts at once.",
+            "table": md, "commands": [qrel(loop_cmd), qrel(cmd)], "pass": ok, "ratio": r_small,
+            "large_ratio": r_large,
+            "growth_mb": growth_mb, "shared": shared["median"], "raw": it}
+
+
 # ------------------------------------------------------------------ B5, B6 (shared)
 
 LEFT_WORKERS: list = []  # worker processes found alive after their R session ended
@@ -728,6 +806,11 @@ def summary_row(r):
     if r["id"] == "B5":
         return ["B5 memApply, per-column `cor` (A)", "time ≤ 0.7× parApply, ≤ 1.3× mclapply",
                 "%.2f×, %.2f×" % (r["ratios"]["parApply"], r["ratios"]["mclapply"]), verdict(r["pass"])]
+    if r["id"] == "B7":
+        return ["B7 warm pool: 1000 doubles; %s doubles; 10000-call loop; two 1-s scripts" % "1e8",
+                "≤ 0.5× reticulate; ≤ 1× one-shot; ≤ 5 MB growth; ≈ 1 s",
+                "%.2f×; %.2f×; %+.1f MB; %s" % (r["ratio"], r["large_ratio"], r["growth_mb"],
+                                                fmt_s(r["shared"])), verdict(r["pass"])]
     if r["id"] == "B6":
         return ["B6 memLapply, whole matrix as side data (B)",
                 "time ≤ 1.15× mclapply; peak summed PSS ≤ 0.8× clusterExport + parLapply",
@@ -766,7 +849,7 @@ def check_shm():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="B1,B2,B3,B4,B5,B6", help="comma-separated subset of B1,...,B6")
+    ap.add_argument("--only", default="B1,B2,B3,B4,B5,B6,B7", help="comma-separated subset of B1,...,B7")
     ap.add_argument("--n", type=float, default=1e8, help="elements for B2/B3 (default 1e8)")
     ap.add_argument("--reps", type=int, default=5, help="repetitions per method for B2/B3 (default 5)")
     ap.add_argument("--mem-reps", type=int, default=3, help="B1: watched runs per command for memory")
@@ -790,12 +873,18 @@ def main():
     ap.add_argument("--b6-pss-ms", type=float, default=50.0,
                     help="B6: pause between PSS samples, ms (default 50: its calls last seconds and "
                          "its processes are large, so a sample costs more)")
+    ap.add_argument("--b7-reps", type=int, default=400, help="B7: small calls per method")
+    ap.add_argument("--b7-n", type=float, default=1e8, help="B7: elements of the large case")
+    ap.add_argument("--b7-large-reps", type=int, default=3)
+    ap.add_argument("--b7-loop", type=int, default=10000, help="B7: calls of the memory loop")
+    ap.add_argument("--b7-shared-reps", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="small n and few repetitions (a smoke test)")
     a = ap.parse_args()
     if a.quick:
         a.n, a.reps, a.mem_reps, a.b1_rounds, a.b1_runs, a.b4_reps, a.b3_calls = 1e6, 2, 1, 2, 3, 6, 2
         a.b5_reps, a.b5_mem_reps, a.b5_nrow, a.b5_ncol = 4, 4, 2000, 200
         a.b6_reps, a.b6_mem_reps, a.b6_nrow, a.b6_ncol, a.b6_tasks = 3, 3, 2000, 200, 8
+        a.b7_reps, a.b7_n, a.b7_large_reps, a.b7_loop, a.b7_shared_reps = 40, 1e6, 2, 1000, 2
     for opt in ("b5_reps", "b5_mem_reps", "b6_reps", "b6_mem_reps", "pss_ms", "b6_pss_ms"):
         if getattr(a, opt) <= 0:
             ap.error("--%s must be positive" % opt.replace("_", "-"))
@@ -804,7 +893,8 @@ def main():
         if not os.access(path, os.X_OK):
             raise SystemExit("%s not found at %s (run `make cli`, set PYRMAP_PYTHON)" % (tool, path))
     which = [w.strip().upper() for w in a.only.split(",") if w.strip()]
-    fns = {"B1": bench_b1, "B2": bench_b2, "B3": bench_b3, "B4": bench_b4, "B5": bench_b5, "B6": bench_b6}
+    fns = {"B1": bench_b1, "B2": bench_b2, "B3": bench_b3, "B4": bench_b4, "B5": bench_b5, "B6": bench_b6,
+           "B7": bench_b7}
     load_before = loadavg()
     t0 = time.time()
     results = []

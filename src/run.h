@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "header.h"
+#include "input.h"
 #include "segment.h"
 
 namespace pyrmap {
@@ -90,20 +91,6 @@ struct RunOptions {
   std::string segment_dir;
 };
 
-// The input of a run: its geometry, and either a writer that fills a fresh
-// data segment or an existing segment that already holds the payload.
-struct Input {
-  ArrayDesc desc;
-  // Writes desc.nbytes bytes into `seg` at offset 0 (e.g. with seg.Write,
-  // passing `check` through). Called once, after the first interpreter has
-  // been started.
-  std::function<void(Segment& seg, void (*check)(void*), void* check_arg)> fill;
-  // Alternatively: the name of a segment holding the payload at desc.offset,
-  // and the path of its directory ("": the call's segment directory).
-  std::string segment;
-  std::string segment_dir;
-};
-
 // One script's result: its array and a mapping of its payload.
 struct Result {
   Script script;
@@ -111,7 +98,12 @@ struct Result {
   // Holds the payload; null when desc.nbytes is 0. The segment's name is
   // gone; the memory lives as long as this mapping.
   std::shared_ptr<Mapping> mapping;
-  const uint8_t* data() const { return mapping ? mapping->data() : nullptr; }
+  // Where the payload starts in the mapping.
+  uint64_t offset = 0;
+  // The payload lies in a pool worker's area (pool.h): valid only until the
+  // pool's next call; copy it before then.
+  bool transient = false;
+  const uint8_t* data() const { return mapping ? mapping->data() + offset : nullptr; }
 };
 
 Result RunScript(const Script& script, const Input& input, const RunOptions& options);

@@ -158,6 +158,22 @@ Segment Segment::Open(const SegmentDir& dir, const std::string& name, bool writa
   return seg;
 }
 
+Segment Segment::CreateUnnamed(const std::string& dir, uint64_t size, const std::string& label) {
+  int fd = open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0) throw SystemError("create unnamed segment in", dir, "open(O_TMPFILE)", errno);
+  Segment seg = Adopt(fd, label);
+  if (size > 0) seg.Reserve(size);
+  return seg;
+}
+
+Segment Segment::Adopt(int fd, const std::string& label) { return Segment(SegmentDir(), label, fd); }
+
+int Segment::ReopenReadOnly() const {
+  int fd = open(fmt::format("/proc/self/fd/{}", fd_).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw SystemError("reopen segment read-only", path(), "open", errno);
+  return fd;
+}
+
 uint64_t Segment::Size() const {
   struct stat st;
   if (fstat(fd_, &st) != 0) throw SystemError("stat segment", path(), "fstat", errno);
@@ -177,7 +193,8 @@ void Segment::Reserve(uint64_t size) {
     if (fstatvfs(fd_, &v) == 0) free_text = HumanBytes(static_cast<uint64_t>(v.f_bavail) * v.f_frsize);
     e = Error(ErrorKind::kSystem,
               fmt::format("{}: the segment needs {}, {} has {} free; {}", e.what(), HumanBytes(size),
-                          dir_.path(), free_text, SegmentDirRemedy()))
+                          dir_.path().empty() ? "its directory" : dir_.path(), free_text,
+                          SegmentDirRemedy()))
             .with_errno(err);
   }
   throw e;
@@ -250,7 +267,9 @@ Mapping Segment::Map(MapMode mode, uint64_t offset, uint64_t length, bool popula
   return m;
 }
 
-void Segment::Unlink() const { Remove(dir_, name_); }
+void Segment::Unlink() const {
+  if (!dir_.path().empty()) Remove(dir_, name_);
+}
 
 bool Segment::Remove(const SegmentDir& dir, const std::string& name) {
   return unlinkat(dir.fd(), name.c_str(), 0) == 0;

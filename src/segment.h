@@ -81,6 +81,17 @@ class Segment {
   static Segment Open(const SegmentDir& dir, const std::string& name, bool writable);
   // The same for a segment of user `owner` (root listing other users').
   static Segment Open(const SegmentDir& dir, const std::string& name, bool writable, uid_t owner);
+  // Creates an unnamed segment in directory `dir` (O_TMPFILE, mode 0600),
+  // `size` bytes reserved: nothing to remove (no one else can open it by
+  // name), it goes with its last descriptor and mapping. `label` names it
+  // in messages (as name() and path()).
+  static Segment CreateUnnamed(const std::string& dir, uint64_t size, const std::string& label);
+  // Takes ownership of descriptor `fd` (a segment passed by another
+  // process); `label` names it. No directory: Unlink() does nothing.
+  static Segment Adopt(int fd, const std::string& label);
+  // A read-only descriptor of this segment (open of /proc/self/fd/N), owned
+  // by the caller; throws instead of ever handing out a writable one.
+  int ReopenReadOnly() const;
 
   Segment(Segment&& other) noexcept;
   Segment& operator=(Segment&& other) noexcept;
@@ -89,9 +100,11 @@ class Segment {
   ~Segment();
 
   const std::string& name() const { return name_; }
+  // The directory; empty for an unnamed or adopted segment.
   const SegmentDir& dir() const { return dir_; }
-  // The segment's file: dir().PathOf(name()).
-  std::string path() const { return dir_.PathOf(name_); }
+  // The segment's file: dir().PathOf(name()); the label of an unnamed or
+  // adopted segment.
+  std::string path() const { return dir_.path().empty() ? name_ : dir_.PathOf(name_); }
   int fd() const { return fd_; }
   // Current size in bytes (fstat).
   uint64_t Size() const;

@@ -48,8 +48,12 @@ class SegmentDir {
   // Opens the directory `path` (absolute) and checks its owner and mode.
   static SegmentDir Open(const std::string& path);
 
+  // No directory (the directory of an unnamed or adopted segment): empty
+  // path, fd() -1.
+  SegmentDir() = default;
+
   const std::string& path() const { return path_; }
-  int fd() const { return *fd_; }
+  int fd() const { return fd_ ? *fd_ : -1; }
   // path() + "/" + name.
   std::string PathOf(const std::string& name) const { return path_ + "/" + name; }
 

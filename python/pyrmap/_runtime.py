@@ -25,6 +25,11 @@ from . import _header as H
 from . import _meta
 from ._errors import NotConnectedError, ProtocolError
 
+# True while a pool worker loads a script (pyrmap._worker): a decorated
+# function called without arguments at the script's top level is then not
+# run (the worker calls it for every request instead).
+loading_in_worker = False
+
 # The exception this process last recorded into a header (see record_error);
 # the bootstrap re-records it with the full traceback once it has unwound.
 _recorded = None
@@ -232,6 +237,8 @@ def process_via_mmap(func=None):
     def wrapper(*args, **kwargs):
         if args or kwargs:
             return func(*args, **kwargs)
+        if loading_in_worker:
+            return None
         if not os.environ.get(_meta.ENV_META):
             raise NotConnectedError(
                 "%s() was called without an array, but " % getattr(func, "__name__", "function")

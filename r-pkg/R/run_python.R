@@ -16,14 +16,19 @@
 #'
 #' @param data A numeric (double), integer, logical or raw vector, matrix or
 #'   array (or a `bit64::integer64` vector). Views returned by pyrmap and
-#'   registered variables are handed to Python without any copy.
+#'   registered variables are handed to Python without any copy. Other
+#'   classed vectors (factor, Date, POSIXct, difftime, ts, ...) are refused,
+#'   naming the class; `unclass()` passes their bare numbers.
 #' @param python_script_path Path of the Python script.
 #' @param script_paths Paths of the Python scripts.
 #' @param dtype The element type Python receives: `"int32"`, `"int64"`,
 #'   `"float32"`, `"float64"`, `"uint8"` or `"bool"`. By default it follows
 #'   the data: double -> float64, integer -> int32, logical -> bool, raw ->
 #'   uint8, integer64 -> int64. Values that the dtype cannot hold exactly
-#'   (300 as uint8, 3e9 as int32, 1.5 as an integer type) are an error.
+#'   (300 as uint8, 3e9 as int32, 1.5 as an integer type) are an error. `NA`
+#'   arrives as NaN in float64 and float32 (and comes back as `NA`); the
+#'   other dtypes cannot represent it, so `NA` there is an error naming its
+#'   position.
 #' @param ... Not used; named arguments must be spelled out.
 #' @param fun Name of a function in the script to call with the input instead
 #'   of running the script as `__main__` (R reserves the word `function`, hence
@@ -37,6 +42,11 @@
 #'   (`sys.argv[1:]`).
 #' @param jobs How many scripts run at once.
 #' @param keep_intermediate Return every stage's result, not only the last.
+#' @param pool A pool of warm Python workers from [python_pool()]: the call
+#'   runs there, without starting an interpreter. `NULL` (default): the
+#'   session pool when `options(pyrmap.pool = TRUE)` (or a number of
+#'   workers) is set, else a one-shot run; `FALSE`: a one-shot run. See
+#'   [python_pool()] for how scripts run in a worker.
 #' @param segment_dir Where the call's shared-memory segments are made:
 #'   `"RAM"` (`/dev/shm`), `"DISK"` (a private directory on a disk-backed
 #'   file system, for data larger than `/dev/shm` -- a container's 64 MB
@@ -44,7 +54,8 @@
 #'   else `/tmp`, made with mode 0700), or the path of a directory that only
 #'   you can write (or a sticky one such as `/tmp`). Default:
 #'   `getOption("pyrmap.segment_dir")`, else the environment variable
-#'   `PYRMAP_SEGMENT_DIR`, else `"RAM"`. See [pyrmap_segment_dir()].
+#'   `PYRMAP_SEGMENT_DIR`, else `"RAM"`. See [pyrmap_segment_dir()]. (A
+#'   pool's workers use the directory chosen when the pool was made.)
 #' @param path The seed's (PyRMap's) name of `segment_dir`: `"RAM"` or
 #'   `"DISK"` (or a directory). Give one of the two, not both.
 #' @param python_scripts_paths,initial_data,required_intermediate_results The
@@ -121,20 +132,21 @@
 #' }
 #' @export
 run_python <- function(data, python_script_path, dtype = NULL, ..., fun = NULL,
-                       timeout = NULL, python = NULL, args = character(),
+                       timeout = NULL, python = NULL, args = character(), pool = NULL,
                        segment_dir = NULL, path = NULL) {
   .no_dots(...)
   .check_scalar_string(python_script_path, "python_script_path")
   .run(data, python_script_path, "run", dtype, fun, timeout, python, args,
-       jobs = 1L, keep_intermediate = FALSE, segment_dir = .segment_dir_arg(segment_dir, path))[[1L]]
+       jobs = 1L, keep_intermediate = FALSE, pool = pool,
+       segment_dir = .segment_dir_arg(segment_dir, path))[[1L]]
 }
 
 #' @rdname run_python
 #' @export
 run_python_shared_data <- function(data, script_paths, dtype = NULL, ..., jobs = 1L,
                                    fun = NULL, timeout = NULL, python = NULL,
-                                   args = character(), segment_dir = NULL, path = NULL,
-                                   python_scripts_paths) {
+                                   args = character(), pool = NULL, segment_dir = NULL,
+                                   path = NULL, python_scripts_paths) {
   .no_dots(...)
   if (!missing(python_scripts_paths)) {
     if (!missing(script_paths)) .both_spellings("script_paths", "python_scripts_paths")
@@ -143,7 +155,8 @@ run_python_shared_data <- function(data, script_paths, dtype = NULL, ..., jobs =
   if (missing(script_paths)) .usage_error("script_paths is missing: give the paths of the Python scripts")
   if (missing(data)) .usage_error("data is missing")
   res <- .run(data, script_paths, "shared", dtype, fun, timeout, python, args,
-              jobs = jobs, keep_intermediate = FALSE, segment_dir = .segment_dir_arg(segment_dir, path))
+              jobs = jobs, keep_intermediate = FALSE, pool = pool,
+              segment_dir = .segment_dir_arg(segment_dir, path))
   names(res) <- .result_names(script_paths)
   res
 }
@@ -152,9 +165,9 @@ run_python_shared_data <- function(data, script_paths, dtype = NULL, ..., jobs =
 #' @export
 run_python_pipeline <- function(data, script_paths, dtype = NULL, ...,
                                 keep_intermediate = FALSE, fun = NULL, timeout = NULL,
-                                python = NULL, args = character(), segment_dir = NULL,
-                                path = NULL, initial_data, python_scripts_paths,
-                                required_intermediate_results) {
+                                python = NULL, args = character(), pool = NULL,
+                                segment_dir = NULL, path = NULL, initial_data,
+                                python_scripts_paths, required_intermediate_results) {
   .no_dots(...)
   if (!missing(initial_data)) {
     if (!missing(data)) .both_spellings("data", "initial_data")
@@ -173,7 +186,7 @@ run_python_pipeline <- function(data, script_paths, dtype = NULL, ...,
   if (!isTRUE(keep_intermediate) && !isFALSE(keep_intermediate))
     .usage_error("keep_intermediate must be TRUE or FALSE")
   res <- .run(data, script_paths, "pipeline", dtype, fun, timeout, python, args,
-              jobs = 1L, keep_intermediate = keep_intermediate,
+              jobs = 1L, keep_intermediate = keep_intermediate, pool = pool,
               segment_dir = .segment_dir_arg(segment_dir, path))
   if (!keep_intermediate) return(res[[1L]])
   names(res) <- .result_names(script_paths)
@@ -231,7 +244,7 @@ pyrmap_command <- function() {
 # ---- internals --------------------------------------------------------------
 
 .run <- function(data, scripts, mode, dtype, fun, timeout, python, args, jobs,
-                 keep_intermediate, segment_dir) {
+                 keep_intermediate, pool = NULL, segment_dir = "") {
   if (!is.character(scripts) || length(scripts) == 0L || anyNA(scripts) || !all(nzchar(scripts)))
     .usage_error("script paths must be a non-empty character vector")
   if (!is.null(dtype)) .check_scalar_string(dtype, "dtype")
@@ -242,13 +255,15 @@ pyrmap_command <- function() {
   if (!is.character(args)) .usage_error("args must be a character vector")
   specs <- .with_functions(scripts, fun)
   .need_rcpp()
+  pool <- .pool_for(pool, python)
   info <- .pyrmap_run(data, specs, mode, if (is.null(dtype)) "" else dtype,
                       pyrmap_python(python), .python_package_dir(),
                       # 0 means "no limit" to the core; so does Inf here.
                       if (is.null(timeout) || is.infinite(timeout)) 0 else as.numeric(timeout),
                       # jobs = Inf: all scripts at once (as.integer(Inf) would be NA).
                       as.integer(min(jobs, length(scripts))),
-                      keep_intermediate, args, .bit64_available(), segment_dir)
+                      keep_intermediate, args, .bit64_available(),
+                      if (is.null(pool)) NULL else pool$xp, segment_dir)
   if (!isTRUE(info$ok)) .raise(info, sys.call(-1L))
   res <- info$results
   if (any(vapply(res, inherits, logical(1), "integer64"))) loadNamespace("bit64")
@@ -299,7 +314,15 @@ pyrmap_command <- function() {
   .usage_error(sprintf("give either %s or %s (the seed's name for it), not both", ours, seeds))
 }
 
-.python_package_dir <- function() system.file("python", package = "pyrmap")
+# (Looked up once: system.file() reads the package's metadata each time,
+# which costs more than a warm pool's whole call.)
+.python_package_dir <- local({
+  dir <- NULL
+  function() {
+    if (is.null(dir)) dir <<- system.file("python", package = "pyrmap")
+    dir
+  }
+})
 
 .bit64_available <- local({
   known <- NULL

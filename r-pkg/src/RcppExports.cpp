@@ -10,9 +10,44 @@ Rcpp::Rostream<true>&  Rcpp::Rcout = Rcpp::Rcpp_cout_get();
 Rcpp::Rostream<false>& Rcpp::Rcerr = Rcpp::Rcpp_cerr_get();
 #endif
 
+// pyrmap_pool_new
+SEXP pyrmap_pool_new(int workers, std::string python, std::string package_dir, std::string segment_dir);
+RcppExport SEXP _pyrmap_pyrmap_pool_new(SEXP workersSEXP, SEXP pythonSEXP, SEXP package_dirSEXP, SEXP segment_dirSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< int >::type workers(workersSEXP);
+    Rcpp::traits::input_parameter< std::string >::type python(pythonSEXP);
+    Rcpp::traits::input_parameter< std::string >::type package_dir(package_dirSEXP);
+    Rcpp::traits::input_parameter< std::string >::type segment_dir(segment_dirSEXP);
+    rcpp_result_gen = Rcpp::wrap(pyrmap_pool_new(workers, python, package_dir, segment_dir));
+    return rcpp_result_gen;
+END_RCPP
+}
+// pyrmap_pool_close
+void pyrmap_pool_close(SEXP ptr);
+RcppExport SEXP _pyrmap_pyrmap_pool_close(SEXP ptrSEXP) {
+BEGIN_RCPP
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type ptr(ptrSEXP);
+    pyrmap_pool_close(ptr);
+    return R_NilValue;
+END_RCPP
+}
+// pyrmap_pool_info
+Rcpp::List pyrmap_pool_info(SEXP ptr);
+RcppExport SEXP _pyrmap_pyrmap_pool_info(SEXP ptrSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type ptr(ptrSEXP);
+    rcpp_result_gen = Rcpp::wrap(pyrmap_pool_info(ptr));
+    return rcpp_result_gen;
+END_RCPP
+}
 // pyrmap_run
-SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, std::string dtype, std::string python, std::string package_dir, double timeout, int jobs, bool keep_intermediate, std::vector<std::string> args, bool bit64_available, std::string segment_dir);
-RcppExport SEXP _pyrmap_pyrmap_run(SEXP dataSEXP, SEXP scriptsSEXP, SEXP modeSEXP, SEXP dtypeSEXP, SEXP pythonSEXP, SEXP package_dirSEXP, SEXP timeoutSEXP, SEXP jobsSEXP, SEXP keep_intermediateSEXP, SEXP argsSEXP, SEXP bit64_availableSEXP, SEXP segment_dirSEXP) {
+SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, std::string dtype, std::string python, std::string package_dir, double timeout, int jobs, bool keep_intermediate, std::vector<std::string> args, bool bit64_available, SEXP pool, std::string segment_dir);
+RcppExport SEXP _pyrmap_pyrmap_run(SEXP dataSEXP, SEXP scriptsSEXP, SEXP modeSEXP, SEXP dtypeSEXP, SEXP pythonSEXP, SEXP package_dirSEXP, SEXP timeoutSEXP, SEXP jobsSEXP, SEXP keep_intermediateSEXP, SEXP argsSEXP, SEXP bit64_availableSEXP, SEXP poolSEXP, SEXP segment_dirSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::RNGScope rcpp_rngScope_gen;
@@ -27,8 +62,9 @@ BEGIN_RCPP
     Rcpp::traits::input_parameter< bool >::type keep_intermediate(keep_intermediateSEXP);
     Rcpp::traits::input_parameter< std::vector<std::string> >::type args(argsSEXP);
     Rcpp::traits::input_parameter< bool >::type bit64_available(bit64_availableSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type pool(poolSEXP);
     Rcpp::traits::input_parameter< std::string >::type segment_dir(segment_dirSEXP);
-    rcpp_result_gen = Rcpp::wrap(pyrmap_run(data, scripts, mode, dtype, python, package_dir, timeout, jobs, keep_intermediate, args, bit64_available, segment_dir));
+    rcpp_result_gen = Rcpp::wrap(pyrmap_run(data, scripts, mode, dtype, python, package_dir, timeout, jobs, keep_intermediate, args, bit64_available, pool, segment_dir));
     return rcpp_result_gen;
 END_RCPP
 }
@@ -49,7 +85,10 @@ RcppExport SEXP pyrmap_view_memory();
 RcppExport SEXP pyrmap_view_page(SEXP);
 
 static const R_CallMethodDef CallEntries[] = {
-    {"_pyrmap_pyrmap_run", (DL_FUNC) &_pyrmap_pyrmap_run, 12},
+    {"_pyrmap_pyrmap_pool_new", (DL_FUNC) &_pyrmap_pyrmap_pool_new, 4},
+    {"_pyrmap_pyrmap_pool_close", (DL_FUNC) &_pyrmap_pyrmap_pool_close, 1},
+    {"_pyrmap_pyrmap_pool_info", (DL_FUNC) &_pyrmap_pyrmap_pool_info, 1},
+    {"_pyrmap_pyrmap_run", (DL_FUNC) &_pyrmap_pyrmap_run, 13},
     {"pyrmap_choose_segment_dir",   (DL_FUNC) &pyrmap_choose_segment_dir,   1},
     {"pyrmap_collect_garbage",      (DL_FUNC) &pyrmap_collect_garbage,      1},
     {"pyrmap_generation",           (DL_FUNC) &pyrmap_generation,           3},

@@ -13,6 +13,8 @@
 #include <fmt/format.h>
 
 #include "error.h"
+#include "pool.h"
+#include "pool_r.h"
 #include "rconvert.h"
 #include "registry.h"
 #include "registry_r.h"
@@ -46,46 +48,37 @@ bool PageStillHolds(const ViewSource& v) {
   }
 }
 
-// The run's input: handed over without a copy when `x` is a view of a named
-// segment with the same bytes; else written once (converted if asked).
+// The run's input. Handed over without a copy when `x` is a view of a named
+// segment, or a registered variable, whose bytes are already the dtype's;
+// its elements are then scanned for NA the dtype cannot hold (as the
+// conversion would refuse it). Else the core writes it once, converting
+// from R's storage (input.h).
 Input MakeInput(SEXP x, RKind kind, Dtype to) {
-  Input in;
-  in.desc = ArrayDesc::Make(to, ShapeOf(x), Order::kF);
-  const ViewSource* v = ViewOf(x);
-  if (v && !v->segment.empty() && SameBytes(kind, to) && v->offset % kPayloadAlignment == 0 &&
-      PageStillHolds(*v)) {
-    in.segment = v->segment;
-    in.segment_dir = v->dir;
-    in.desc.offset = v->offset;
-    return in;
-  }
-  if (!v && SameBytes(kind, to)) {
+  InputSource src = RSource(x, kind);
+  const ArrayDesc desc = ArrayDesc::Make(to, ShapeOf(x), Order::kF);
+  if (src.dtype == to) {
     std::string dir, segment;
     uint64_t offset = 0;
-    if (RegisteredPayload(x, &dir, &segment, &offset)) {
+    if (const ViewSource* v = ViewOf(x)) {
+      if (!v->segment.empty() && v->offset % kPayloadAlignment == 0 && PageStillHolds(*v)) {
+        dir = v->dir;
+        segment = v->segment;
+        offset = v->offset;
+      }
+    } else {
+      RegisteredPayload(x, &dir, &segment, &offset);  // leaves `segment` empty when not registered
+    }
+    if (!segment.empty()) {
+      RefuseMissing(src.dtype, src.data, desc.count, 0, to, src.rules);
+      Input in;
+      in.desc = desc;
+      in.desc.offset = offset;
       in.segment = segment;
       in.segment_dir = dir;
-      in.desc.offset = offset;
       return in;
     }
   }
-  const uint8_t* src = static_cast<const uint8_t*>(RData(x));
-  const uint64_t count = in.desc.count;
-  in.fill = [src, kind, to, count](Segment& seg, void (*check)(void*), void* arg) {
-    if (SameBytes(kind, to)) {
-      seg.Write(0, src, count * ItemSize(to), check, arg);
-      return;
-    }
-    const uint64_t chunk = uint64_t{1} << 20;
-    std::vector<uint8_t> buf(chunk * ItemSize(to));
-    for (uint64_t i = 0; i < count; i += chunk) {
-      if (check) check(arg);
-      uint64_t k = std::min(chunk, count - i);
-      ConvertFromR(kind, src + i * RItemSize(kind), to, buf.data(), k, i);
-      seg.Write(i * ItemSize(to), buf.data(), k * ItemSize(to));
-    }
-  };
-  return in;
+  return SourceInput(std::move(src), desc);
 }
 
 // ---- the sentinels of NA on the way back --------------------------------
@@ -171,19 +164,32 @@ ViewSource SourceOf(const Result& r) {
   return s;
 }
 
+// An R vector of `type` holding a copy of the result's bytes (a pool
+// worker's area is reused by its next call: its results are copied).
+SEXP CopyOf(SEXPTYPE type, const Result& r) {
+  SEXP ans = Alloc(type, static_cast<R_xlen_t>(r.desc.count));
+  if (r.desc.nbytes > 0) std::memcpy(DATAPTR(ans), r.data(), r.desc.nbytes);
+  return ans;
+}
+
+// A zero-copy view of the result, or a copy when it is transient.
+SEXP ViewOrCopy(SEXPTYPE type, const Result& r) {
+  return r.transient ? CopyOf(type, r) : MakeView(type, SourceOf(r));
+}
+
 // An R object for a result (not yet carrying dims). Zero-copy views for
-// float64, int32, uint8 and integer64; converted copies otherwise.
-// `input_na()` tells whether the call's input held NA (asked only when a
+// float64, int32, uint8 and integer64 (copies of small pool results);
+// converted copies otherwise. `input_na()` tells whether the call's input held NA (asked only when a
 // result holds a sentinel).
 SEXP ResultVector(const Result& r, bool want_integer64, bool bit64_available,
                   const std::function<bool()>& input_na) {
   const R_xlen_t n = static_cast<R_xlen_t>(r.desc.count);
   const uint8_t* p = r.data();
   switch (r.desc.dtype) {
-    case Dtype::kFloat64: return MakeView(REALSXP, SourceOf(r));
+    case Dtype::kFloat64: return ViewOrCopy(REALSXP, r);
     case Dtype::kInt32: {
       if (Find<int32_t>(p, r.desc.count, INT32_MIN) == r.desc.count || input_na())
-        return MakeView(INTSXP, SourceOf(r));
+        return ViewOrCopy(INTSXP, r);
       // -2^31 is a value here, and R's integer cannot hold it: double, exact.
       SEXP ans = Alloc(REALSXP, n);
       double* q = REAL(ans);
@@ -194,7 +200,7 @@ SEXP ResultVector(const Result& r, bool want_integer64, bool bit64_available,
       }
       return ans;
     }
-    case Dtype::kUInt8: return MakeView(RAWSXP, SourceOf(r));
+    case Dtype::kUInt8: return ViewOrCopy(RAWSXP, r);
     case Dtype::kBool: {
       SEXP ans = Alloc(LGLSXP, n);
       int* q = LOGICAL(ans);
@@ -244,7 +250,7 @@ SEXP ResultVector(const Result& r, bool want_integer64, bool bit64_available,
                                 "exactly; install the bit64 package to receive integer64",
                                 at + 1, bad));
       // integer64 stores int64 bits in a double vector: a view needs no copy.
-      SEXP ans = PROTECT(MakeView(REALSXP, SourceOf(r)));
+      SEXP ans = PROTECT(ViewOrCopy(REALSXP, r));
       RCall([&] { Rf_setAttrib(ans, R_ClassSymbol, Rf_mkString("integer64")); });
       UNPROTECT(1);
       return ans;
@@ -310,14 +316,15 @@ SEXP ErrorInfo(const Error& e) {
 // [[Rcpp::init]]
 void pyrmap_init_views(DllInfo* dll) { InitViewClasses(dll); }
 
-// Runs `scripts` over `data` in `mode` ("run", "shared" or "pipeline"), with
-// the call's segments in `segment_dir` ("", "RAM", "DISK" or a path).
+// Runs `scripts` over `data` in `mode` ("run", "shared" or "pipeline"), on
+// the warm workers of `pool` (a pool handle) unless it is NULL; a one-shot
+// run makes its segments in `segment_dir` ("", "RAM", "DISK" or a path).
 // Returns list(ok = TRUE, results = <list of R objects>) or an error list.
 // [[Rcpp::export(.pyrmap_run)]]
 SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, std::string dtype,
                 std::string python, std::string package_dir, double timeout, int jobs,
                 bool keep_intermediate, std::vector<std::string> args, bool bit64_available,
-                std::string segment_dir) {
+                SEXP pool, std::string segment_dir) {
   std::vector<Result> results;
   bool input_integer64 = false;
   try {
@@ -346,7 +353,15 @@ SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, s
     o.check_interrupt = CheckInterrupt;
     std::vector<Script> parsed;
     for (const auto& s : scripts) parsed.push_back(ParseScript(s));
-    if (mode == "run") {
+    if (Pool* p = PoolOf(pool)) {
+      if (mode == "run") {
+        results.push_back(p->Run(parsed.at(0), input, o));
+      } else if (mode == "shared") {
+        results = p->Shared(parsed, input, o);
+      } else {
+        results = p->Pipeline(parsed, input, o, keep_intermediate);
+      }
+    } else if (mode == "run") {
       results.push_back(RunScript(parsed.at(0), input, o));
     } else if (mode == "shared") {
       results = RunShared(parsed, input, o);

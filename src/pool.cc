@@ -1,0 +1,651 @@
+#include "pool.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "error.h"
+#include "job.h"
+#include "outcome.h"
+#include "pool_message.h"
+#include "segment.h"
+#include "spawn.h"
+#include "utf8.h"
+
+namespace pyrmap {
+
+namespace {
+
+constexpr const char* kWorkerMain = "from pyrmap._worker import main; main()";
+constexpr int kSocketFdInChild = 3;
+constexpr int kAreaFdInChild = 4;
+// A worker's area: inputs at [0, small), results at [small, 2 * small).
+constexpr uint64_t kAreaSize = 2 * kPoolSmallBytes;
+constexpr size_t kMaxPassedFds = 64;
+constexpr size_t kStderrTailBytes = 8192;
+
+double Now() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) + ts.tv_nsec * 1e-9;
+}
+
+void WriteAllToStderr(std::string_view s) {
+  while (!s.empty()) {
+    ssize_t n = write(2, s.data(), s.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    s.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+void CloseAll(std::vector<int>& fds) {
+  for (int fd : fds)
+    if (fd >= 0) close(fd);
+  fds.clear();
+}
+
+// One slot of the pool: its worker process (replaced when it dies) and its
+// area, which outlives the processes of the slot.
+struct Worker {
+  size_t index = 0;
+  std::optional<Process> proc;
+  int sock = -1;                 // our end of the control socket
+  bool hello = false;            // the worker's greeting has arrived
+  std::optional<Segment> area;   // unnamed, read-write
+  std::shared_ptr<Mapping> area_map;
+  WorkerInfo info;
+  // The call in progress.
+  bool busy = false;
+  uint64_t call_id = 0;
+  double sent_at = 0;
+  std::string call_what;    // "script 'a.py'" (for messages)
+  std::string call_stderr;  // what the worker wrote to stderr during the call
+};
+
+}  // namespace
+
+struct Pool::Impl {
+  PoolOptions o;
+  std::vector<Worker> workers;
+  uint64_t next_call = 1;
+  bool closed = false;
+
+  explicit Impl(PoolOptions opts) : o(std::move(opts)) {
+    if (o.workers < 1) throw Error(ErrorKind::kUsage, "a pool needs at least 1 worker");
+    workers.resize(static_cast<size_t>(o.workers));
+    for (size_t i = 0; i < workers.size(); ++i) {
+      Worker& w = workers[i];
+      w.index = i;
+      w.area.emplace(Segment::CreateUnnamed(o.segment_dir, kAreaSize,
+                                            fmt::format("pool worker {} area", i + 1)));
+      w.area_map = std::make_shared<Mapping>(w.area->Map(MapMode::kReadWrite));
+    }
+    for (Worker& w : workers) Start(w);
+  }
+
+  ~Impl() { Close(); }
+
+  void Close() {
+    if (closed) return;
+    closed = true;
+    for (Worker& w : workers) Stop(w);
+    workers.clear();  // areas unmapped and closed: their memory goes
+  }
+
+  void CheckOpen() const {
+    if (closed) throw Error(ErrorKind::kUsage, "the pool is closed");
+  }
+
+  // Starts a worker process in slot `w` (its area is reused).
+  void Start(Worker& w) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+      throw SystemError("create the control socket of pool worker", std::to_string(w.index + 1),
+                        "socketpair", errno);
+    SpawnOptions so;
+    so.argv = {o.python, "-c", kWorkerMain};
+    so.what = "Python interpreter";
+    so.capture_stdout = true;
+    so.capture_stderr = true;
+    so.fds = {{sv[1], kSocketFdInChild}, {w.area->fd(), kAreaFdInChild}};
+    std::string pypath = o.package_dir;
+    if (const char* old = getenv("PYTHONPATH"); old && *old)
+      pypath = pypath.empty() ? old : pypath + ":" + old;
+    if (!pypath.empty()) so.env.push_back({"PYTHONPATH", pypath});
+    so.env.push_back({"PYRMAP_WORKER_FD", std::to_string(kSocketFdInChild)});
+    so.env.push_back({"PYRMAP_AREA_FD", std::to_string(kAreaFdInChild)});
+    so.env.push_back({"PYRMAP_AREA_SIZE", std::to_string(kAreaSize)});
+    so.env.push_back({"PYRMAP_SEGMENT_DIR", o.segment_dir});
+    for (const auto& kv : o.env) so.env.push_back(kv);
+    try {
+      w.proc.emplace(Process::Spawn(so));
+    } catch (const Error& e) {
+      close(sv[0]);
+      close(sv[1]);
+      if (e.kind() != ErrorKind::kSystem || e.sys_errno() == 0) throw;
+      throw Error(ErrorKind::kInterpreter, e.what()).with_errno(e.sys_errno());
+    }
+    close(sv[1]);
+    w.sock = sv[0];
+    w.hello = false;
+    w.busy = false;
+    w.info.pid = w.proc->pid();
+  }
+
+  // Kills slot `w`'s worker with its process group, and reaps it.
+  void Stop(Worker& w) {
+    if (w.sock >= 0) close(w.sock);
+    w.sock = -1;
+    w.proc.reset();  // kills the group and reaps
+    w.info.pid = 0;
+    w.busy = false;
+  }
+
+  void Replace(Worker& w) {
+    Stop(w);
+    ++w.info.restarts;
+    Start(w);
+  }
+
+  // Makes sure slot `w` has a live worker (one that died while idle is
+  // replaced).
+  void Ready(Worker& w) {
+    if (!w.proc) {
+      Start(w);
+      return;
+    }
+    ExitStatus st;
+    if (w.proc->Poll(&st)) Replace(w);
+  }
+
+  Worker* FreeWorker() {
+    for (Worker& w : workers)
+      if (!w.busy) return &w;
+    return nullptr;
+  }
+
+  WaitOptions Relays(const RunOptions& ro, Worker& w) {
+    WaitOptions wo;
+    wo.on_stdout = ro.on_stdout ? ro.on_stdout : [](std::string_view s) {
+      WriteAllToStderr(s);  // no relay asked: keep it visible, off stdout
+    };
+    auto err = ro.on_stderr ? ro.on_stderr : WriteAllToStderr;
+    Worker* wp = &w;
+    wo.on_stderr = [err, wp](std::string_view s) {
+      wp->call_stderr.append(s);
+      if (wp->call_stderr.size() > 2 * kStderrTailBytes)
+        wp->call_stderr.erase(0, wp->call_stderr.size() - kStderrTailBytes);
+      err(s);
+    };
+    return wo;
+  }
+
+  // Sends `req` to `w` (with `pass_fd` attached when >= 0).
+  void Send(Worker& w, const Request& req, int pass_fd, const std::string& what) {
+    std::vector<uint8_t> msg = EncodeRequest(req);
+    if (msg.size() > kMaxMessageSize)
+      throw Error(ErrorKind::kUsage,
+                  fmt::format("the request for {} is too long ({} bytes; scripts, function names "
+                              "and arguments must fit {} bytes)",
+                              what, msg.size(), kMaxMessageSize));
+    struct iovec iov = {msg.data(), msg.size()};
+    union {
+      char buf[CMSG_SPACE(sizeof(int))];
+      struct cmsghdr align;
+    } control;
+    std::memset(&control, 0, sizeof control);
+    struct msghdr mh = {};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    if (pass_fd >= 0) {
+      mh.msg_control = control.buf;
+      mh.msg_controllen = sizeof control.buf;
+      struct cmsghdr* c = CMSG_FIRSTHDR(&mh);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int));
+      std::memcpy(CMSG_DATA(c), &pass_fd, sizeof pass_fd);
+    }
+    ssize_t n;
+    do {
+      n = sendmsg(w.sock, &mh, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    w.busy = true;
+    w.call_id = req.call_id;
+    w.sent_at = Now();
+    w.call_what = what;
+    w.call_stderr.clear();
+    if (n < 0 && errno != EPIPE && errno != ECONNRESET)
+      throw SystemError("send a request to pool worker", std::to_string(w.index + 1), "sendmsg", errno);
+    // A worker that is gone is noticed while waiting for its reply.
+  }
+
+  // Reads one message from `w`. Returns false on end-of-file (the worker
+  // is gone). `fds` receives the descriptors passed with it.
+  bool Receive(Worker& w, std::vector<uint8_t>* msg, std::vector<int>* fds) {
+    msg->resize(kMaxMessageSize);
+    union {
+      char buf[CMSG_SPACE(sizeof(int) * kMaxPassedFds)];
+      struct cmsghdr align;
+    } control;
+    struct iovec iov = {msg->data(), msg->size()};
+    struct msghdr mh = {};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = control.buf;
+    mh.msg_controllen = sizeof control.buf;
+    ssize_t n;
+    do {
+      n = recvmsg(w.sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      msg->clear();
+      return true;
+    }
+    for (struct cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < k; ++i) {
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+        fds->push_back(fd);
+      }
+    }
+    if (n < 0) {
+      if (errno == ECONNRESET) return false;
+      throw SystemError("read a reply from pool worker", std::to_string(w.index + 1), "recvmsg", errno);
+    }
+    if (n == 0) return false;
+    if (mh.msg_flags & MSG_TRUNC)
+      throw Error(ErrorKind::kProtocol,
+                  fmt::format("a reply from pool worker {} exceeds {} bytes", w.index + 1, kMaxMessageSize));
+    msg->resize(static_cast<size_t>(n));
+    return true;
+  }
+
+  // The error for a call whose worker died before replying; the worker is
+  // replaced. `what` names the script(s).
+  Error Died(Worker& w, const RunOptions& ro, WaitOptions& wo) {
+    ExitStatus st;
+    for (int i = 0; i < 1000 && !w.proc->Poll(&st); ++i) usleep(1000);
+    if (!w.proc->Poll(&st)) {
+      w.proc->Kill(SIGKILL);
+      while (!w.proc->Poll(&st)) usleep(1000);
+    }
+    w.proc->Drain(wo);
+    std::string tail = ToValidUtf8(TailLines(w.call_stderr, 20));
+    std::string msg;
+    ErrorKind kind = ErrorKind::kScript;
+    if (!w.hello) {
+      kind = ErrorKind::kInterpreter;
+      if (w.call_stderr.find("No module named 'pyrmap'") != std::string::npos)
+        msg = fmt::format("the Python interpreter '{}' cannot import the pyrmap package{}: install it "
+                          "(pip install ./python) or set PYRMAP_PACKAGE_DIR",
+                          o.python, o.package_dir.empty() ? "" : " from '" + o.package_dir + "'");
+      else
+        msg = fmt::format("the Python interpreter '{}' {} before pyrmap's worker started (running "
+                          "{}): is it a Python 3 interpreter?",
+                          o.python, st.Describe(), w.call_what);
+    } else {
+      msg = fmt::format("{} {} in pool worker {} (pid {}) without replying; the worker was "
+                        "replaced",
+                        w.call_what, st.Describe(), w.index + 1, w.info.pid);
+    }
+    if (!tail.empty()) msg += "\nstderr:\n" + tail;
+    (void)ro;
+    Error e(kind, msg);
+    e.with_status(st.exited ? st.code : -1, st.exited ? -1 : st.signal);
+    Replace(w);
+    return e;
+  }
+
+  // Waits until one of the busy workers `waiting` replies (or dies, times
+  // out, or the caller is interrupted). Returns that worker, its reply and
+  // the descriptors passed with it. A worker that failed without a reply is
+  // replaced and its error thrown; so is one killed for its timeout or for
+  // an interrupt (every waiting worker then).
+  Worker* WaitReply(const std::vector<Worker*>& waiting, const RunOptions& ro, Reply* reply,
+                    std::vector<int>* fds) {
+    std::vector<uint8_t> msg;
+    std::vector<struct pollfd> pfds;
+    std::vector<Worker*> owner;  // the worker of each entry of pfds
+    for (;;) {
+      // Deadlines first: a worker past its timeout is killed and replaced.
+      const double now = Now();
+      int wait_ms = 100;
+      for (Worker* w : waiting) {
+        if (!w->busy || ro.timeout_seconds <= 0) continue;
+        double left = w->sent_at + ro.timeout_seconds - now;
+        if (left <= 0) {
+          Error e(ErrorKind::kTimeout,
+                  fmt::format("{} timed out after {:g} s in pool worker {} and was killed; the "
+                              "worker was replaced",
+                              w->call_what, ro.timeout_seconds, w->index + 1));
+          e.with_status(-1, SIGKILL);
+          Replace(*w);
+          throw e;
+        }
+        wait_ms = std::min(wait_ms, static_cast<int>(std::min(left, 1.0) * 1000) + 1);
+      }
+      pfds.clear();
+      owner.clear();
+      for (Worker* w : waiting) {
+        if (!w->busy) continue;
+        for (int fd : {w->sock, w->proc->pidfd(), w->proc->stdout_fd(), w->proc->stderr_fd()}) {
+          if (fd < 0) continue;
+          pfds.push_back({fd, POLLIN, 0});
+          owner.push_back(w);
+        }
+        if (w->proc->pidfd() < 0) wait_ms = std::min(wait_ms, 10);
+      }
+      if (ro.wake_fd >= 0) {
+        pfds.push_back({ro.wake_fd, POLLIN, 0});
+        owner.push_back(nullptr);
+      }
+      int r = poll(pfds.data(), pfds.size(), wait_ms);
+      if (r < 0 && errno != EINTR) throw SystemError("wait for", "pool workers", "poll", errno);
+      if (ro.check_interrupt) {
+        try {
+          ro.check_interrupt();
+        } catch (...) {
+          // The calls in progress are abandoned: their workers go, and are
+          // replaced, so the pool stays usable.
+          for (Worker* w : waiting)
+            if (w->busy) Replace(*w);
+          throw;
+        }
+      }
+      if (r <= 0) continue;
+      for (size_t i = 0; i < pfds.size(); ++i) {
+        Worker* w = owner[i];
+        if (!w || !w->busy || !(pfds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        WaitOptions wo = Relays(ro, *w);
+        const int fd = pfds[i].fd;
+        if (fd == w->proc->stdout_fd() || fd == w->proc->stderr_fd()) {
+          w->proc->Drain(wo);
+          continue;
+        }
+        if (fd == w->sock) {
+          // Everything that arrived: a greeting, then the reply.
+          for (;;) {
+            fds->clear();
+            if (!Receive(*w, &msg, fds)) {
+              CloseAll(*fds);
+              throw Died(*w, ro, wo);
+            }
+            if (msg.empty()) break;
+            if (msg.size() == 1 && msg[0] == 'h') {
+              w->hello = true;
+              continue;
+            }
+            try {
+              *reply = DecodeReply(msg.data(), msg.size(), fmt::format("pool worker {}", w->index + 1));
+              if (reply->call_id != w->call_id)
+                throw Error(ErrorKind::kProtocol,
+                            fmt::format("pool worker {} answered call {} instead of {}", w->index + 1,
+                                        reply->call_id, w->call_id));
+            } catch (const Error&) {
+              CloseAll(*fds);
+              Replace(*w);
+              throw;
+            }
+            w->proc->Drain(wo);  // what it printed before replying
+            w->busy = false;
+            ++w->info.calls;
+            w->info.scripts = reply->scripts_loaded;
+            return w;
+          }
+          continue;
+        }
+        // Its pidfd: the worker exited without replying.
+        if (w->proc->Poll(nullptr)) throw Died(*w, ro, wo);
+      }
+    }
+  }
+
+  // The results of `reply` from worker `w` (the request's result region
+  // was [roff, roff + rcap) of its area).
+  std::vector<Result> Collect(Worker& w, const Reply& reply, std::vector<int>& fds,
+                              const std::vector<Script>& scripts, const RunOptions& ro, uint64_t roff,
+                              uint64_t rcap, bool keep_intermediate) {
+    struct Owned {
+      std::vector<int>& fds;
+      ~Owned() { CloseAll(fds); }
+    } owned{fds};
+    const std::string where = fmt::format("pool worker {}", w.index + 1);
+    if (!reply.ok) {
+      const Script& s = scripts.at(std::min<size_t>(reply.failed_script, scripts.size() - 1));
+      const std::string who = fmt::format("script '{}'", s.Display());
+      const std::string type = ToValidUtf8(reply.error_type);
+      const std::string text = ToValidUtf8(reply.error_text);
+      if (type == "pyrmap.NumpyMissing") throw Error(ErrorKind::kInterpreter, text).with_script(s.Display());
+      if (type == "pyrmap.ScriptNotLoaded")
+        throw Error(ErrorKind::kUsage, fmt::format("{}: {}", who, TailLines(text, 1))).with_script(s.Display());
+      std::string last = TailLines(text, 1);
+      throw Error(ErrorKind::kScript,
+                  fmt::format("{} raised {}\n{}", who, last.empty() ? type : last, TailLines(text, 12)))
+          .with_script(s.Display())
+          .with_python(type, text);
+    }
+    const size_t expected = keep_intermediate ? scripts.size() : 1;
+    if (reply.results.size() != expected)
+      throw Error(ErrorKind::kProtocol,
+                  fmt::format("{} sent {} results for {} expected", where, reply.results.size(), expected));
+    std::vector<Result> out;
+    for (size_t i = 0; i < reply.results.size(); ++i) {
+      const ReplyResult& rr = reply.results[i];
+      Result r;
+      r.script = keep_intermediate ? scripts[i] : scripts.back();
+      r.desc = rr.desc;
+      if (rr.location == ReplyLocation::kArea) {
+        uint64_t end;
+        if (rr.desc.offset < roff || __builtin_add_overflow(rr.desc.offset, rr.desc.nbytes, &end) ||
+            end > roff + rcap)
+          throw Error(ErrorKind::kProtocol,
+                      fmt::format("{}: result {} at offset {} ({} bytes) is outside the area's result "
+                                  "region",
+                                  where, rr.desc.Describe(), rr.desc.offset, rr.desc.nbytes));
+        if (rr.desc.nbytes > 0) {
+          r.mapping = w.area_map;
+          r.offset = rr.desc.offset;
+          r.transient = true;
+        }
+      } else {
+        if (rr.fd_index >= fds.size())
+          throw Error(ErrorKind::kProtocol, fmt::format("{}: result descriptor {} was not sent", where,
+                                                        rr.fd_index));
+        int fd = fds[rr.fd_index];
+        fds[rr.fd_index] = -1;
+        Segment seg = Segment::Adopt(fd, fmt::format("the result of {}", r.script.Display()));
+        CheckPayloadFits(rr.desc, seg.Size(), seg.name());
+        if (rr.desc.nbytes > 0)
+          r.mapping = std::make_shared<Mapping>(seg.Map(ro.result_map, rr.desc.offset, rr.desc.nbytes));
+        r.offset = 0;
+      }
+      out.push_back(std::move(r));
+    }
+    return out;
+  }
+
+  // The input as it is handed to workers: in each one's area (small), or
+  // in a segment passed by descriptor.
+  struct Staged {
+    InputLocation location = InputLocation::kArea;
+    ArrayDesc desc;
+    std::optional<Segment> seg;  // the segment passed (read-only), if any
+    const Input* input = nullptr;
+  };
+
+  static void CheckTrampoline(void* p) {
+    auto* ro = static_cast<const RunOptions*>(p);
+    if (ro->check_interrupt) ro->check_interrupt();
+  }
+
+  Staged Stage(const Input& input, const RunOptions& ro) {
+    Staged s;
+    s.input = &input;
+    s.desc = input.desc;
+    if (!input.segment.empty()) {
+      s.location = InputLocation::kDescriptor;
+      s.seg.emplace(Segment::Open(SegmentDir::Open(input.segment_dir.empty() ? o.segment_dir
+                                                                              : input.segment_dir),
+                                  input.segment, false));
+      return s;
+    }
+    if (!input.fill && input.desc.nbytes > 0)
+      throw Error(ErrorKind::kUsage, "input has no data and no segment");
+    s.desc.offset = 0;
+    if (input.desc.nbytes <= kPoolSmallBytes) return s;  // into each area, at its use
+    s.location = InputLocation::kDescriptor;
+    Segment rw = Segment::CreateUnnamed(o.segment_dir, input.desc.nbytes, "the pool call's input");
+    input.fill(rw, &CheckTrampoline, const_cast<RunOptions*>(&ro));
+    s.seg.emplace(Segment::Adopt(rw.ReopenReadOnly(), "the pool call's input"));
+    return s;
+  }
+
+  // Puts a small staged input into `w`'s area.
+  void Place(const Staged& s, Worker& w, const RunOptions& ro) {
+    if (s.location != InputLocation::kArea || s.desc.nbytes == 0) return;
+    s.input->fill(*w.area, &CheckTrampoline, const_cast<RunOptions*>(&ro));
+  }
+
+  Request MakeRequest(const Staged& s, std::vector<Script> scripts, bool keep,
+                      const RunOptions& ro) {
+    Request req;
+    req.call_id = next_call++;
+    req.flags = ResultFlags(ro);
+    req.input_location = s.location;
+    req.input = s.desc;
+    req.scripts = std::move(scripts);
+    req.keep_intermediate = keep;
+    req.args = ro.script_args;
+    req.result_offset = kPoolSmallBytes;
+    req.result_capacity = kAreaSize - kPoolSmallBytes;
+    return req;
+  }
+
+  static std::string Describe(const std::vector<Script>& scripts) {
+    if (scripts.size() == 1) return fmt::format("script '{}'", scripts[0].Display());
+    std::string list;
+    for (const Script& s : scripts) list += (list.empty() ? "'" : ", '") + s.Display() + "'";
+    return fmt::format("pipeline {}", list);
+  }
+
+  // Runs each entry of `calls` (a list of scripts: one script, or a
+  // pipeline) on a worker of its own, up to one per worker at once.
+  std::vector<std::vector<Result>> RunCalls(const std::vector<std::vector<Script>>& calls,
+                                            const Input& input, const RunOptions& ro, bool keep) {
+    CheckOpen();
+    for (const auto& c : calls)
+      for (const Script& s : c) {
+        struct stat st;
+        if (stat(s.path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || access(s.path.c_str(), R_OK) != 0) {
+          int err = errno;
+          throw Error(ErrorKind::kNotFound,
+                      fmt::format("script '{}' not found or not a readable file ({})", s.path,
+                                  ErrnoText(err ? err : ENOENT)))
+              .with_script(s.Display());
+        }
+      }
+    Staged staged = Stage(input, ro);
+    std::vector<std::vector<Result>> results(calls.size());
+    std::vector<size_t> call_of(workers.size(), 0);
+    std::vector<Worker*> running;
+    size_t next = 0, done = 0;
+    struct Abandon {
+      Impl* self;
+      std::vector<Worker*>& running;
+      ~Abandon() {
+        // On an error, calls still in progress are abandoned: their workers
+        // are replaced, so that a late reply never meets a new call.
+        for (Worker* w : running)
+          if (w->busy) self->Replace(*w);
+      }
+    } abandon{this, running};
+    while (done < calls.size()) {
+      while (next < calls.size()) {
+        Worker* w = FreeWorker();
+        if (!w) break;
+        Ready(*w);
+        Place(staged, *w, ro);
+        Request req = MakeRequest(staged, calls[next], keep, ro);
+        Send(*w, req, staged.seg ? staged.seg->fd() : -1, Describe(calls[next]));
+        call_of[w->index] = next;
+        running.push_back(w);
+        ++next;
+      }
+      Reply reply;
+      std::vector<int> fds;
+      Worker* w = WaitReply(running, ro, &reply, &fds);
+      running.erase(std::remove(running.begin(), running.end(), w), running.end());
+      size_t k = call_of[w->index];
+      results[k] = Collect(*w, reply, fds, calls[k], ro, kPoolSmallBytes, kAreaSize - kPoolSmallBytes,
+                           keep);
+      // A result in this worker's area must be copied before the worker's
+      // next call; a Shared call with more scripts than workers would reuse
+      // it, so such results are copied into memory of their own here.
+      if (next < calls.size())
+        for (Result& r : results[k]) Detach(r);
+      ++done;
+    }
+    return results;
+  }
+
+  // Gives a transient result memory of its own (an unnamed segment).
+  void Detach(Result& r) {
+    if (!r.transient) return;
+    Segment seg = Segment::CreateUnnamed(o.segment_dir, r.desc.nbytes, "a pool result");
+    seg.Write(0, r.data(), r.desc.nbytes);
+    r.mapping = std::make_shared<Mapping>(seg.Map(MapMode::kReadOnly, 0, r.desc.nbytes));
+    r.offset = 0;
+    r.transient = false;
+  }
+};
+
+Pool::Pool(PoolOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+Pool::~Pool() = default;
+
+Result Pool::Run(const Script& script, const Input& input, const RunOptions& options) {
+  return impl_->RunCalls({{script}}, input, options, false).at(0).at(0);
+}
+
+std::vector<Result> Pool::Shared(const std::vector<Script>& scripts, const Input& input,
+                                 const RunOptions& options) {
+  if (scripts.empty()) throw Error(ErrorKind::kUsage, "no script given");
+  std::vector<std::vector<Script>> calls;
+  for (const Script& s : scripts) calls.push_back({s});
+  std::vector<Result> out;
+  for (auto& r : impl_->RunCalls(calls, input, options, false)) out.push_back(std::move(r.at(0)));
+  return out;
+}
+
+std::vector<Result> Pool::Pipeline(const std::vector<Script>& scripts, const Input& input,
+                                   const RunOptions& options, bool keep_intermediate) {
+  if (scripts.empty()) throw Error(ErrorKind::kUsage, "no script given");
+  return impl_->RunCalls({scripts}, input, options, keep_intermediate).at(0);
+}
+
+void Pool::Close() { impl_->Close(); }
+bool Pool::closed() const { return impl_->closed; }
+const PoolOptions& Pool::options() const { return impl_->o; }
+
+std::vector<WorkerInfo> Pool::Workers() const {
+  std::vector<WorkerInfo> out;
+  for (const Worker& w : impl_->workers) out.push_back(w.info);
+  return out;
+}
+
+}  // namespace pyrmap
