@@ -37,7 +37,8 @@ struct ExitCodeRow {
 inline constexpr ExitCodeRow kExitCodeTable[] = {
     {kExitOk, 0, "success"},
     {kExitInternal, 0, "internal error (a bug in pyrmap: please report it)"},
-    {kExitUsage, KindBit(ErrorKind::kUsage) | KindBit(ErrorKind::kNotFound),
+    {kExitUsage,
+     KindBit(ErrorKind::kUsage) | KindBit(ErrorKind::kNotFound) | KindBit(ErrorKind::kNotRegistered),
      "usage error: bad arguments, invalid input, missing script"},
     {kExitScript, KindBit(ErrorKind::kScript),
      "the script failed: exception (its traceback on stderr), exit status, signal, no result"},
@@ -52,7 +53,7 @@ inline constexpr ExitCodeRow kExitCodeTable[] = {
 
 // Every error kind has its row (checked when this compiles).
 constexpr bool EveryKindHasACode() {
-  for (unsigned k = 0; k <= static_cast<unsigned>(ErrorKind::kInterpreter); ++k) {
+  for (unsigned k = 0; k <= static_cast<unsigned>(ErrorKind::kNotRegistered); ++k) {
     int rows = 0;
     for (const ExitCodeRow& r : kExitCodeTable) rows += (r.kinds >> k) & 1u;
     if (rows != 1) return false;

@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "common.h"
 #include "header.h"
+#include "inventory.h"
 #include "protocol_constants.h"
 #include "version.h"
 
@@ -53,8 +54,13 @@ int main(int argc, char** argv) {
   }
   try {
     InstallSignalHandlers();
-    for (auto& [sub, run] : runners)
-      if (sub->parsed()) return run();
+    for (auto& [sub, run] : runners) {
+      if (!sub->parsed()) continue;
+      // Leftovers of killed runs go before a run starts (ls and gc show
+      // and remove them themselves).
+      if (sub->get_name() != "ls" && sub->get_name() != "gc") pyrmap::RemoveDeadSegments();
+      return run();
+    }
   } catch (const pyrmap::Error& e) {
     ReportWarnings(e);
     std::cerr << "pyrmap: " << e.what() << "\n";

@@ -111,6 +111,25 @@ void AddExecOptions(CLI::App* app, ExecOptions* o) {
                   "Python interpreter with numpy (default: $PYRMAP_PYTHON, else python3)");
   app->add_option("-t,--timeout", o->timeout, "Kill a script that runs longer than this many seconds")
       ->check(CLI::NonNegativeNumber);
+  AddSegmentDirOption(app, &o->segment_dir);
+}
+
+void AddSegmentDirOption(CLI::App* app, std::string* dir) {
+  app->add_option("--segment-dir", *dir,
+                  "Where the segments are made: RAM (/dev/shm), DISK (a private directory on disk, "
+                  "for data larger than /dev/shm: pyrmap-<uid> in /var/tmp, $TMPDIR or /tmp), or a "
+                  "directory only you can write. Default: $PYRMAP_SEGMENT_DIR, else RAM")
+      ->type_name("RAM|DISK|DIR");
+}
+
+void AddSegmentDirOption(CLI::App* app, std::vector<std::string>* dirs) {
+  app->add_option("--segment-dir", *dirs,
+                  "Also look in this segment directory (RAM, DISK or a path; repeatable). "
+                  "Always looked in: /dev/shm, the DISK directory, $PYRMAP_SEGMENT_DIR and every "
+                  "directory pyrmap recorded as used")
+      ->type_name("RAM|DISK|DIR")
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
 }
 
 void AddScriptArgOption(CLI::App* app, std::vector<std::string>* args, bool every_script) {
@@ -149,6 +168,7 @@ RunOptions MakeRunOptions(const ExecOptions& o, const std::vector<Script>& scrip
   r.package_dir = FindPackageDir();
   r.timeout_seconds = o.timeout;
   r.script_args = o.script_args;
+  r.segment_dir = o.segment_dir;
   r.result_order = ResultOrder::kAny;
   r.result_map = MapMode::kReadOnly;
   r.wake_fd = SignalWakeFd();

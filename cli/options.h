@@ -27,6 +27,7 @@ struct ExecOptions {
   std::string python;         // empty: $PYRMAP_PYTHON, else python3
   double timeout = 0;
   std::vector<std::string> script_args;
+  std::string segment_dir;    // empty: $PYRMAP_SEGMENT_DIR, else /dev/shm
 };
 
 // Options for the results.
@@ -38,6 +39,10 @@ struct OutputOptions {
 
 void AddInputOptions(CLI::App* app, InputOptions* o);
 void AddExecOptions(CLI::App* app, ExecOptions* o);
+// --segment-dir RAM|DISK|DIR (segment_dir.h): where a run makes its
+// segments; on ls and gc (repeatable) where else to look.
+void AddSegmentDirOption(CLI::App* app, std::string* dir);
+void AddSegmentDirOption(CLI::App* app, std::vector<std::string>* dirs);
 // -a/--arg ARG (repeatable, one value each): an argument for the script(s),
 // appended to `args` in the order given. `every_script`: the help says that
 // each script (shared, pipeline) gets the same arguments.

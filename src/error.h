@@ -26,6 +26,8 @@ enum class ErrorKind {
   kInterrupt,  // the caller asked to stop (SIGINT/SIGTERM, R interrupt)
   kNotFound,   // a script (or input file) does not exist or cannot be read
   kInterpreter,  // the Python interpreter cannot be started or cannot import numpy
+  kNotRegistered,  // no variable of that name is registered in the namespace
+  // (kNotRegistered is the last kind: cli/exit_codes.h checks every kind up to it.)
 };
 
 // A short, stable name for a kind ("usage", "system", ...), used in messages

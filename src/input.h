@@ -33,8 +33,10 @@ struct Input {
   // been started. May throw (a value that does not fit, a read error, or
   // whatever `check` throws).
   std::function<void(Segment& seg, void (*check)(void*), void* check_arg)> fill;
-  // Alternatively: the name of a segment holding the payload at desc.offset.
+  // Alternatively: the name of a segment holding the payload at desc.offset,
+  // and the path of its directory ("": the call's segment directory).
   std::string segment;
+  std::string segment_dir;
 };
 
 // Where the elements of an input are, in their own dtype: in memory, or in

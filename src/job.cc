@@ -43,13 +43,13 @@ std::unique_ptr<Job> StartJob(const RunOptions& o, const std::string& prefix, si
   job->script = script;
   job->meta_name = fmt::format("{}-meta-{}", prefix, k);
   job->res_name = fmt::format("{}-res-{}", prefix, k);
-  job->meta.emplace(Segment::Create(job->meta_name, kHeaderSize));
+  job->meta.emplace(Segment::Create(guard.dir(), job->meta_name, kHeaderSize));
   guard.Add(job->meta_name);
-  job->res = std::make_shared<Segment>(Segment::Create(job->res_name, 0));
+  job->res = std::make_shared<Segment>(Segment::Create(guard.dir(), job->res_name, 0));
   guard.Add(job->res_name);
   // A read-only twin, opened while the name exists: a later stage may be
   // handed this result, and must not be able to write it.
-  job->res_ro = std::make_shared<Segment>(Segment::Open(job->res_name, false));
+  job->res_ro = std::make_shared<Segment>(Segment::Open(guard.dir(), job->res_name, false));
 
   ExchangeHeader h;
   h.state = State::kInputReady;
@@ -74,6 +74,7 @@ std::unique_ptr<Job> StartJob(const RunOptions& o, const std::string& prefix, si
   if (const char* old = getenv("PYTHONPATH"); old && *old)
     pypath = pypath.empty() ? old : pypath + ":" + old;
   if (!pypath.empty()) so.env.push_back({"PYTHONPATH", pypath});
+  so.env.push_back({"PYRMAP_SEGMENT_DIR", guard.dir().path()});
   so.env.push_back({"PYRMAP_META", job->meta_name});
   so.env.push_back({"PYRMAP_DATA", data_name});
   so.env.push_back({"PYRMAP_RESULT", job->res_name});

@@ -60,8 +60,9 @@ struct Job {
 // Header flags asked of every script of a call (the result layout).
 uint32_t ResultFlags(const RunOptions& options);
 
-// Creates script number `k`'s segments under `prefix` (their names go to
-// `guard`), writes its header (state 0; the input's geometry `desc`, or
+// Creates script number `k`'s segments under `prefix` in `guard`'s segment
+// directory (their names go to `guard`; the script gets the directory as
+// PYRMAP_SEGMENT_DIR), writes its header (state 0; the input's geometry `desc`, or
 // nothing yet when null: ReleaseJob writes it) and starts the interpreter,
 // whose input will be segment `data_name`. Throws kInterpreter when the
 // interpreter cannot be started, kSystem for segment failures.

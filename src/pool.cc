@@ -448,7 +448,9 @@ struct Pool::Impl {
     s.desc = input.desc;
     if (!input.segment.empty()) {
       s.location = InputLocation::kDescriptor;
-      s.seg.emplace(Segment::Open(input.segment, false));
+      s.seg.emplace(Segment::Open(SegmentDir::Open(input.segment_dir.empty() ? o.segment_dir
+                                                                              : input.segment_dir),
+                                  input.segment, false));
       return s;
     }
     if (!input.fill && input.desc.nbytes > 0)

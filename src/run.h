@@ -85,6 +85,10 @@ struct RunOptions {
   bool reserve_results = true;
   // Extra variables for the scripts' environment.
   std::vector<std::pair<std::string, std::string>> env;
+  // Where the call's segments are made: "" (PYRMAP_SEGMENT_DIR, else
+  // /dev/shm), "RAM", "DISK" or a directory (segment_dir.h). The scripts
+  // get the directory's path as PYRMAP_SEGMENT_DIR.
+  std::string segment_dir;
 };
 
 // One script's result: its array and a mapping of its payload.

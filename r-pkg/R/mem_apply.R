@@ -102,8 +102,10 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
 .mem_call <- function(kind, X, xlabel, margin, FUN, NAMESPACE, CLUSTER, VARS, MAX.CORES) {
   what <- if (kind == "apply") "memApply" else "memLapply"
   if (!is.null(NAMESPACE)) .check_namespace(NAMESPACE)
+  # The segment directory goes with the job: the workers look for the pages
+  # there, and FUN's own retrieveViews() calls do too.
   job <- list(kind = kind, margin = margin, fun = .pack_fun(FUN, what),
-              first = names(formals(FUN))[1L])
+              first = names(formals(FUN))[1L], dir = pyrmap_segment_dir())
   temp <- list(ns = sprintf(".pyrmap.%d.%d", Sys.getpid(), .next_counter()), vars = character())
   on.exit(for (v in temp$vars) try(releaseVariables(temp$ns, v), silent = TRUE), add = TRUE)
 
@@ -130,12 +132,13 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
     if (!is.list(X)) .usage_error(sprintf("%s: X must be a list (or vector), or the name of a registered list", what))
   }
   if (is.null(ref$ns)) {
-    ref <- list(ns = temp$ns, var = "X", temp = TRUE)
-    .register_one(temp$ns, "X", X)
+    info <- .register_one(temp$ns, "X", X)
+    ref <- list(ns = temp$ns, var = "X", temp = TRUE, dir = info$dir)
     temp$vars <- c(temp$vars, "X")
   }
-  job$x <- ref[c("ns", "var")]
-  meta <- .metadata(ref$ns, ref$var)
+  ref$dir <- ref$dir %||% job$dir
+  job$x <- ref[c("ns", "var", "dir")]
+  meta <- .metadata(ref$ns, ref$var, ref$dir)
   n <- if (isTRUE(job$columns)) as.integer(meta$n) else .task_count(kind, meta, margin, what, xlabel)
 
   # Side data: names of registered variables, or objects to register.
@@ -198,7 +201,7 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
     return(list(ns = NAMESPACE, var = x, temp = FALSE))
   }
   page <- .pyrmap_view_page(x)
-  if (!is.null(page)) return(list(ns = page$ns, var = page$var, temp = FALSE))
+  if (!is.null(page)) return(list(ns = page$ns, var = page$var, temp = FALSE, dir = page$dir))
   list(ns = NULL, temp = FALSE)
 }
 
@@ -253,11 +256,11 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
     ref <- .pyrmap_view_page(VARS[[i]])  # a view of a registered variable: no copy
     if (is.null(ref)) {
       var <- paste0("VARS.", arg_names[[i]])
-      .register_one(temp$ns, var, VARS[[i]])
+      info <- .register_one(temp$ns, var, VARS[[i]])
       registered <- c(registered, var)
-      ref <- list(ns = temp$ns, var = var)
+      ref <- list(ns = temp$ns, var = var, dir = info$dir)
     }
-    refs[[i]] <- list(ns = ref$ns, var = ref$var, arg = arg_names[[i]])
+    refs[[i]] <- list(ns = ref$ns, var = ref$var, arg = arg_names[[i]], dir = ref$dir)
   }
   done <- TRUE
   structure(refs, temp = registered)
@@ -538,8 +541,9 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
   for (old in setdiff(names(.state$jobs), id)) .worker_end(old)
   ok <- FALSE
   on.exit(if (!ok) .release_job_views(job))  # e.g. a variable released meanwhile
-  job$x_value <- .view_of(job$x$ns, job$x$var)
-  args <- lapply(job$vars, function(v) .view_of(v$ns, v$var))
+  job$old_options <- options(pyrmap.segment_dir = job$dir)
+  job$x_value <- .view_of(job$x$ns, job$x$var, job$x$dir)
+  args <- lapply(job$vars, function(v) .view_of(v$ns, v$var, v$dir %||% job$dir))
   names(args) <- vapply(job$vars, `[[`, "", "arg")
   job$args <- args
   job$is_view <- !is.null(.pyrmap_view_info(job$x_value))
@@ -551,6 +555,7 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
 }
 
 .release_job_views <- function(job) {
+  if ("old_options" %in% names(job)) options(job$old_options)
   .forget_view(.key(job$x$ns, job$x$var))
   for (v in job$vars) .forget_view(.key(v$ns, v$var))
 }

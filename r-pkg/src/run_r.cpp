@@ -42,7 +42,7 @@ void CheckInterrupt() {
 // may have been released, and the name registered again with other data).
 bool PageStillHolds(const ViewSource& v) {
   try {
-    return ReadPageInfo(v.segment).generation == v.generation;
+    return ReadPageInfo(SegmentDir::Open(v.dir), v.segment).generation == v.generation;
   } catch (const Error&) {
     return false;
   }
@@ -57,15 +57,16 @@ Input MakeInput(SEXP x, RKind kind, Dtype to) {
   InputSource src = RSource(x, kind);
   const ArrayDesc desc = ArrayDesc::Make(to, ShapeOf(x), Order::kF);
   if (src.dtype == to) {
-    std::string segment;
+    std::string dir, segment;
     uint64_t offset = 0;
     if (const ViewSource* v = ViewOf(x)) {
       if (!v->segment.empty() && v->offset % kPayloadAlignment == 0 && PageStillHolds(*v)) {
+        dir = v->dir;
         segment = v->segment;
         offset = v->offset;
       }
     } else {
-      RegisteredPayload(x, &segment, &offset);  // leaves `segment` empty when not registered
+      RegisteredPayload(x, &dir, &segment, &offset);  // leaves `segment` empty when not registered
     }
     if (!segment.empty()) {
       RefuseMissing(src.dtype, src.data, desc.count, 0, to, src.rules);
@@ -73,6 +74,7 @@ Input MakeInput(SEXP x, RKind kind, Dtype to) {
       in.desc = desc;
       in.desc.offset = offset;
       in.segment = segment;
+      in.segment_dir = dir;
       return in;
     }
   }
@@ -319,13 +321,14 @@ SEXP ErrorInfo(const Error& e) {
 void pyrmap_init_views(DllInfo* dll) { InitViewClasses(dll); }
 
 // Runs `scripts` over `data` in `mode` ("run", "shared" or "pipeline"), on
-// the warm workers of `pool` (a pool handle) unless it is NULL.
+// the warm workers of `pool` (a pool handle) unless it is NULL; a one-shot
+// run makes its segments in `segment_dir` ("", "RAM", "DISK" or a path).
 // Returns list(ok = TRUE, results = <list of R objects>) or an error list.
 // [[Rcpp::export(.pyrmap_run)]]
 SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, std::string dtype,
                 std::string python, std::string package_dir, double timeout, int jobs,
                 bool keep_intermediate, std::vector<std::string> args, bool bit64_available,
-                SEXP pool) {
+                SEXP pool, std::string segment_dir) {
   std::vector<Result> results;
   bool input_integer64 = false;
   try {
@@ -348,6 +351,7 @@ SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, s
     o.result_order = ResultOrder::kF;
     o.result_map = MapMode::kPrivate;
     o.jobs = jobs;
+    o.segment_dir = segment_dir;
     o.on_stdout = [](std::string_view s) { Rprintf("%.*s", static_cast<int>(s.size()), s.data()); };
     o.on_stderr = [](std::string_view s) { REprintf("%.*s", static_cast<int>(s.size()), s.data()); };
     o.check_interrupt = CheckInterrupt;

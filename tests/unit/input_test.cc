@@ -53,9 +53,10 @@ std::string Npy(const std::vector<T>& v, Dtype dtype, std::vector<uint64_t> shap
 // Runs the input's fill into a fresh segment and returns the segment's bytes.
 std::string Filled(const Input& in, void (*check)(void*) = nullptr, void* arg = nullptr) {
   std::string name = NewCallPrefix() + "-input-test";
-  SegmentGuard guard;
+  SegmentDir shm = SegmentDir::Open("/dev/shm");
+  SegmentGuard guard(shm);
   guard.Add(name);
-  Segment seg = Segment::Create(name, std::max<uint64_t>(in.desc.nbytes, 1));
+  Segment seg = Segment::Create(shm, name, std::max<uint64_t>(in.desc.nbytes, 1));
   REQUIRE(in.fill);
   in.fill(seg, check, arg);
   std::string out(in.desc.nbytes, '\0');
