@@ -345,7 +345,8 @@ def bench_b3(a):
             "; ".join("%s %s" % (m, fmt_s(med([rep["init"] for rep in res[m]]))) for m in methods))
     md += ("\nData: a %d × %d double matrix (%.0f MB) made with `runif` in the R process before anything "
            "is timed. Each repetition of each method is a fresh `Rscript` process (methods in rotating "
-           "order) that makes %d calls in a row, with `rm(y); gc()` between them: the first call shows "
+           "order) that makes %d calls back to back (`y <- run(x)`, no `rm()` or `gc()` between them, in any "
+           "method): the first call shows "
            "a fresh session, the later ones the steady state (memory that was just freed is cheap to "
            "use again on this VM, fresh memory is not; see bench/README.md). Time: `Sys.time()` around "
            "the call, inside R; CPU time: `proc.time()` user + system of R and of its waited-for "
