@@ -107,8 +107,10 @@ test: deps
 test-unit: $(BUILD)/unit_tests
 	cd tests/unit && ../../$(BUILD)/unit_tests
 
-test-python: check-python
-	$(PYTHON) -m pytest -q tests/python
+# The header tests compare python/pyrmap/_header.py with the command's
+# --protocol-constants, so the command is built first.
+test-python: check-python $(BUILD)/pyrmap
+	PYRMAP=$(CURDIR)/$(BUILD)/pyrmap $(PYTHON) -m pytest -q tests/python
 
 test-e2e: check-python $(BUILD)/pyrmap
 	PYRMAP=$(CURDIR)/$(BUILD)/pyrmap $(PYTHON) -m pytest -q tests/e2e

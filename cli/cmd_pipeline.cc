@@ -1,6 +1,8 @@
 // pyrmap pipeline A.py B.py ... — each script's result is the next one's input.
 #include <memory>
 
+#include "pool.h"
+
 #include <fmt/format.h>
 
 #include "commands.h"
@@ -13,6 +15,7 @@ namespace {
 struct PipelineCmd {
   std::vector<std::string> scripts;
   bool keep_intermediate = false;
+  bool pool = false;
   InputOptions in;
   ExecOptions exec;
   OutputOptions out;
@@ -34,7 +37,14 @@ int RunPipeline(const PipelineCmd& c) {
   SetResultOrder(&ro, c.in, c.out);
   CheckOutputWritable(c.out);
   Input input = LoadInput(c.in);
-  std::vector<Result> results = pyrmap::RunPipeline(scripts, input, ro, c.keep_intermediate);
+  std::vector<Result> results;
+  if (c.pool) {
+    Pool pool(MakePoolOptions(ro, 1));
+    results = pool.Pipeline(scripts, input, ro, c.keep_intermediate);
+  } else {
+    results = pyrmap::RunPipeline(scripts, input, ro, c.keep_intermediate);
+  }
+  ReportWarnings(results);
   if (!c.keep_intermediate && c.out.output_dir.empty()) {
     WriteResult(results.back(), c.out.output, c.out.output_format);
   } else {
@@ -53,6 +63,9 @@ Runner SetupPipeline(CLI::App& app) {
   sub->add_option("scripts", c->scripts, "The stages (SCRIPT or SCRIPT::FUNCTION)")->required();
   sub->add_flag("-k,--keep-intermediate", c->keep_intermediate,
                 "Output every stage's result, not only the last");
+  sub->add_flag("--pool", c->pool,
+                "Run every stage in one warm Python worker (numpy imported once; each result "
+                "handed to the next stage inside Python)");
   AddInputOptions(sub, &c->in);
   AddExecOptions(sub, &c->exec);
   AddScriptArgOption(sub, &c->exec.script_args, true);

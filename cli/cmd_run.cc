@@ -25,6 +25,7 @@ int RunRun(const RunCmd& c) {
   CheckOutputWritable(c.out);
   Input input = LoadInput(c.in);
   Result r = RunScript(script, input, ro);
+  ReportWarnings({r});
   WriteResult(r, c.out.output, c.out.output_format);
   return kExitOk;
 }

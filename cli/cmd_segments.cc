@@ -1,4 +1,7 @@
-// pyrmap ls / pyrmap gc — the segments in /dev/shm, and removing orphans.
+// pyrmap ls / pyrmap gc — the segments in the segment directories, and
+// removing orphans.
+#include <unistd.h>
+
 #include <iostream>
 #include <memory>
 
@@ -6,6 +9,7 @@
 
 #include "inventory.h"
 #include "segment.h"
+#include "segment_dir.h"
 #include "commands.h"
 #include "common.h"
 
@@ -32,41 +36,66 @@ std::string HumanAge(double s) {
 }
 
 std::string Owner(const SegmentInfo& s) {
+  if (s.squatted()) return fmt::format("squatted by {}", DescribeUser(s.file_uid));
   if (s.owner_pid == 0) return "unknown";
   return fmt::format("{} ({})", s.owner_pid, s.owner_alive ? "alive" : "dead");
 }
 
-int RunLs() {
-  auto segs = ListSegments();
+// The directories to look in: the known ones and those given.
+std::vector<std::string> Dirs(const std::vector<std::string>& given) {
+  std::vector<std::string> extra;
+  for (const auto& g : given) {
+    std::string path = ResolveSegmentDir(g);
+    SegmentDir::Open(path);  // a given directory must exist and be safe: say so now
+    extra.push_back(path);
+  }
+  return KnownSegmentDirs(extra);
+}
+
+void ReportSkipped(const std::vector<std::string>& skipped) {
+  for (const auto& why : skipped) std::cerr << "pyrmap: skipped: " << why << "\n";
+}
+
+int RunLs(const std::vector<std::string>& given) {
+  std::vector<std::string> dirs = Dirs(given), skipped;
+  auto segs = ListSegments(dirs, &skipped);
+  ReportSkipped(skipped);
   if (segs.empty()) {
-    std::cout << "no pyrmap segments in " << kShmDir << "\n";
+    std::string where;
+    for (const auto& d : dirs) where += (where.empty() ? "" : ", ") + d;
+    std::cout << "no pyrmap segments in " << where << "\n";
     return kExitOk;
   }
-  size_t w = 4, h = 5;
+  size_t w = 4, h = 5, o = 16;
   for (const auto& s : segs) {
     w = std::max(w, s.name.size());
     h = std::max(h, s.what.size());
+    o = std::max(o, Owner(s).size());
   }
-  std::cout << fmt::format("{:<{}}  {:<{}}  {:>16}  {:>10}  {:>5}\n", "NAME", w, "HOLDS", h, "OWNER",
-                           "SIZE", "AGE");
+  std::cout << fmt::format("{:<{}}  {:<{}}  {:>{}}  {:>10}  {:>5}  {}\n", "NAME", w, "HOLDS", h, "OWNER", o,
+                           "SIZE", "AGE", "DIR");
   for (const auto& s : segs)
-    std::cout << fmt::format("{:<{}}  {:<{}}  {:>16}  {:>10}  {:>5}\n", s.name, w, s.what, h, Owner(s),
-                             HumanSize(s.size), HumanAge(s.age_seconds));
+    std::cout << fmt::format("{:<{}}  {:<{}}  {:>{}}  {:>10}  {:>5}  {}\n", s.name, w, s.what, h, Owner(s), o,
+                             HumanSize(s.size), HumanAge(s.age_seconds), s.dir);
   return kExitOk;
 }
 
-int RunGc(bool dry_run) {
+int RunGc(bool dry_run, const std::vector<std::string>& given) {
+  std::vector<std::string> dirs = Dirs(given), skipped;
   std::vector<SegmentInfo> gone;
   if (dry_run) {
-    for (auto& s : ListSegments())
-      if (!s.owner_alive) gone.push_back(s);
+    for (auto& s : ListSegments(dirs, &skipped))
+      if (!s.owner_alive || (s.squatted() && geteuid() == 0)) gone.push_back(s);
   } else {
-    gone = CollectGarbage();
+    gone = CollectGarbage(dirs, &skipped);
   }
+  ReportSkipped(skipped);
   uint64_t bytes = 0;
   for (const auto& s : gone) {
-    std::cout << fmt::format("{} {} (owner {} is dead, {})\n", dry_run ? "would remove" : "removed",
-                             s.name, s.owner_pid, HumanSize(s.size));
+    std::string why = s.squatted() ? fmt::format("squatted by {}", DescribeUser(s.file_uid))
+                                   : fmt::format("owner {} is dead", s.owner_pid);
+    std::cout << fmt::format("{} {} ({}, {}) in {}\n", dry_run ? "would remove" : "removed", s.name, why,
+                             HumanSize(s.size), s.dir);
     bytes += s.size;
   }
   std::cout << fmt::format("{} {} segment{} ({})\n", dry_run ? "would remove" : "removed", gone.size(),
@@ -77,17 +106,22 @@ int RunGc(bool dry_run) {
 }  // namespace
 
 Runner SetupLs(CLI::App& app) {
-  CLI::App* sub = app.add_subcommand("ls", "List pyrmap segments in /dev/shm: owner, size, age");
+  auto dirs = std::make_shared<std::vector<std::string>>();
+  CLI::App* sub = app.add_subcommand(
+      "ls", "List pyrmap segments (in /dev/shm and every segment directory used): owner, size, age");
+  AddSegmentDirOption(sub, dirs.get());
   sub->footer(ExitCodeHelp());
-  return [] { return RunLs(); };
+  return [dirs] { return RunLs(*dirs); };
 }
 
 Runner SetupGc(CLI::App& app) {
   auto dry = std::make_shared<bool>(false);
+  auto dirs = std::make_shared<std::vector<std::string>>();
   CLI::App* sub = app.add_subcommand("gc", "Remove pyrmap segments whose owner process is dead");
   sub->add_flag("-n,--dry-run", *dry, "Only list what would be removed");
+  AddSegmentDirOption(sub, dirs.get());
   sub->footer(ExitCodeHelp());
-  return [dry] { return RunGc(*dry); };
+  return [dry, dirs] { return RunGc(*dry, *dirs); };
 }
 
 }  // namespace pyrmap::cli

@@ -1,5 +1,8 @@
 // pyrmap shared A.py B.py ... — several scripts over one shared input.
+#include <algorithm>
 #include <memory>
+
+#include "pool.h"
 
 #include "commands.h"
 #include "common.h"
@@ -11,6 +14,7 @@ namespace {
 struct SharedCmd {
   std::vector<std::string> scripts;
   int jobs = 1;
+  bool pool = false;
   InputOptions in;
   ExecOptions exec;
   OutputOptions out;
@@ -30,7 +34,14 @@ int RunShared(const SharedCmd& c) {
   ro.jobs = c.jobs;
   CheckOutputWritable(c.out);
   Input input = LoadInput(c.in);
-  std::vector<Result> results = pyrmap::RunShared(scripts, input, ro);
+  std::vector<Result> results;
+  if (c.pool) {
+    Pool pool(MakePoolOptions(ro, std::min<size_t>(static_cast<size_t>(c.jobs), scripts.size())));
+    results = pool.Shared(scripts, input, ro);
+  } else {
+    results = pyrmap::RunShared(scripts, input, ro);
+  }
+  ReportWarnings(results);
   WriteResults(results, titles, c.out);
   return kExitOk;
 }
@@ -45,6 +56,9 @@ Runner SetupShared(CLI::App& app) {
   sub->add_option("-j,--jobs", c->jobs, "How many scripts run at once")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  sub->add_flag("--pool", c->pool,
+                "Run the scripts on --jobs warm Python workers: each imports numpy once and runs "
+                "script after script (worth it for many short scripts)");
   AddInputOptions(sub, &c->in);
   AddExecOptions(sub, &c->exec);
   AddScriptArgOption(sub, &c->exec.script_args, true);

@@ -6,9 +6,11 @@
 
 #include <fmt/format.h>
 
-#include "header.h"
 #include "commands.h"
 #include "common.h"
+#include "header.h"
+#include "inventory.h"
+#include "protocol_constants.h"
 #include "version.h"
 
 int main(int argc, char** argv) {
@@ -16,6 +18,27 @@ int main(int argc, char** argv) {
   CLI::App app{"pyrmap: run Python scripts over data in shared memory, without copies"};
   app.set_version_flag("-V,--version", fmt::format("pyrmap {} (exchange header {}.{})", PYRMAP_VERSION,
                                                   pyrmap::kVersionMajor, pyrmap::kVersionMinor));
+  // Hidden (group ""): what the command knows about itself, printed for the
+  // tests that keep README.md and the Python side equal to it.
+  app.add_option_function<std::string>(
+         "--exit-code-table",
+         [](const std::string& format) {
+           std::cout << ExitCodeTable(format);
+           throw CLI::Success();
+         },
+         "Print the exit-code table (markdown or text)")
+      ->check(CLI::IsMember({"markdown", "text"}))
+      ->trigger_on_parse()
+      ->group("");
+  app.add_flag_callback(
+         "--protocol-constants",
+         [] {
+           std::cout << ProtocolConstantsJson();
+           throw CLI::Success();
+         },
+         "Print the exchange protocol's constants as JSON")
+      ->trigger_on_parse()
+      ->group("");
   app.require_subcommand(1);
   app.footer(ExitCodeHelp());
   std::map<CLI::App*, Runner> runners;
@@ -27,18 +50,24 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
-    return code == 0 ? 0 : kExitUsage;
+    return code == 0 ? kExitOk : kExitUsage;
   }
   try {
     InstallSignalHandlers();
-    for (auto& [sub, run] : runners)
-      if (sub->parsed()) return run();
+    for (auto& [sub, run] : runners) {
+      if (!sub->parsed()) continue;
+      // Leftovers of killed runs go before a run starts (ls and gc show
+      // and remove them themselves).
+      if (sub->get_name() != "ls" && sub->get_name() != "gc") pyrmap::RemoveDeadSegments();
+      return run();
+    }
   } catch (const pyrmap::Error& e) {
+    ReportWarnings(e);
     std::cerr << "pyrmap: " << e.what() << "\n";
-    return ExitCodeFor(e.kind());
+    return ExitCodeFor(e.kind(), CaughtSignal());
   } catch (const std::exception& e) {
     std::cerr << "pyrmap: internal error: " << e.what() << "\n";
-    return 1;
+    return kExitInternal;
   }
   return kExitUsage;
 }

@@ -89,11 +89,11 @@ void CallLayout::Compute() {
   total_size = data_offset + data_size;
 }
 
-CallShared CallShared::Create(const std::string& name, CallLayout layout) {
+CallShared CallShared::Create(const SegmentDir& dir, const std::string& name, CallLayout layout) {
   layout.Compute();
   CallShared c;
   c.layout_ = layout;
-  c.segment_ = Segment::Create(name, layout.total_size);
+  c.segment_ = Segment::Create(dir, name, layout.total_size);
   try {
     std::vector<uint8_t> h(kCallHeaderSize, 0);
     std::memcpy(h.data(), kCallMagic, 8);
@@ -121,9 +121,9 @@ CallShared CallShared::Create(const std::string& name, CallLayout layout) {
   return c;
 }
 
-CallShared CallShared::Open(const std::string& name) {
+CallShared CallShared::Open(const SegmentDir& dir, const std::string& name) {
   CallShared c;
-  c.segment_ = OpenOwnedSegment(name, true);
+  c.segment_ = OpenOwnedSegment(dir, name, true);
   const uint64_t size = c.segment_.Size();
   uint8_t h[kCallHeaderSize];
   if (size < kCallHeaderSize)
@@ -308,8 +308,8 @@ bool CallShared::Quiet() const {
   return true;
 }
 
-Segment OpenOwnedSegment(const std::string& name, bool writable) {
-  Segment seg = Segment::Open(name, writable);
+Segment OpenOwnedSegment(const SegmentDir& dir, const std::string& name, bool writable) {
+  Segment seg = Segment::Open(dir, name, writable);
   struct stat st;
   if (fstat(seg.fd(), &st) != 0) throw SystemError("stat segment", name, "fstat", errno);
   if (st.st_uid != geteuid() || (st.st_mode & 077) != 0)
@@ -318,6 +318,13 @@ Segment OpenOwnedSegment(const std::string& name, bool writable) {
                             "belong to the user who runs the call, mode 0600)",
                             name, st.st_uid, st.st_mode & 07777));
   return seg;
+}
+
+SegmentPath SplitSegmentPath(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos || slash + 1 == path.size())
+    throw Error(ErrorKind::kUsage, fmt::format("'{}' is not the path of a segment (a directory, '/', a name)", path));
+  return SegmentPath{SegmentDir::Open(slash == 0 ? "/" : path.substr(0, slash)), path.substr(slash + 1)};
 }
 
 // ---- the control block -------------------------------------------------------------

@@ -136,13 +136,13 @@ struct CallLayout {
 // by every worker. Not copyable: it owns its mapping.
 class CallShared {
  public:
-  // Creates segment `name` (exclusively, 0600) of layout.total_size bytes
-  // (reserved) and writes the header. The caller fills the rest with
-  // segment().Write() and removes the name.
-  static CallShared Create(const std::string& name, CallLayout layout);
-  // Opens a call segment made by this user (anything else, or a damaged
-  // header, is refused) and maps its shared part.
-  static CallShared Open(const std::string& name);
+  // Creates segment `name` in `dir` (exclusively, 0600) of
+  // layout.total_size bytes (reserved) and writes the header. The caller
+  // fills the rest with segment().Write() and removes the name.
+  static CallShared Create(const SegmentDir& dir, const std::string& name, CallLayout layout);
+  // Opens a call segment of `dir` made by this user (anything else, or a
+  // damaged header, is refused) and maps its shared part.
+  static CallShared Open(const SegmentDir& dir, const std::string& name);
 
   CallShared(CallShared&&) noexcept = default;
   CallShared& operator=(CallShared&&) noexcept = default;
@@ -211,10 +211,19 @@ class CallShared {
   uint64_t* current_ = nullptr;  // slot 0's `current`
 };
 
-// Opens segment `name` and refuses it unless this user owns it and no one
-// else may read or write it (mode 0600 or stricter): another local user
-// could otherwise hand a worker data of their choosing.
-Segment OpenOwnedSegment(const std::string& name, bool writable);
+// Opens segment `name` of `dir` and refuses it unless this user owns it and
+// no one else may read or write it (mode 0600 or stricter): another local
+// user could otherwise hand a worker data of their choosing.
+Segment OpenOwnedSegment(const SegmentDir& dir, const std::string& name, bool writable);
+
+// A segment given by its path (the directory, checked as SegmentDir::Open
+// does, and the name in it), as a call's segments are named to workers:
+// splits `path` at its last '/'. Error(kUsage) for a path without one.
+struct SegmentPath {
+  SegmentDir dir;
+  std::string name;
+};
+SegmentPath SplitSegmentPath(const std::string& path);
 
 // ---- pyrmap's own workers: the control block -------------------------------------
 

@@ -16,6 +16,7 @@ const char* ErrorKindName(ErrorKind kind) {
     case ErrorKind::kInterrupt: return "interrupt";
     case ErrorKind::kNotFound: return "not_found";
     case ErrorKind::kInterpreter: return "interpreter";
+    case ErrorKind::kNotRegistered: return "not_registered";
   }
   return "unknown";
 }

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace pyrmap {
 
@@ -25,6 +26,8 @@ enum class ErrorKind {
   kInterrupt,  // the caller asked to stop (SIGINT/SIGTERM, R interrupt)
   kNotFound,   // a script (or input file) does not exist or cannot be read
   kInterpreter,  // the Python interpreter cannot be started or cannot import numpy
+  kNotRegistered,  // no variable of that name is registered in the namespace
+  // (kNotRegistered is the last kind: cli/exit_codes.h checks every kind up to it.)
 };
 
 // A short, stable name for a kind ("usage", "system", ...), used in messages
@@ -65,6 +68,12 @@ class Error : public std::runtime_error {
     errno_ = err;
     return *this;
   }
+  // The Python warnings the failed script gave before it failed.
+  const std::vector<std::string>& warnings() const { return warnings_; }
+  Error& with_warnings(std::vector<std::string> warnings) {
+    warnings_ = std::move(warnings);
+    return *this;
+  }
 
  private:
   ErrorKind kind_;
@@ -74,6 +83,7 @@ class Error : public std::runtime_error {
   std::string python_type_;
   std::string python_traceback_;
   std::string script_;
+  std::vector<std::string> warnings_;
 };
 
 // "<what> '<object>': <call> failed (<errno>, <strerror>)", kind kSystem.

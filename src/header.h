@@ -1,7 +1,9 @@
 // header.h — the exchange header: the layout of a call's "meta" segment.
 //
 // This file is the reference for the byte layout; python/pyrmap/_header.py
-// implements the same table and tests/golden/ holds header images that both
+// implements the same table. A Python test compares every constant with this
+// build's (`pyrmap --protocol-constants`, cli/protocol_constants.cc: a new
+// constant goes there too), and tests/golden/ holds header images that both
 // the C++ and the Python tests decode, so the two sides cannot drift.
 //
 // All integers are little-endian. Offsets are in bytes from the start of the
@@ -12,7 +14,7 @@
 //   ------ ---- --------  ---------------------------------------------------
 //        0    8 u8[8]     magic: 89 50 59 52 4D 41 50 0A ("\x89PYRMAP\n")
 //        8    2 u16       version_major (1); readers reject a newer major
-//       10    2 u16       version_minor (0); newer minors only add fields in
+//       10    2 u16       version_minor (1); newer minors only add fields in
 //                         reserved space, so readers accept them
 //       12    4 u32       header_size: bytes of this header (4096)
 //       16    4 u32       state: 0 input ready, 1 result ready, 2 error

@@ -1,13 +1,19 @@
 #include "inventory.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstring>
 #include <cerrno>
+#include <map>
+#include <memory>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -19,7 +25,21 @@ namespace pyrmap {
 
 bool ProcessAlive(pid_t pid) {
   if (pid <= 0) return false;
-  return kill(pid, 0) == 0 || errno == EPERM;
+  if (kill(pid, 0) != 0 && errno != EPERM) return false;
+  // A zombie has exited (its parent has not collected it yet, or never will:
+  // an orphan under an init that does not reap).
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno != ENOENT;  // gone meanwhile; else (no /proc) trust kill()
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return n == 0 || errno != ESRCH;
+  buf[n] = '\0';
+  const char* close_paren = std::strrchr(buf, ')');  // the command name may hold anything
+  if (!close_paren || close_paren[1] != ' ') return true;
+  const char state = close_paren[2];
+  return state != 'Z' && state != 'X';
 }
 
 namespace {
@@ -37,61 +57,186 @@ bool TakeNumber(const char*& s, uint64_t* out) {
   return true;
 }
 
+// What a name "pyrmap-<uid>-<pid>-<hex>-<role>" or "pyrmap-<uid>-ns-<hash>"
+// says; false for other names.
+struct NameParts {
+  uid_t uid = 0;
+  bool page = false;
+  pid_t pid = 0;     // call segments (0 if the name has none)
+  std::string role;  // call segments
+};
+
+bool ParseName(const std::string& name, NameParts* out) {
+  if (name.rfind(kNamePrefix, 0) != 0) return false;
+  const char* s = name.c_str() + std::char_traits<char>::length(kNamePrefix);
+  uint64_t uid = 0, pid = 0;
+  if (!TakeNumber(s, &uid)) return false;
+  out->uid = static_cast<uid_t>(uid);
+  out->page = IsPageName(name);
+  if (out->page) return true;
+  if (TakeNumber(s, &pid)) out->pid = static_cast<pid_t>(pid);
+  const char* dash = std::strchr(s, '-');  // after the random part
+  out->role = dash ? dash + 1 : "";
+  return true;
+}
+
+// The entries of an open segment directory.
+std::vector<std::string> Entries(const SegmentDir& dir) {
+  std::vector<std::string> names;
+  // A descriptor of its own: readdir's position is not shared with dir's.
+  int fd = openat(dir.fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw SystemError("list segments in", dir.path(), "open", errno);
+  DIR* d = fdopendir(fd);
+  if (!d) {
+    int err = errno;
+    close(fd);
+    throw SystemError("list segments in", dir.path(), "fdopendir", err);
+  }
+  while (struct dirent* ent = readdir(d))
+    if (std::strncmp(ent->d_name, kNamePrefix, std::char_traits<char>::length(kNamePrefix)) == 0)
+      names.push_back(ent->d_name);
+  closedir(d);
+  return names;
+}
+
+std::optional<SegmentDir> OpenDir(const std::string& path, std::vector<std::string>* skipped) {
+  try {
+    return SegmentDir::Open(path);
+  } catch (const Error& e) {
+    if (skipped) skipped->push_back(e.what());
+    return std::nullopt;
+  }
+}
+
+// Whether a page's recorded owner is dead; `seg` open.
+bool PageOwnerDead(const Segment& seg, uid_t uid) {
+  if (!seg.MadeFor(uid)) return false;
+  int64_t owner = PageOwner(seg);
+  return owner > 0 && !ProcessAlive(static_cast<pid_t>(owner));
+}
+
 }  // namespace
 
-std::vector<SegmentInfo> ListSegments() {
+std::vector<SegmentInfo> ListSegments(const std::vector<std::string>& dirs,
+                                      std::vector<std::string>* skipped) {
   std::vector<SegmentInfo> out;
-  DIR* dir = opendir(kShmDir);
-  if (!dir) throw SystemError("list segments in", kShmDir, "opendir", errno);
-  const uid_t me = getuid();
+  const uid_t me = geteuid();
   struct timespec now;
   clock_gettime(CLOCK_REALTIME, &now);
-  while (struct dirent* ent = readdir(dir)) {
-    std::string name = ent->d_name;
-    if (name.rfind(kNamePrefix, 0) != 0) continue;
-    const char* s = name.c_str() + std::char_traits<char>::length(kNamePrefix);
-    uint64_t uid = 0, pid = 0;
-    if (!TakeNumber(s, &uid)) continue;
-    if (me != 0 && uid != me) continue;
-    SegmentInfo info;
-    info.name = name;
-    info.uid = static_cast<uid_t>(uid);
-    struct stat st;
-    std::string path = fmt::format("{}/{}", kShmDir, name);
-    if (stat(path.c_str(), &st) != 0) continue;  // removed meanwhile
-    info.size = static_cast<uint64_t>(st.st_size);
-    info.age_seconds = static_cast<double>(now.tv_sec - st.st_mtim.tv_sec) +
-                       (now.tv_nsec - st.st_mtim.tv_nsec) * 1e-9;
-    if (IsPageName(name)) {
-      info.owner_pid = static_cast<pid_t>(PageOwner(name));
-      try {
-        PageInfo p = ReadPageInfo(name);
-        info.what = p.ns + "." + p.var;
-      } catch (const Error&) {
-        info.what = "page";
+  for (const auto& path : dirs) {
+    std::optional<SegmentDir> dir = OpenDir(path, skipped);
+    if (!dir) continue;
+    for (const auto& name : Entries(*dir)) {
+      NameParts parts;
+      if (!ParseName(name, &parts)) continue;
+      if (me != 0 && parts.uid != me) continue;
+      struct stat st;
+      if (fstatat(dir->fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // removed meanwhile
+      SegmentInfo info;
+      info.dir = dir->path();
+      info.name = name;
+      info.uid = parts.uid;
+      info.file_uid = st.st_uid;
+      info.size = static_cast<uint64_t>(st.st_size);
+      info.age_seconds = static_cast<double>(now.tv_sec - st.st_mtim.tv_sec) +
+                         (now.tv_nsec - st.st_mtim.tv_nsec) * 1e-9;
+      if (info.squatted()) {
+        info.what = "?";
+        info.owner_alive = true;  // not a pyrmap segment: never "dead"
+      } else if (parts.page) {
+        try {
+          Segment seg = Segment::Open(*dir, name, false, parts.uid);
+          info.owner_pid = static_cast<pid_t>(PageOwner(seg));
+          try {
+            PageInfo p = ReadPageInfo(seg);
+            info.what = p.ns + "." + p.var;
+          } catch (const Error&) {
+            info.what = "page";
+          }
+        } catch (const Error&) {
+          info.what = "page";
+        }
+        // A page without a readable owner is one whose writer died before
+        // writing its header; give a live writer a minute to get there.
+        info.owner_alive = info.owner_pid != 0 ? ProcessAlive(info.owner_pid)
+                                               : info.age_seconds < kUnownedGraceSeconds;
+      } else {
+        info.owner_pid = parts.pid;
+        info.what = parts.role;
+        info.owner_alive = info.owner_pid == 0 || ProcessAlive(info.owner_pid);
       }
-      // A page without a readable owner is one whose writer died before
-      // writing its header; give a live writer a minute to get there.
-      info.owner_alive = info.owner_pid != 0 ? ProcessAlive(info.owner_pid)
-                                             : info.age_seconds < kUnownedGraceSeconds;
-    } else {
-      if (TakeNumber(s, &pid)) info.owner_pid = static_cast<pid_t>(pid);
-      size_t role = name.find('-', name.find('-', name.find('-', name.find('-') + 1) + 1) + 1);
-      info.what = role == std::string::npos ? "" : name.substr(role + 1);
-      info.owner_alive = info.owner_pid == 0 || ProcessAlive(info.owner_pid);
+      out.push_back(std::move(info));
     }
-    out.push_back(std::move(info));
   }
-  closedir(dir);
-  std::sort(out.begin(), out.end(),
-            [](const SegmentInfo& a, const SegmentInfo& b) { return a.name < b.name; });
+  std::sort(out.begin(), out.end(), [](const SegmentInfo& a, const SegmentInfo& b) {
+    return a.dir != b.dir ? a.dir < b.dir : a.name < b.name;
+  });
   return out;
 }
 
-std::vector<SegmentInfo> CollectGarbage() {
+std::vector<SegmentInfo> ListSegments() { return ListSegments(KnownSegmentDirs()); }
+
+std::vector<SegmentInfo> CollectGarbage(const std::vector<std::string>& dirs,
+                                        std::vector<std::string>* skipped) {
   std::vector<SegmentInfo> removed;
-  for (auto& info : ListSegments())
-    if (!info.owner_alive && Segment::Remove(info.name)) removed.push_back(info);
+  std::map<std::string, SegmentDir> open;
+  for (auto& info : ListSegments(dirs, skipped)) {
+    auto it = open.find(info.dir);
+    if (it == open.end()) {
+      std::optional<SegmentDir> d = OpenDir(info.dir, nullptr);
+      if (!d) continue;
+      it = open.emplace(info.dir, *d).first;
+    }
+    const SegmentDir& dir = it->second;
+    bool gone = false;
+    if (info.squatted()) {
+      // Only root can remove another user's file from a shared directory.
+      if (geteuid() == 0)
+        gone = Segment::RemoveIf(dir, info.name,
+                                 [&](const Segment& seg) { return seg.OwnerUid() != info.uid; });
+    } else if (!info.owner_alive) {
+      const bool page = IsPageName(info.name);
+      gone = Segment::RemoveIf(dir, info.name, [&](const Segment& seg) {
+        if (!page) return seg.MadeFor(info.uid);
+        return PageOwnerDead(seg, info.uid) || (info.owner_pid == 0 && seg.MadeFor(info.uid) &&
+                                                PageOwner(seg) == 0);
+      });
+    }
+    if (gone) removed.push_back(info);
+  }
+  return removed;
+}
+
+std::vector<SegmentInfo> CollectGarbage() { return CollectGarbage(KnownSegmentDirs()); }
+
+size_t RemoveDeadSegments() {
+  size_t removed = 0;
+  try {
+    const uid_t me = geteuid();
+    const std::string mine = fmt::format("{}{}-", kNamePrefix, me);
+    std::map<pid_t, bool> alive;
+    for (const auto& path : KnownSegmentDirs()) {
+      std::optional<SegmentDir> dir = OpenDir(path, nullptr);
+      if (!dir) continue;
+      for (const auto& name : Entries(*dir)) {
+        if (name.rfind(mine, 0) != 0) continue;
+        NameParts parts;
+        if (!ParseName(name, &parts)) continue;
+        bool gone = false;
+        if (parts.page) {
+          gone = Segment::RemoveIf(*dir, name, [&](const Segment& seg) { return PageOwnerDead(seg, me); });
+        } else if (parts.pid > 0) {
+          auto it = alive.find(parts.pid);
+          if (it == alive.end()) it = alive.emplace(parts.pid, ProcessAlive(parts.pid)).first;
+          if (!it->second)
+            gone = Segment::RemoveIf(*dir, name, [&](const Segment& seg) { return seg.MadeFor(me); });
+        }
+        removed += gone;
+      }
+    }
+  } catch (const std::exception&) {
+    // A clean-up at start must never stop what was started.
+  }
   return removed;
 }
 

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "error.h"
+#include "unix_io.h"
 
 namespace pyrmap {
 
@@ -18,12 +19,7 @@ namespace {
 
 constexpr int kReadyFdInChild = 3;
 constexpr char kHelloByte = 'h';
-
-double Now() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + ts.tv_nsec * 1e-9;
-}
+constexpr char kWarningByte = 'w';
 
 }  // namespace
 
@@ -47,13 +43,13 @@ std::unique_ptr<Job> StartJob(const RunOptions& o, const std::string& prefix, si
   job->script = script;
   job->meta_name = fmt::format("{}-meta-{}", prefix, k);
   job->res_name = fmt::format("{}-res-{}", prefix, k);
-  job->meta.emplace(Segment::Create(job->meta_name, kHeaderSize));
+  job->meta.emplace(Segment::Create(guard.dir(), job->meta_name, kHeaderSize));
   guard.Add(job->meta_name);
-  job->res = std::make_shared<Segment>(Segment::Create(job->res_name, 0));
+  job->res = std::make_shared<Segment>(Segment::Create(guard.dir(), job->res_name, 0));
   guard.Add(job->res_name);
   // A read-only twin, opened while the name exists: a later stage may be
   // handed this result, and must not be able to write it.
-  job->res_ro = std::make_shared<Segment>(Segment::Open(job->res_name, false));
+  job->res_ro = std::make_shared<Segment>(Segment::Open(guard.dir(), job->res_name, false));
 
   ExchangeHeader h;
   h.state = State::kInputReady;
@@ -78,6 +74,7 @@ std::unique_ptr<Job> StartJob(const RunOptions& o, const std::string& prefix, si
   if (const char* old = getenv("PYTHONPATH"); old && *old)
     pypath = pypath.empty() ? old : pypath + ":" + old;
   if (!pypath.empty()) so.env.push_back({"PYTHONPATH", pypath});
+  so.env.push_back({"PYRMAP_SEGMENT_DIR", guard.dir().path()});
   so.env.push_back({"PYRMAP_META", job->meta_name});
   so.env.push_back({"PYRMAP_DATA", data_name});
   so.env.push_back({"PYRMAP_RESULT", job->res_name});
@@ -99,29 +96,8 @@ std::unique_ptr<Job> StartJob(const RunOptions& o, const std::string& prefix, si
 }
 
 bool SendReady(int sock, int pass_fd, const std::string& script) {
-  char go = '1';
-  struct iovec iov = {&go, 1};
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } control;
-  std::memset(&control, 0, sizeof control);
-  struct msghdr msg = {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (pass_fd >= 0) {
-    msg.msg_control = control.buf;
-    msg.msg_controllen = sizeof control.buf;
-    struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &pass_fd, sizeof pass_fd);
-  }
-  ssize_t n;
-  do {
-    n = sendmsg(sock, &msg, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
+  const char go = '1';
+  long n = SendWithDescriptor(sock, &go, 1, pass_fd);
   if (n == 1) return true;
   if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) return false;
   // Anything else would leave the script waiting for ever.
@@ -149,18 +125,42 @@ void ReleaseJob(Job& job, const RunOptions& o, const ArrayDesc* desc,
   // judged when it is collected.
   SendReady(job.ready_fd, fd, job.script.Display());
   job.released = true;
-  job.released_at = Now();
+  job.released_at = MonotonicSeconds();
 }
 
-bool BootstrapStarted(Job& job) {
-  if (job.bootstrap_started || job.ready_fd < 0) return job.bootstrap_started;
-  char buf[16];
+void ReadScriptMessages(Job& job) {
+  if (job.ready_fd < 0) return;
+  char buf[4096];
   for (;;) {
     ssize_t n = recv(job.ready_fd, buf, sizeof buf, MSG_DONTWAIT);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
-    if (std::memchr(buf, kHelloByte, static_cast<size_t>(n))) job.bootstrap_started = true;
+    job.unread.append(buf, static_cast<size_t>(n));
   }
+  size_t pos = 0;
+  while (pos < job.unread.size()) {
+    const char kind = job.unread[pos];
+    if (kind == kHelloByte) {
+      job.bootstrap_started = true;
+      ++pos;
+      continue;
+    }
+    if (kind != kWarningByte) {  // not ours: the rest cannot be parsed
+      pos = job.unread.size();
+      break;
+    }
+    if (job.unread.size() - pos < 5) break;
+    uint32_t len;
+    std::memcpy(&len, job.unread.data() + pos + 1, 4);
+    if (job.unread.size() - pos - 5 < len) break;
+    job.warnings.push_back(job.unread.substr(pos + 5, len));
+    pos += 5 + len;
+  }
+  job.unread.erase(0, pos);
+}
+
+bool BootstrapStarted(Job& job) {
+  ReadScriptMessages(job);
   return job.bootstrap_started;
 }
 

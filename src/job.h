@@ -19,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "header.h"
 #include "run.h"
@@ -46,6 +47,8 @@ struct Job {
   bool exited = false;
   bool timed_out = false;
   bool bootstrap_started = false;  // its hello byte was seen (BootstrapStarted)
+  std::vector<std::string> warnings;  // the Python warnings it sent
+  std::string unread;                 // a message not complete yet
   ExitStatus status;
 
   Job() = default;
@@ -57,8 +60,9 @@ struct Job {
 // Header flags asked of every script of a call (the result layout).
 uint32_t ResultFlags(const RunOptions& options);
 
-// Creates script number `k`'s segments under `prefix` (their names go to
-// `guard`), writes its header (state 0; the input's geometry `desc`, or
+// Creates script number `k`'s segments under `prefix` in `guard`'s segment
+// directory (their names go to `guard`; the script gets the directory as
+// PYRMAP_SEGMENT_DIR), writes its header (state 0; the input's geometry `desc`, or
 // nothing yet when null: ReleaseJob writes it) and starts the interpreter,
 // whose input will be segment `data_name`. Throws kInterpreter when the
 // interpreter cannot be started, kSystem for segment failures.
@@ -82,10 +86,13 @@ void ReleaseJob(Job& job, const RunOptions& options, const ArrayDesc* desc,
 // throws kSystem naming `script` for any other failure.
 bool SendReady(int sock, int pass_fd, const std::string& script);
 
-// Whether the script's bootstrap started: it sends one byte ('h') on the
-// ready socket before anything else, so a process that ends without it
-// was not a working Python with pyrmap. Never blocks; reads what has
-// arrived and remembers it in the job.
+// Reads what the script sent on the ready socket so far, never blocking:
+// the byte 'h' when its bootstrap starts (so a process that ends without it
+// was not a working Python with pyrmap: job.bootstrap_started), and its
+// Python warnings (b"w", u32 length, UTF-8 text each: job.warnings).
+void ReadScriptMessages(Job& job);
+
+// Whether the script's bootstrap started (reads what has arrived first).
 bool BootstrapStarted(Job& job);
 
 }  // namespace pyrmap

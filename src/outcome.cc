@@ -53,9 +53,12 @@ std::string TailLines(const std::string& text, size_t max_lines) {
 Result JudgeOutcome(Job& job, const RunOptions& o, bool map) {
   const std::string shown = job.script.Display();
   const std::string who = fmt::format("script '{}'", shown);
+  ReadScriptMessages(job);
+  std::vector<std::string> warnings;
+  for (const std::string& w : job.warnings) warnings.push_back(ToValidUtf8(w));
   auto fail = [&](ErrorKind kind, std::string msg) {
     Error e(kind, std::move(msg));
-    e.with_script(shown).with_status(job.status.code, job.status.signal);
+    e.with_script(shown).with_status(job.status.code, job.status.signal).with_warnings(warnings);
     return e;
   };
   if (job.timed_out)
@@ -110,6 +113,7 @@ Result JudgeOutcome(Job& job, const RunOptions& o, bool map) {
   Result r;
   r.script = job.script;
   r.desc = h.result;
+  r.warnings = warnings;
   if (h.result_location == kResultInInputSegment && !job.in_place)
     throw Error(ErrorKind::kProtocol,
                 fmt::format("{} says it wrote its result into its input, which it was not "

@@ -22,6 +22,7 @@
 #include "pool_message.h"
 #include "segment.h"
 #include "spawn.h"
+#include "unix_io.h"
 #include "utf8.h"
 
 namespace pyrmap {
@@ -33,23 +34,7 @@ constexpr int kSocketFdInChild = 3;
 constexpr int kAreaFdInChild = 4;
 // A worker's area: inputs at [0, small), results at [small, 2 * small).
 constexpr uint64_t kAreaSize = 2 * kPoolSmallBytes;
-constexpr size_t kMaxPassedFds = 64;
 constexpr size_t kStderrTailBytes = 8192;
-
-double Now() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + ts.tv_nsec * 1e-9;
-}
-
-void WriteAllToStderr(std::string_view s) {
-  while (!s.empty()) {
-    ssize_t n = write(2, s.data(), s.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    s.remove_prefix(static_cast<size_t>(n));
-  }
-}
 
 void CloseAll(std::vector<int>& fds) {
   for (int fd : fds)
@@ -201,31 +186,10 @@ struct Pool::Impl {
                   fmt::format("the request for {} is too long ({} bytes; scripts, function names "
                               "and arguments must fit {} bytes)",
                               what, msg.size(), kMaxMessageSize));
-    struct iovec iov = {msg.data(), msg.size()};
-    union {
-      char buf[CMSG_SPACE(sizeof(int))];
-      struct cmsghdr align;
-    } control;
-    std::memset(&control, 0, sizeof control);
-    struct msghdr mh = {};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    if (pass_fd >= 0) {
-      mh.msg_control = control.buf;
-      mh.msg_controllen = sizeof control.buf;
-      struct cmsghdr* c = CMSG_FIRSTHDR(&mh);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int));
-      std::memcpy(CMSG_DATA(c), &pass_fd, sizeof pass_fd);
-    }
-    ssize_t n;
-    do {
-      n = sendmsg(w.sock, &mh, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
+    long n = SendWithDescriptor(w.sock, msg.data(), msg.size(), pass_fd);
     w.busy = true;
     w.call_id = req.call_id;
-    w.sent_at = Now();
+    w.sent_at = MonotonicSeconds();
     w.call_what = what;
     w.call_stderr.clear();
     if (n < 0 && errno != EPIPE && errno != ECONNRESET)
@@ -237,39 +201,18 @@ struct Pool::Impl {
   // is gone). `fds` receives the descriptors passed with it.
   bool Receive(Worker& w, std::vector<uint8_t>* msg, std::vector<int>* fds) {
     msg->resize(kMaxMessageSize);
-    union {
-      char buf[CMSG_SPACE(sizeof(int) * kMaxPassedFds)];
-      struct cmsghdr align;
-    } control;
-    struct iovec iov = {msg->data(), msg->size()};
-    struct msghdr mh = {};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = control.buf;
-    mh.msg_controllen = sizeof control.buf;
-    ssize_t n;
-    do {
-      n = recvmsg(w.sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-    } while (n < 0 && errno == EINTR);
+    bool truncated = false;
+    long n = ReceiveWithDescriptors(w.sock, msg->data(), msg->size(), fds, &truncated);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       msg->clear();
       return true;
-    }
-    for (struct cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-      size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (size_t i = 0; i < k; ++i) {
-        int fd;
-        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-        fds->push_back(fd);
-      }
     }
     if (n < 0) {
       if (errno == ECONNRESET) return false;
       throw SystemError("read a reply from pool worker", std::to_string(w.index + 1), "recvmsg", errno);
     }
     if (n == 0) return false;
-    if (mh.msg_flags & MSG_TRUNC)
+    if (truncated)
       throw Error(ErrorKind::kProtocol,
                   fmt::format("a reply from pool worker {} exceeds {} bytes", w.index + 1, kMaxMessageSize));
     msg->resize(static_cast<size_t>(n));
@@ -324,7 +267,7 @@ struct Pool::Impl {
     std::vector<Worker*> owner;  // the worker of each entry of pfds
     for (;;) {
       // Deadlines first: a worker past its timeout is killed and replaced.
-      const double now = Now();
+      const double now = MonotonicSeconds();
       int wait_ms = 100;
       for (Worker* w : waiting) {
         if (!w->busy || ro.timeout_seconds <= 0) continue;
@@ -395,8 +338,9 @@ struct Pool::Impl {
               *reply = DecodeReply(msg.data(), msg.size(), fmt::format("pool worker {}", w->index + 1));
               if (reply->call_id != w->call_id)
                 throw Error(ErrorKind::kProtocol,
-                            fmt::format("pool worker {} answered call {} instead of {}", w->index + 1,
-                                        reply->call_id, w->call_id));
+                            fmt::format("pool worker {} answered call {} instead of {}{}", w->index + 1,
+                                        reply->call_id, w->call_id,
+                                        reply->ok ? "" : ": " + ToValidUtf8(reply->error_text)));
             } catch (const Error&) {
               CloseAll(*fds);
               Replace(*w);
@@ -426,6 +370,8 @@ struct Pool::Impl {
       ~Owned() { CloseAll(fds); }
     } owned{fds};
     const std::string where = fmt::format("pool worker {}", w.index + 1);
+    std::vector<std::string> warnings;
+    for (const std::string& t : reply.warnings) warnings.push_back(ToValidUtf8(t));
     if (!reply.ok) {
       const Script& s = scripts.at(std::min<size_t>(reply.failed_script, scripts.size() - 1));
       const std::string who = fmt::format("script '{}'", s.Display());
@@ -438,7 +384,8 @@ struct Pool::Impl {
       throw Error(ErrorKind::kScript,
                   fmt::format("{} raised {}\n{}", who, last.empty() ? type : last, TailLines(text, 12)))
           .with_script(s.Display())
-          .with_python(type, text);
+          .with_python(type, text)
+          .with_warnings(warnings);
     }
     const size_t expected = keep_intermediate ? scripts.size() : 1;
     if (reply.results.size() != expected)
@@ -477,6 +424,7 @@ struct Pool::Impl {
       }
       out.push_back(std::move(r));
     }
+    if (!out.empty()) out.back().warnings = std::move(warnings);
     return out;
   }
 
@@ -500,7 +448,9 @@ struct Pool::Impl {
     s.desc = input.desc;
     if (!input.segment.empty()) {
       s.location = InputLocation::kDescriptor;
-      s.seg.emplace(Segment::Open(input.segment, false));
+      s.seg.emplace(Segment::Open(SegmentDir::Open(input.segment_dir.empty() ? o.segment_dir
+                                                                              : input.segment_dir),
+                                  input.segment, false));
       return s;
     }
     if (!input.fill && input.desc.nbytes > 0)

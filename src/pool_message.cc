@@ -150,6 +150,10 @@ std::vector<uint8_t> EncodeReply(const Reply& r) {
   }
   w.Str(r.error_type);
   w.Str(r.error_text);
+  size_t pos = w.size();
+  w.Append(4);
+  Store<uint32_t>(w.at(pos), static_cast<uint32_t>(r.warnings.size()));
+  for (const std::string& s : r.warnings) w.Str(s);
   return w.Take();
 }
 
@@ -176,6 +180,8 @@ Reply DecodeReply(const uint8_t* p, size_t n, const std::string& where) {
   }
   r.error_type = rd.Str();
   r.error_text = rd.Str();
+  uint32_t nwarnings = rd.U32();
+  for (uint32_t i = 0; i < nwarnings; ++i) r.warnings.push_back(rd.Str());
   rd.End();
   return r;
 }

@@ -22,9 +22,9 @@
 //  40  u64 result region offset         of its descriptor among those
 //  48  u64 result region capacity       passed
 //  56  u64 reserved (0)              then error type and error text as
-//  64  ArrayDesc input (192 bytes)       strings (error replies)
-// 256  per script: path, function
-//      (strings); then the arguments
+//  64  ArrayDesc input (192 bytes)       strings (error replies), then
+// 256  per script: path, function        u32 number of warnings and the
+//      (strings); then the arguments     warnings (strings)
 //
 // A string is a u32 byte count and that many UTF-8 bytes.
 #pragma once
@@ -86,6 +86,7 @@ struct Reply {
   uint32_t failed_script = 0;
   std::string error_type;
   std::string error_text;
+  std::vector<std::string> warnings;  // the Python warnings of the call
 };
 
 std::vector<uint8_t> EncodeRequest(const Request& r);

@@ -1,5 +1,6 @@
 #include "registry.h"
 
+#include <fcntl.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -79,7 +80,7 @@ std::string Label(const std::string& ns, const std::string& var) {
 }
 
 PageInfo ReadInfo(const Segment& seg) {
-  const std::string& name = seg.name();
+  const std::string name = seg.path();
   const uint64_t size = seg.Size();
   if (size < kPageHeaderSize) Damaged(name, fmt::format("{} bytes, too few for a page header", size));
   std::vector<uint8_t> h(kPageHeaderSize);
@@ -92,7 +93,8 @@ PageInfo ReadInfo(const Segment& seg) {
                               Load<uint16_t>(h.data() + poff::kVersionMinor), kPageVersionMajor,
                               kPageVersionMinor));
   PageInfo info;
-  info.segment = name;
+  info.dir = seg.dir().path();
+  info.segment = seg.name();
   info.owner_pid = Load<int64_t>(h.data() + poff::kOwnerPid);
   info.generation = Load<uint64_t>(h.data() + poff::kGeneration);
   info.is_list = Load<uint32_t>(h.data() + poff::kIsList) != 0;
@@ -152,7 +154,7 @@ const uint8_t* OpenedPage::data(size_t i) const {
 }
 
 std::string PageName(const std::string& ns, const std::string& var) {
-  return fmt::format("{}{}-ns-{:016x}", kNamePrefix, getuid(), Fnv1a(ns, var));
+  return fmt::format("{}{}-ns-{:016x}", kNamePrefix, geteuid(), Fnv1a(ns, var));
 }
 
 bool IsPageName(const std::string& segment) {
@@ -162,11 +164,14 @@ bool IsPageName(const std::string& segment) {
   return dash != std::string::npos && segment.compare(dash, 4, "-ns-") == 0;
 }
 
-PageInfo ReadPageInfo(const std::string& segment) { return ReadInfo(Segment::Open(segment, false)); }
+PageInfo ReadPageInfo(const Segment& segment) { return ReadInfo(segment); }
 
-int64_t PageOwner(const std::string& segment) {
+PageInfo ReadPageInfo(const SegmentDir& dir, const std::string& segment) {
+  return ReadInfo(Segment::Open(dir, segment, false));
+}
+
+int64_t PageOwner(const Segment& seg) {
   try {
-    Segment seg = Segment::Open(segment, false);
     uint8_t h[poff::kOwnerPid + 8];
     if (seg.Size() < sizeof h) return 0;
     seg.Read(0, h, sizeof h);
@@ -177,8 +182,60 @@ int64_t PageOwner(const std::string& segment) {
   }
 }
 
-PageInfo CreatePage(const std::string& ns, const std::string& var, bool is_list,
-                    std::vector<PageArray> arrays,
+namespace {
+
+// A page of this user whose recorded owner is dead (what may be reclaimed).
+bool OwnerDead(const Segment& seg) {
+  if (!seg.MadeFor(geteuid())) return false;
+  int64_t owner = PageOwner(seg);
+  return owner > 0 && !ProcessAlive(static_cast<pid_t>(owner));
+}
+
+// Makes way for registering (ns, var) under `name`: returns when the name is
+// free (a dead owner's page was removed), throws when it is taken.
+void ClearName(const SegmentDir& dir, const std::string& name, const std::string& ns,
+               const std::string& var) {
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    std::optional<Segment> seg;
+    try {
+      seg.emplace(Segment::Open(dir, name, false));
+    } catch (const Error& e) {
+      if (e.sys_errno() == ENOENT) return;
+      throw Error(e.kind(), fmt::format("cannot register {}: {}", Label(ns, var), e.what()))
+          .with_errno(e.sys_errno());
+    }
+    if (OwnerDead(*seg)) {
+      Segment::RemoveIf(dir, name, OwnerDead);
+      continue;  // removed, or replaced meanwhile: look again
+    }
+    PageInfo old;
+    try {
+      old = ReadInfo(*seg);
+    } catch (const Error& read_error) {
+      throw Error(ErrorKind::kUsage,
+                  fmt::format("cannot register {}: its segment '{}' exists but {}", Label(ns, var),
+                              seg->path(), read_error.what()));
+    }
+    if (old.ns != ns || old.var != var)
+      throw Error(ErrorKind::kUsage,
+                  fmt::format("cannot register {}: its segment name '{}' is taken by {} (a hash "
+                              "collision; choose another name)",
+                              Label(ns, var), name, Label(old.ns, old.var)));
+    throw Error(ErrorKind::kUsage,
+                fmt::format("{} is already registered{}; release it first", Label(ns, var),
+                            old.owner_pid == getpid() ? std::string(" by this session")
+                                                      : fmt::format(" by process {}", old.owner_pid)));
+  }
+  throw Error(ErrorKind::kUsage,
+              fmt::format("cannot register {}: its segment '{}' keeps being registered by other "
+                          "processes",
+                          Label(ns, var), dir.PathOf(name)));
+}
+
+}  // namespace
+
+PageInfo CreatePage(const SegmentDir& dir, const std::string& ns, const std::string& var,
+                    bool is_list, std::vector<PageArray> arrays,
                     const std::function<void(size_t, Segment&, uint64_t)>& fill) {
   CheckName(ns, "namespace");
   CheckName(var, "variable name");
@@ -188,6 +245,7 @@ PageInfo CreatePage(const std::string& ns, const std::string& var, bool is_list,
 
   // Layout: header, table, names, payloads.
   PageInfo info;
+  info.dir = dir.path();
   info.segment = name;
   info.ns = ns;
   info.var = var;
@@ -236,78 +294,66 @@ PageInfo CreatePage(const std::string& ns, const std::string& var, bool is_list,
   }
   std::memcpy(head.data() + names_off, names.data(), names.size());
 
-  std::optional<Segment> seg;
-  for (int attempt = 0; !seg; ++attempt) {
-    try {
-      seg.emplace(Segment::Create(name, info.total_size));
-    } catch (const Error& e) {
-      if (e.sys_errno() != EEXIST || attempt > 0) throw;
-      // The name is taken: by a live owner (refuse), or a dead one (reclaim).
-      int64_t owner = PageOwner(name);
-      if (owner > 0 && !ProcessAlive(static_cast<pid_t>(owner))) {
-        Segment::Remove(name);
-        continue;
-      }
-      PageInfo old;
-      try {
-        old = ReadPageInfo(name);
-      } catch (const Error& read_error) {
-        if (read_error.sys_errno() == ENOENT) continue;  // released meanwhile
-        throw Error(ErrorKind::kUsage,
-                    fmt::format("cannot register {}: its segment '{}' exists but {}", Label(ns, var), name,
-                                read_error.what()));
-      }
-      if (old.ns != ns || old.var != var)
-        throw Error(ErrorKind::kUsage,
-                    fmt::format("cannot register {}: its segment name '{}' is taken by {} (a hash "
-                                "collision; choose another name)",
-                                Label(ns, var), name, Label(old.ns, old.var)));
-      throw Error(ErrorKind::kUsage,
-                  fmt::format("{} is already registered{}; release it first", Label(ns, var),
-                              old.owner_pid == getpid() ? std::string(" by this session")
-                                                        : fmt::format(" by process {}", old.owner_pid)));
-    }
+  // Refused before anything is copied; checked again when publishing.
+  ClearName(dir, name, ns, var);
+  const std::string tmp = NewCallPrefix() + "-page";
+  SegmentGuard guard(dir);
+  Segment seg = Segment::Create(dir, tmp, info.total_size);
+  guard.Add(tmp);
+  seg.Write(0, head.data(), head.size());
+  for (size_t i = 0; i < arrays.size(); ++i)
+    if (arrays[i].desc.nbytes > 0) fill(i, seg, arrays[i].desc.offset);
+  uint32_t ready = 1;
+  seg.Write(poff::kReady, &ready, sizeof ready);
+  seg.MakeReadOnly();
+  for (int attempt = 0;; ++attempt) {
+    if (linkat(dir.fd(), tmp.c_str(), dir.fd(), name.c_str(), 0) == 0) break;
+    int err = errno;
+    if (err != EEXIST || attempt >= 2)
+      throw SystemError(fmt::format("register {}: publish segment", Label(ns, var)), dir.PathOf(name),
+                        "link", err);
+    ClearName(dir, name, ns, var);  // taken meanwhile: refuse, or reclaim and retry
   }
-  try {
-    seg->Write(0, head.data(), head.size());
-    for (size_t i = 0; i < arrays.size(); ++i)
-      if (arrays[i].desc.nbytes > 0) fill(i, *seg, arrays[i].desc.offset);
-    uint32_t ready = 1;
-    seg->Write(poff::kReady, &ready, sizeof ready);
-  } catch (...) {
-    seg->Unlink();
-    throw;
-  }
-  return info;
+  return info;  // the guard removes the temporary name
 }
 
-OpenedPage OpenPage(const std::string& ns, const std::string& var, MapMode mode) {
+FoundPage FindPage(const SegmentDir& dir, const std::string& ns, const std::string& var) {
   CheckName(ns, "namespace");
   CheckName(var, "variable name");
   const std::string name = PageName(ns, var);
   std::optional<Segment> seg;
   try {
-    seg.emplace(Segment::Open(name, false));
+    seg.emplace(Segment::Open(dir, name, false));
   } catch (const Error& e) {
     if (e.sys_errno() == ENOENT)
-      throw Error(ErrorKind::kNotFound, fmt::format("{} is not registered", Label(ns, var)));
+      throw Error(ErrorKind::kNotRegistered,
+                  fmt::format("{} is not registered{}", Label(ns, var),
+                              dir.path() == kShmDir ? std::string()
+                                                    : fmt::format(" in segment directory '{}'", dir.path())));
     throw;
   }
-  OpenedPage p;
-  p.info = ReadInfo(*seg);
-  if (p.info.ns != ns || p.info.var != var)
+  PageInfo info = ReadInfo(*seg);
+  if (info.ns != ns || info.var != var)
     throw Error(ErrorKind::kProtocol,
-                fmt::format("segment '{}' holds {}, not {} (a hash collision)", name,
-                            Label(p.info.ns, p.info.var), Label(ns, var)));
-  p.mapping = std::make_shared<Mapping>(seg->Map(mode, 0, p.info.total_size));
+                fmt::format("segment '{}' holds {}, not {} (a hash collision)", seg->path(),
+                            Label(info.ns, info.var), Label(ns, var)));
+  return FoundPage{std::move(info), std::move(*seg)};
+}
+
+OpenedPage OpenPage(const SegmentDir& dir, const std::string& ns, const std::string& var,
+                    MapMode mode) {
+  FoundPage f = FindPage(dir, ns, var);
+  OpenedPage p;
+  p.info = std::move(f.info);
+  p.mapping = std::make_shared<Mapping>(f.segment.Map(mode, 0, p.info.total_size));
   return p;
 }
 
-bool ReleasePage(const std::string& ns, const std::string& var) {
+bool ReleasePage(const SegmentDir& dir, const std::string& ns, const std::string& var) {
   const std::string name = PageName(ns, var);
   PageInfo info;
   try {
-    info = ReadPageInfo(name);
+    info = ReadPageInfo(dir, name);
   } catch (const Error& e) {
     if (e.sys_errno() == ENOENT) return false;
     throw;
@@ -317,7 +363,15 @@ bool ReleasePage(const std::string& ns, const std::string& var) {
     throw Error(ErrorKind::kUsage,
                 fmt::format("{} is owned by process {}; only it can release it", Label(ns, var),
                             info.owner_pid));
-  return Segment::Remove(name);
+  // Only the page just read: not one registered again meanwhile.
+  return Segment::RemoveIf(dir, name, [&](const Segment& seg) {
+    if (!seg.MadeFor(geteuid())) return false;
+    try {
+      return ReadInfo(seg).generation == info.generation;
+    } catch (const Error&) {
+      return false;
+    }
+  });
 }
 
 }  // namespace pyrmap

@@ -34,11 +34,27 @@
 //      128  256 char[256] namespace, NUL-padded UTF-8
 //      384  256 char[256] variable, NUL-padded UTF-8
 //
+// A page is written under a temporary name of its writer
+// (pyrmap-<uid>-<pid>-<hex>-page), made read-only (mode 0400) once complete,
+// and only then published under its name with link(2), which fails if the
+// name exists. So a page under its name is always complete, and a process
+// that opens it for writing (to truncate it under a reader, which would
+// kill the reader with SIGBUS) is refused — root excepted, and a deliberate
+// chmod; views are private mappings, but a truncated file still faults them.
+//
 // Ownership: the process that registers a page owns it and is the only one
 // that removes its name (Release). Mappings of the page in any process stay
 // valid after that; the memory is freed when the last one is gone. A page
 // whose owner died is reclaimed by the next Register of the same name and by
-// CollectGarbage (inventory.h).
+// CollectGarbage (inventory.h); both remove it with Segment::RemoveIf, so a
+// page registered again meanwhile is never removed instead.
+//
+// Other users: every open checks that the file is this user's (segment.h).
+// A file another user planted under a page's name (a page name is
+// predictable) is never served, reclaimed or removed; registering that name
+// fails with an error naming the file, its owner and what to do (a private
+// segment directory, where no one else can create names, avoids it for
+// good).
 #pragma once
 
 #include <sys/types.h>
@@ -66,6 +82,7 @@ struct PageArray {
 };
 
 struct PageInfo {
+  std::string dir;      // the segment directory's path
   std::string segment;  // the segment's name
   std::string ns;
   std::string var;
@@ -87,33 +104,46 @@ struct OpenedPage {
 // The segment name of (ns, var) for this user.
 std::string PageName(const std::string& ns, const std::string& var);
 
-// Creates the page of (ns, var) holding `arrays` (their shapes, dtypes,
-// tags and names; offsets are assigned here) and calls fill(i, segment,
-// offset) to write array i's payload. Space is reserved before anything is
-// written. If the name exists and its owner is dead, it is reclaimed first;
-// if its owner is alive, Error(kUsage) names the owner. On any failure the
-// new page is removed.
-PageInfo CreatePage(const std::string& ns, const std::string& var, bool is_list,
-                    std::vector<PageArray> arrays,
+// Creates the page of (ns, var) in `dir` holding `arrays` (their shapes,
+// dtypes, tags and names; offsets are assigned here) and calls fill(i,
+// segment, offset) to write array i's payload. Space is reserved before
+// anything is written. If the name exists and its owner is dead, it is
+// reclaimed first; if its owner is alive, Error(kUsage) names the owner; if
+// it is another user's file, Error(kSystem) names it and its owner. On any
+// failure nothing is left behind.
+PageInfo CreatePage(const SegmentDir& dir, const std::string& ns, const std::string& var,
+                    bool is_list, std::vector<PageArray> arrays,
                     const std::function<void(size_t, Segment&, uint64_t)>& fill);
 
 // Reads and validates the page header of segment `segment` without mapping
 // the payload. Throws Error(kProtocol) for a damaged header,
 // Error(kSystem) (errno ENOENT) if it does not exist.
-PageInfo ReadPageInfo(const std::string& segment);
+PageInfo ReadPageInfo(const SegmentDir& dir, const std::string& segment);
+// The same for an open segment.
+PageInfo ReadPageInfo(const Segment& segment);
 
-// Opens (ns, var) and maps it. Error(kNotFound) if no such variable is
-// registered; Error(kProtocol) if the page is damaged or belongs to another
-// (ns, var) with the same hash.
-OpenedPage OpenPage(const std::string& ns, const std::string& var, MapMode mode);
+// The page of (ns, var), read and checked (as ReadPageInfo) and opened
+// read-only. Error(kNotRegistered) if no such variable is registered;
+// Error(kProtocol) if the page is damaged or belongs to another (ns, var)
+// with the same hash.
+struct FoundPage {
+  PageInfo info;
+  Segment segment;
+};
+FoundPage FindPage(const SegmentDir& dir, const std::string& ns, const std::string& var);
 
-// Removes the name of (ns, var) if this process owns it. Returns false if
-// it does not exist; throws Error(kUsage) if another live process owns it.
-bool ReleasePage(const std::string& ns, const std::string& var);
+// FindPage, and a mapping of the whole page.
+OpenedPage OpenPage(const SegmentDir& dir, const std::string& ns, const std::string& var,
+                    MapMode mode);
 
-// The owner pid recorded in a page's header, even one still being written;
-// 0 if `segment` cannot be read or is not a page.
-int64_t PageOwner(const std::string& segment);
+// Removes the name of (ns, var) if this process owns it (or its owner is
+// dead). Returns false if it does not exist; throws Error(kUsage) if
+// another live process owns it.
+bool ReleasePage(const SegmentDir& dir, const std::string& ns, const std::string& var);
+
+// The owner pid recorded in an open page's header, even one still being
+// written; 0 if it cannot be read or is not a page.
+int64_t PageOwner(const Segment& segment);
 
 // True if `segment` is the name of a page (whatever its namespace).
 bool IsPageName(const std::string& segment);

@@ -21,6 +21,7 @@
 #include "job.h"
 #include "outcome.h"
 #include "spawn.h"
+#include "unix_io.h"
 
 namespace pyrmap {
 
@@ -31,21 +32,6 @@ constexpr const char* kBootstrap = "from pyrmap._bootstrap import main; main()";
 // least this size, when /dev/shm keeps this much room besides.
 constexpr uint64_t kReserveMinBytes = uint64_t{16} << 20;
 constexpr uint64_t kReserveHeadroom = uint64_t{256} << 20;
-
-double Now() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + ts.tv_nsec * 1e-9;
-}
-
-void WriteAllToStderr(std::string_view s) {
-  while (!s.empty()) {
-    ssize_t n = write(2, s.data(), s.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    s.remove_prefix(static_cast<size_t>(n));
-  }
-}
 
 void CheckScriptReadable(const Script& s) {
   struct stat st;
@@ -75,7 +61,8 @@ void CheckScriptReadable(const Script& s) {
 // killed and reaped likewise).
 class Runner {
  public:
-  explicit Runner(const RunOptions& o) : o_(o), prefix_(NewCallPrefix()) {
+  explicit Runner(const RunOptions& o)
+      : o_(o), prefix_(NewCallPrefix()), dir_(SegmentDir::Choose(o.segment_dir)), guard_(dir_) {
     if (o_.jobs < 1) throw Error(ErrorKind::kUsage, "jobs must be at least 1");
     wait_.timeout_seconds = 0;
     wait_.on_stdout = o_.on_stdout;
@@ -96,19 +83,20 @@ class Runner {
   // Returns its name.
   std::string PrepareData(const Input& input) {
     if (!input.segment.empty()) {
-      data_ = std::make_shared<Segment>(Segment::Open(input.segment, false));
+      SegmentDir dir = input.segment_dir.empty() ? dir_ : SegmentDir::Open(input.segment_dir);
+      data_ = std::make_shared<Segment>(Segment::Open(dir, input.segment, false));
       data_ro_ = data_;
       return input.segment;
     }
     if (!input.fill && input.desc.nbytes > 0)
       throw Error(ErrorKind::kUsage, "input has no data and no segment");
     std::string name = prefix_ + "-data";
-    data_ = std::make_shared<Segment>(Segment::Create(name, input.desc.nbytes));
+    data_ = std::make_shared<Segment>(Segment::Create(dir_, name, input.desc.nbytes));
     guard_.Add(name);
     data_owned_ = true;
     // A read-only descriptor, opened while the name exists, for scripts
     // that must not write the input.
-    data_ro_ = std::make_shared<Segment>(Segment::Open(name, false));
+    data_ro_ = std::make_shared<Segment>(Segment::Open(dir_, name, false));
     return name;
   }
 
@@ -118,7 +106,7 @@ class Runner {
   void FillData(const Input& input) {
     if (!data_owned_) return;
     if (input.fill) input.fill(*data_, &Runner::CheckTrampoline, this);
-    Segment::Remove(data_->name());
+    Segment::Remove(dir_, data_->name());
   }
 
   // Whether the data segment is this call's own (a script may then write
@@ -140,7 +128,7 @@ class Runner {
   void StartReserving(const std::vector<Job*>& jobs, uint64_t nbytes) {
     if (!o_.reserve_results || nbytes < kReserveMinBytes || jobs.empty()) return;
     struct statvfs v;
-    if (statvfs(kShmDir, &v) != 0) return;
+    if (fstatvfs(dir_.fd(), &v) != 0) return;
     const uint64_t free_bytes = static_cast<uint64_t>(v.f_bavail) * v.f_frsize;
     if (free_bytes < nbytes * jobs.size() + kReserveHeadroom) return;
     std::vector<int> fds;
@@ -189,7 +177,7 @@ class Runner {
   // Waits until one of `jobs` exits (or times out) and returns it.
   Job* WaitAny(const std::vector<Job*>& jobs) {
     for (;;) {
-      double now = Now();
+      double now = MonotonicSeconds();
       int wait_ms = 100;
       for (Job* j : jobs) {
         if (j->proc->Poll(&j->status)) {
@@ -236,7 +224,7 @@ class Runner {
   // Lets go of a finished job's segments (an intermediate stage whose
   // result the next stage now holds): names and descriptors.
   void Forget(Job* job) {
-    Segment::Remove(job->res_name);
+    Segment::Remove(dir_, job->res_name);
     job->res.reset();
     job->res_ro.reset();
     job->input.reset();
@@ -251,6 +239,7 @@ class Runner {
 
   const RunOptions& o_;
   std::string prefix_;
+  SegmentDir dir_;  // where this call's segments are made
   SegmentGuard guard_;  // declared before jobs_: destroyed after them
   std::shared_ptr<Segment> data_;     // the input's segment until handed over
   std::shared_ptr<Segment> data_ro_;  // the same, read-only

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "header.h"
+#include "input.h"
 #include "segment.h"
 
 namespace pyrmap {
@@ -84,18 +85,10 @@ struct RunOptions {
   bool reserve_results = true;
   // Extra variables for the scripts' environment.
   std::vector<std::pair<std::string, std::string>> env;
-};
-
-// The input of a run: its geometry, and either a writer that fills a fresh
-// data segment or an existing segment that already holds the payload.
-struct Input {
-  ArrayDesc desc;
-  // Writes desc.nbytes bytes into `seg` at offset 0 (e.g. with seg.Write,
-  // passing `check` through). Called once, after the first interpreter has
-  // been started.
-  std::function<void(Segment& seg, void (*check)(void*), void* check_arg)> fill;
-  // Alternatively: the name of a segment holding the payload at desc.offset.
-  std::string segment;
+  // Where the call's segments are made: "" (PYRMAP_SEGMENT_DIR, else
+  // /dev/shm), "RAM", "DISK" or a directory (segment_dir.h). The scripts
+  // get the directory's path as PYRMAP_SEGMENT_DIR.
+  std::string segment_dir;
 };
 
 // One script's result: its array and a mapping of its payload.
@@ -107,6 +100,8 @@ struct Result {
   std::shared_ptr<Mapping> mapping;
   // Where the payload starts in the mapping.
   uint64_t offset = 0;
+  // The Python warnings the script gave ("UserWarning: text (file:line)").
+  std::vector<std::string> warnings;
   // The payload lies in a pool worker's area (pool.h): valid only until the
   // pool's next call; copy it before then.
   bool transient = false;

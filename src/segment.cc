@@ -1,20 +1,19 @@
 #include "segment.h"
 
-#include <dirent.h>
 #include <fcntl.h>
-#include <signal.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <utility>
+#include <cstdlib>
 
 #include <boost/interprocess/mapped_region.hpp>
-#include <boost/interprocess/shared_memory_object.hpp>
 #include <fmt/format.h>
 
 #include "error.h"
@@ -28,8 +27,10 @@ namespace {
 // The largest single pwrite/pread: Linux caps one call at 0x7ffff000 bytes;
 // smaller chunks also let an interrupt check run while a big input is copied.
 constexpr uint64_t kIoChunk = uint64_t{64} << 20;
+// How long RemoveIf waits for another remover of the same file.
+constexpr int kRemoveLockWaitMs = 10000;
 
-// Lets mapped_region map any descriptor (named, unnamed or adopted).
+// What Boost.Interprocess maps: an open descriptor of a segment file.
 struct FdMappable {
   int fd;
   bip::mapping_handle_t get_mapping_handle() const {
@@ -37,9 +38,45 @@ struct FdMappable {
   }
 };
 
-int NativeError(const bip::interprocess_exception& e) {
-  int err = e.get_native_error();
-  return err ? err : EIO;
+std::string HumanBytes(uint64_t n) {
+  const char* units[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(n);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  return u == 0 ? fmt::format("{} bytes", n) : fmt::format("{:.1f} {} ({} bytes)", v, units[u], n);
+}
+
+// Checks an opened segment file: a regular file of ours, mode 0600 or 0400.
+void CheckOwner(const struct stat& st, const std::string& path, uid_t owner) {
+  const mode_t mode = st.st_mode & 07777;
+  if (S_ISREG(st.st_mode) && st.st_uid == owner && (mode == 0600 || mode == 0400)) return;
+  std::string what = S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "directory" : "special file";
+  if (owner != geteuid())
+    throw Error(ErrorKind::kSystem,
+                fmt::format("segment '{}' is a {} owned by {} with mode {:04o}, not a segment of {}",
+                            path, what, DescribeUser(st.st_uid), mode, DescribeUser(owner)));
+  throw Error(ErrorKind::kSystem,
+              fmt::format("segment '{}' was not made by pyrmap for you: it is a {} owned by {} with "
+                          "mode {:04o} (pyrmap's segments are yours, mode 0600 or 0400). pyrmap will "
+                          "not use it. Remove it if you can, or ask its owner or the administrator "
+                          "to; or {}",
+                          path, what, DescribeUser(st.st_uid), mode, SegmentDirRemedy()));
+}
+
+// Test hook: with PYRMAP_TEST_REMOVE_PAUSE=P set, RemoveIf creates the file
+// P.paused just before it removes a name and waits (at most a minute) until
+// P.go exists. Only tests set it, to widen the window between a remover's
+// decision and its removal.
+void TestPause() {
+  const char* p = getenv("PYRMAP_TEST_REMOVE_PAUSE");
+  if (!p || !*p) return;
+  std::string base = p;
+  int fd = open((base + ".paused").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (fd >= 0) close(fd);
+  for (int i = 0; i < 60000 && access((base + ".go").c_str(), F_OK) != 0; ++i) usleep(1000);
 }
 
 }  // namespace
@@ -68,59 +105,33 @@ Mapping::~Mapping() = default;
 
 // ---- Segment ---------------------------------------------------------------
 
-Segment::Segment(std::string name,
-                 std::unique_ptr<bip::shared_memory_object> shm)
-    : name_(std::move(name)), shm_(std::move(shm)) {}
+Segment::Segment(SegmentDir dir, std::string name, int fd)
+    : dir_(std::move(dir)), name_(std::move(name)), fd_(fd) {}
 
 Segment::Segment(Segment&& other) noexcept
-    : name_(std::move(other.name_)), shm_(std::move(other.shm_)), own_fd_(std::exchange(other.own_fd_, -1)) {}
+    : dir_(other.dir_), name_(std::move(other.name_)), fd_(other.fd_) {
+  other.fd_ = -1;
+}
 
 Segment& Segment::operator=(Segment&& other) noexcept {
   if (this != &other) {
-    if (own_fd_ >= 0) close(own_fd_);
+    if (fd_ >= 0) close(fd_);
+    dir_ = other.dir_;
     name_ = std::move(other.name_);
-    shm_ = std::move(other.shm_);
-    own_fd_ = std::exchange(other.own_fd_, -1);
+    fd_ = other.fd_;
+    other.fd_ = -1;
   }
   return *this;
 }
 
 Segment::~Segment() {
-  if (own_fd_ >= 0) close(own_fd_);
+  if (fd_ >= 0) close(fd_);
 }
 
-int Segment::fd() const { return shm_ ? shm_->get_mapping_handle().handle : own_fd_; }
-
-Segment Segment::CreateUnnamed(const std::string& dir, uint64_t size, const std::string& label) {
-  int fd = open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-  if (fd < 0) throw SystemError("create unnamed segment in", dir, "open(O_TMPFILE)", errno);
-  Segment seg = Adopt(fd, label);
-  if (size > 0) seg.Reserve(size);
-  return seg;
-}
-
-Segment Segment::Adopt(int fd, const std::string& label) {
-  Segment seg(label, nullptr);
-  seg.own_fd_ = fd;
-  return seg;
-}
-
-int Segment::ReopenReadOnly() const {
-  int fd = open(fmt::format("/proc/self/fd/{}", this->fd()).c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw SystemError("reopen segment read-only", name_, "open", errno);
-  return fd;
-}
-
-Segment Segment::Create(const std::string& name, uint64_t size) {
-  std::unique_ptr<bip::shared_memory_object> shm;
-  try {
-    bip::permissions perm(0600);
-    shm = std::make_unique<bip::shared_memory_object>(
-        bip::create_only, name.c_str(), bip::read_write, perm);
-  } catch (const bip::interprocess_exception& e) {
-    throw SystemError("create segment", name, "shm_open", NativeError(e));
-  }
-  Segment seg(name, std::move(shm));
+Segment Segment::Create(const SegmentDir& dir, const std::string& name, uint64_t size) {
+  int fd = openat(dir.fd(), name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) throw SystemError("create segment", dir.PathOf(name), "open", errno);
+  Segment seg(dir, name, fd);
   try {
     if (size > 0) seg.Reserve(size);
   } catch (...) {
@@ -130,37 +141,67 @@ Segment Segment::Create(const std::string& name, uint64_t size) {
   return seg;
 }
 
-Segment Segment::Open(const std::string& name, bool writable) {
-  try {
-    auto shm = writable ? std::make_unique<bip::shared_memory_object>(
-                              bip::open_only, name.c_str(), bip::read_write)
-                        : std::make_unique<bip::shared_memory_object>(
-                              bip::open_only, name.c_str(), bip::read_only);
-    return Segment(name, std::move(shm));
-  } catch (const bip::interprocess_exception& e) {
-    throw SystemError("open segment", name, "shm_open", NativeError(e));
-  }
+Segment Segment::Open(const SegmentDir& dir, const std::string& name, bool writable) {
+  return Open(dir, name, writable, geteuid());
+}
+
+Segment Segment::Open(const SegmentDir& dir, const std::string& name, bool writable, uid_t owner) {
+  // O_NONBLOCK: a FIFO planted under the name must not block the open; it
+  // changes nothing for regular files.
+  int fd = openat(dir.fd(), name.c_str(),
+                  (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) throw SystemError("open segment", dir.PathOf(name), "open", errno);
+  Segment seg(dir, name, fd);
+  struct stat st;
+  if (fstat(fd, &st) != 0) throw SystemError("open segment", seg.path(), "fstat", errno);
+  CheckOwner(st, seg.path(), owner);
+  return seg;
+}
+
+Segment Segment::CreateUnnamed(const std::string& dir, uint64_t size, const std::string& label) {
+  int fd = open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0) throw SystemError("create unnamed segment in", dir, "open(O_TMPFILE)", errno);
+  Segment seg = Adopt(fd, label);
+  if (size > 0) seg.Reserve(size);
+  return seg;
+}
+
+Segment Segment::Adopt(int fd, const std::string& label) { return Segment(SegmentDir(), label, fd); }
+
+int Segment::ReopenReadOnly() const {
+  int fd = open(fmt::format("/proc/self/fd/{}", fd_).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw SystemError("reopen segment read-only", path(), "open", errno);
+  return fd;
 }
 
 uint64_t Segment::Size() const {
   struct stat st;
-  if (fstat(fd(), &st) != 0) throw SystemError("stat segment", name_, "fstat", errno);
+  if (fstat(fd_, &st) != 0) throw SystemError("stat segment", path(), "fstat", errno);
   return static_cast<uint64_t>(st.st_size);
 }
 
 void Segment::Reserve(uint64_t size) {
   if (size == 0) return;
-  // posix_fallocate grows the file and allocates every page now, so a full
-  // /dev/shm is reported here instead of as SIGBUS on a later write.
-  int err = posix_fallocate(fd(), 0, static_cast<off_t>(size));
-  if (err != 0) {
-    Error e = SystemError("reserve segment", name_, "posix_fallocate", err);
-    if (err == ENOSPC)
-      e = Error(ErrorKind::kSystem,
-                fmt::format("{} (needed {} bytes in {})", e.what(), size, kShmDir))
-              .with_errno(err);
-    throw e;
+  // posix_fallocate grows the file and allocates every block now, so a full
+  // directory is reported here instead of as SIGBUS on a later write.
+  int err = posix_fallocate(fd_, 0, static_cast<off_t>(size));
+  if (err == 0) return;
+  Error e = SystemError("reserve segment", path(), "posix_fallocate", err);
+  if (err == ENOSPC || err == EFBIG) {
+    std::string free_text = "unknown";
+    struct statvfs v;
+    if (fstatvfs(fd_, &v) == 0) free_text = HumanBytes(static_cast<uint64_t>(v.f_bavail) * v.f_frsize);
+    e = Error(ErrorKind::kSystem,
+              fmt::format("{}: the segment needs {}, {} has {} free; {}", e.what(), HumanBytes(size),
+                          dir_.path().empty() ? "its directory" : dir_.path(), free_text,
+                          SegmentDirRemedy()))
+            .with_errno(err);
   }
+  throw e;
+}
+
+void Segment::MakeReadOnly() {
+  if (fchmod(fd_, 0400) != 0) throw SystemError("make segment read-only", path(), "fchmod", errno);
 }
 
 void Segment::Write(uint64_t offset, const void* src, uint64_t n,
@@ -169,10 +210,10 @@ void Segment::Write(uint64_t offset, const void* src, uint64_t n,
   while (n > 0) {
     if (check) check(check_arg);
     size_t chunk = static_cast<size_t>(std::min(n, kIoChunk));
-    ssize_t w = pwrite(fd(), p, chunk, static_cast<off_t>(offset));
+    ssize_t w = pwrite(fd_, p, chunk, static_cast<off_t>(offset));
     if (w < 0) {
       if (errno == EINTR) continue;
-      throw SystemError("write segment", name_, "pwrite", errno);
+      throw SystemError("write segment", path(), "pwrite", errno);
     }
     p += w;
     offset += static_cast<uint64_t>(w);
@@ -184,29 +225,26 @@ void Segment::Read(uint64_t offset, void* dst, uint64_t n) const {
   uint8_t* p = static_cast<uint8_t*>(dst);
   while (n > 0) {
     size_t chunk = static_cast<size_t>(std::min(n, kIoChunk));
-    ssize_t r = pread(fd(), p, chunk, static_cast<off_t>(offset));
+    ssize_t r = pread(fd_, p, chunk, static_cast<off_t>(offset));
     if (r < 0) {
       if (errno == EINTR) continue;
-      throw SystemError("read segment", name_, "pread", errno);
+      throw SystemError("read segment", path(), "pread", errno);
     }
     if (r == 0)
       throw Error(ErrorKind::kProtocol,
-                  fmt::format("read segment '{}': ends before offset {}", name_,
-                              offset));
+                  fmt::format("read segment '{}': ends before offset {}", path(), offset));
     p += r;
     offset += static_cast<uint64_t>(r);
     n -= static_cast<uint64_t>(r);
   }
 }
 
-Mapping Segment::Map(MapMode mode, uint64_t offset, uint64_t length,
-                     bool populate) const {
+Mapping Segment::Map(MapMode mode, uint64_t offset, uint64_t length, bool populate) const {
   uint64_t size = Size();
   if (offset > size || (length > 0 && length > size - offset))
     throw Error(ErrorKind::kProtocol,
-                fmt::format("map segment '{}': range [{}, {}) exceeds its {} "
-                            "bytes",
-                            name_, offset, offset + length, size));
+                fmt::format("map segment '{}': range [{}, {}) exceeds its {} bytes", path(), offset,
+                            offset + length, size));
   if (length == 0) length = size - offset;
   Mapping m;
   if (length == 0) return m;  // nothing to map; data() stays null
@@ -215,22 +253,65 @@ Mapping Segment::Map(MapMode mode, uint64_t offset, uint64_t length,
                                                     : bip::copy_on_write;
   int flags = populate ? MAP_POPULATE : 0;
   try {
-    m.region_ = std::make_unique<bip::mapped_region>(
-        FdMappable{fd()}, bmode, static_cast<bip::offset_t>(offset),
-        static_cast<size_t>(length), nullptr, flags);
+    m.region_ = std::make_unique<bip::mapped_region>(FdMappable{fd_}, bmode,
+                                                     static_cast<bip::offset_t>(offset),
+                                                     static_cast<size_t>(length), nullptr, flags);
   } catch (const bip::interprocess_exception& e) {
-    throw SystemError("map segment", name_, "mmap", NativeError(e));
+    // Boost records errno for a failed system call; anything else (no errno)
+    // is reported with Boost's own text, never with an invented errno.
+    if (int err = e.get_native_error()) throw SystemError("map segment", path(), "mmap", err);
+    throw Error(ErrorKind::kSystem, fmt::format("map segment '{}': {}", path(), e.what()));
   }
   m.data_ = static_cast<uint8_t*>(m.region_->get_address());
   m.size_ = length;
   return m;
 }
 
-void Segment::Unlink() const { Remove(name_); }
+void Segment::Unlink() const {
+  if (!dir_.path().empty()) Remove(dir_, name_);
+}
 
-bool Segment::Remove(const std::string& name) {
-  std::string path = "/" + name;
-  return shm_unlink(path.c_str()) == 0;
+bool Segment::Remove(const SegmentDir& dir, const std::string& name) {
+  return unlinkat(dir.fd(), name.c_str(), 0) == 0;
+}
+
+uid_t Segment::OwnerUid() const {
+  struct stat st;
+  if (fstat(fd_, &st) != 0) throw SystemError("stat segment", path(), "fstat", errno);
+  return st.st_uid;
+}
+
+bool Segment::MadeFor(uid_t uid) const {
+  struct stat st;
+  if (fstat(fd_, &st) != 0) return false;
+  const mode_t mode = st.st_mode & 07777;
+  return S_ISREG(st.st_mode) && st.st_uid == uid && (mode == 0600 || mode == 0400);
+}
+
+bool Segment::RemoveIf(const SegmentDir& dir, const std::string& name,
+                       const std::function<bool(const Segment&)>& decide) {
+  int fd = openat(dir.fd(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return false;
+  Segment seg(dir, name, fd);
+  // Removers of one file take turns: whoever comes second finds the name
+  // gone or naming another file, below.
+  for (int waited_ms = 0;; ++waited_ms) {
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) break;
+    if (errno == EINTR) continue;
+    if (errno != EWOULDBLOCK || waited_ms >= kRemoveLockWaitMs) return false;
+    usleep(1000);
+  }
+  if (!decide(seg)) return false;
+  // The name must still be this file. It cannot change from here to the
+  // unlink: only a remover can take it away (holding this lock), and a new
+  // file gets the name only once it is free (O_EXCL / link).
+  struct stat held, named;
+  if (fstat(fd, &held) != 0 ||
+      fstatat(dir.fd(), name.c_str(), &named, AT_SYMLINK_NOFOLLOW) != 0 ||
+      held.st_dev != named.st_dev || held.st_ino != named.st_ino)
+    return false;
+  TestPause();
+  return unlinkat(dir.fd(), name.c_str(), 0) == 0;
 }
 
 // ---- SegmentGuard ----------------------------------------------------------
@@ -238,11 +319,11 @@ bool Segment::Remove(const std::string& name) {
 SegmentGuard::~SegmentGuard() { RemoveAll(); }
 
 void SegmentGuard::RemoveAll() {
-  for (const auto& n : names_) Segment::Remove(n);
+  for (const auto& n : names_) Segment::Remove(dir_, n);
   names_.clear();
 }
 
-// ---- names, listing, garbage collection ------------------------------------
+// ---- names -------------------------------------------------------------------
 
 std::string NewCallPrefix() {
   uint64_t r = 0;
@@ -253,7 +334,7 @@ std::string NewCallPrefix() {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     r = static_cast<uint64_t>(ts.tv_nsec) ^ (static_cast<uint64_t>(ts.tv_sec) << 32);
   }
-  return fmt::format("{}{}-{}-{:016x}", kNamePrefix, getuid(), getpid(), r);
+  return fmt::format("{}{}-{}-{:016x}", kNamePrefix, geteuid(), getpid(), r);
 }
 
 }  // namespace pyrmap

@@ -1,27 +1,40 @@
-// segment.h — POSIX shared-memory segments in /dev/shm, and their mappings.
+// segment.h — segments (files in a segment directory) and their mappings.
+//
+// A segment is a regular file in a segment directory (segment_dir.h; by
+// default /dev/shm), opened relative to the directory's descriptor with
+// O_NOFOLLOW|O_CLOEXEC. Created exclusively (O_CREAT|O_EXCL), mode 0600, its
+// space reserved with posix_fallocate before anything is written.
+//
+// Other users are adversaries: every open of an existing segment checks the
+// open descriptor (fstat) — a regular file, owned by this user (effective
+// uid), mode 0600 or 0400 — and refuses anything else with an error naming
+// the file, its owner and mode. So a file planted under a segment's name by
+// someone else is never read, written or removed as ours.
 //
 // Ownership: a Segment owns an open file descriptor, not the name. The name
-// stays in /dev/shm until Unlink() (or an owning SegmentGuard) removes it;
-// a Mapping stays valid after the name is removed and after the Segment is
+// stays until Unlink()/Remove() (or an owning SegmentGuard) removes it; a
+// Mapping stays valid after the name is removed and after the Segment is
 // destroyed, and the memory is freed by the kernel when the last mapping and
 // descriptor in any process are gone.
 //
 // Thread/process safety: a Segment object is not synchronised; distinct
 // objects (in one or many processes) may use the same segment concurrently.
 // Every failure throws pyrmap::Error naming the segment, the system call and
-// the errno text.
+// the errno text (the real errno, in sys_errno()).
 #pragma once
 
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "segment_dir.h"
+
 namespace boost::interprocess {
 class mapped_region;
-class shared_memory_object;
 }  // namespace boost::interprocess
 
 namespace pyrmap {
@@ -57,18 +70,24 @@ class Mapping {
 
 class Segment {
  public:
-  // Creates `name` (no leading slash) with O_CREAT|O_EXCL, mode 0600, and
-  // reserves `size` bytes with posix_fallocate so that later writes cannot
-  // run out of space. If the reservation fails the name is removed again
-  // before the error is thrown; nothing is left behind.
-  static Segment Create(const std::string& name, uint64_t size);
-  // Opens an existing segment.
-  static Segment Open(const std::string& name, bool writable);
+  // Creates `name` in `dir` with O_CREAT|O_EXCL, mode 0600, and reserves
+  // `size` bytes with posix_fallocate so that later writes cannot run out of
+  // space. If the reservation fails the name is removed again before the
+  // error is thrown; nothing is left behind. A reservation that does not fit
+  // says how much was needed, how much is free, where, and how to choose
+  // another segment directory.
+  static Segment Create(const SegmentDir& dir, const std::string& name, uint64_t size);
+  // Opens an existing segment, after checking its owner and mode (above).
+  static Segment Open(const SegmentDir& dir, const std::string& name, bool writable);
+  // The same for a segment of user `owner` (root listing other users').
+  static Segment Open(const SegmentDir& dir, const std::string& name, bool writable, uid_t owner);
   // Creates an unnamed segment in directory `dir` (O_TMPFILE, mode 0600),
-  // `size` bytes reserved: nothing to remove, it goes with its last
-  // descriptor and mapping. `label` names it in messages.
+  // `size` bytes reserved: nothing to remove (no one else can open it by
+  // name), it goes with its last descriptor and mapping. `label` names it
+  // in messages (as name() and path()).
   static Segment CreateUnnamed(const std::string& dir, uint64_t size, const std::string& label);
-  // Takes ownership of descriptor `fd` (a segment passed by another process).
+  // Takes ownership of descriptor `fd` (a segment passed by another
+  // process); `label` names it. No directory: Unlink() does nothing.
   static Segment Adopt(int fd, const std::string& label);
   // A read-only descriptor of this segment (open of /proc/self/fd/N), owned
   // by the caller; throws instead of ever handing out a writable one.
@@ -81,11 +100,20 @@ class Segment {
   ~Segment();
 
   const std::string& name() const { return name_; }
-  int fd() const;
+  // The directory; empty for an unnamed or adopted segment.
+  const SegmentDir& dir() const { return dir_; }
+  // The segment's file: dir().PathOf(name()); the label of an unnamed or
+  // adopted segment.
+  std::string path() const { return dir_.path().empty() ? name_ : dir_.PathOf(name_); }
+  int fd() const { return fd_; }
   // Current size in bytes (fstat).
   uint64_t Size() const;
   // Grows the segment to `size` bytes and reserves them (posix_fallocate).
   void Reserve(uint64_t size);
+  // Makes the file read-only (mode 0400): opening it for writing fails from
+  // then on, for this user too (root excepted). Mappings already made and
+  // this descriptor keep their access.
+  void MakeReadOnly();
   // Copies `n` bytes to `offset` with pwrite. On fresh tmpfs pages this is
   // several times faster than writing through a mapping, which pays a page
   // fault per 4 KiB page. `check` (may be null) is called between chunks
@@ -98,39 +126,60 @@ class Segment {
   // pre-faults the pages (MAP_POPULATE). Throws if the range does not fit.
   Mapping Map(MapMode mode, uint64_t offset = 0, uint64_t length = 0,
               bool populate = false) const;
-  // Removes the name from /dev/shm (ENOENT is not an error).
+  // Removes the name from the directory (ENOENT is not an error). Only for
+  // names of this process's own making (unique, never made again).
   void Unlink() const;
-  // Removes `name`; returns false if it did not exist.
-  static bool Remove(const std::string& name);
+  // Removes `name` from `dir`; returns false if it did not exist. Only for
+  // names of this process's own making; for anything else RemoveIf.
+  static bool Remove(const SegmentDir& dir, const std::string& name);
+
+  // The file's owner (fstat).
+  uid_t OwnerUid() const;
+  // Whether the file is one pyrmap made for `uid`: a regular file owned by
+  // `uid`, mode 0600 or 0400.
+  bool MadeFor(uid_t uid) const;
+
+  // Removes `name` from `dir` if `decide(segment)` (called with the file
+  // open, read-only, unchecked: decide checks what it needs) says so, and
+  // only if the name still refers to that file when it is removed. The file
+  // is locked (flock, exclusive) from the decision to the removal, and every
+  // remover of names that can be made again (gc, a page's reclaim and
+  // release) goes through here: a name that was removed and made again
+  // meanwhile is never removed in its stead. Returns whether it removed it;
+  // false also when the file cannot be opened or stays locked by another
+  // remover for 10 seconds.
+  static bool RemoveIf(const SegmentDir& dir, const std::string& name,
+                       const std::function<bool(const Segment&)>& decide);
 
  private:
-  Segment(std::string name,
-          std::unique_ptr<boost::interprocess::shared_memory_object> shm);
+  Segment(SegmentDir dir, std::string name, int fd);
+  SegmentDir dir_;
   std::string name_;
-  std::unique_ptr<boost::interprocess::shared_memory_object> shm_;
-  int own_fd_ = -1;  // an unnamed or adopted segment's descriptor (no shm_)
+  int fd_ = -1;
 };
 
 // Removes a set of segment names when destroyed, unless released. Used so
 // that every segment a call makes is gone when the call ends, however it ends.
 class SegmentGuard {
  public:
-  SegmentGuard() = default;
+  explicit SegmentGuard(SegmentDir dir) : dir_(std::move(dir)) {}
   SegmentGuard(const SegmentGuard&) = delete;
   SegmentGuard& operator=(const SegmentGuard&) = delete;
   ~SegmentGuard();
   void Add(const std::string& name) { names_.push_back(name); }
+  // The directory the names are in.
+  const SegmentDir& dir() const { return dir_; }
   // Removes every name now.
   void RemoveAll();
 
  private:
+  SegmentDir dir_;
   std::vector<std::string> names_;
 };
 
 // ---- names -----------------------------------------------------------------
 
 inline constexpr const char* kNamePrefix = "pyrmap-";
-inline constexpr const char* kShmDir = "/dev/shm";
 
 // "pyrmap-<uid>-<pid>-<16 hex random>": the common prefix of one call's
 // segments.

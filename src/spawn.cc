@@ -19,18 +19,13 @@
 #include <fmt/format.h>
 
 #include "error.h"
+#include "unix_io.h"
 
 extern char** environ;
 
 namespace pyrmap {
 
 namespace {
-
-double Now() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + ts.tv_nsec * 1e-9;
-}
 
 void CloseFd(int& fd) {
   if (fd >= 0) close(fd);
@@ -364,7 +359,7 @@ bool Process::Drain(const WaitOptions& o) {
 
 ExitStatus Process::Wait(const WaitOptions& o, bool* timed_out) {
   if (timed_out) *timed_out = false;
-  const double deadline = o.timeout_seconds > 0 ? Now() + o.timeout_seconds : 0;
+  const double deadline = o.timeout_seconds > 0 ? MonotonicSeconds() + o.timeout_seconds : 0;
   ExitStatus st;
   try {
     while (!Poll(&st)) {
@@ -376,7 +371,7 @@ ExitStatus Process::Wait(const WaitOptions& o, bool* timed_out) {
       if (o.wake_fd >= 0) pfds[n++] = {o.wake_fd, POLLIN, 0};
       int wait_ms = pidfd_ >= 0 ? o.poll_interval_ms : std::min(o.poll_interval_ms, 10);
       if (deadline > 0) {
-        double left = deadline - Now();
+        double left = deadline - MonotonicSeconds();
         if (left <= 0) {
           Kill(SIGKILL);
           if (timed_out) *timed_out = true;

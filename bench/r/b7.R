@@ -32,7 +32,7 @@ options(pyrmap.python = python)
 Sys.setenv(RETICULATE_PYTHON = python)
 script <- file.path(bench_dir, "scripts", "times2.py")
 sleeper <- file.path(bench_dir, "scripts", "sleep1.py")
-sleeper2 <- file.path(bench_dir, "scripts", "sleep1_again.py")
+
 
 now <- function() as.numeric(bench::hires_time())
 say <- function(...) cat(sprintf(...), "\n", sep = "")
@@ -84,7 +84,7 @@ pool2 <- python_pool(workers = 2)
 run_python(1, script, pool = pool2)
 for (i in seq_len(shared_reps)) {
   t0 <- now()
-  r <- run_python_shared_data(x, c(sleeper, sleeper2), pool = pool2, jobs = 2)
+  r <- run_python_shared_data(x, c(sleeper, sleeper), pool = pool2, jobs = 2)
   say("BENCH_ITER shared pool2 %.9f", now() - t0)
 }
 close(pool2)

@@ -1,4 +1,4 @@
-"""Sleeps one second, then returns its input (B7: two at once on a pool)."""
+"""Sleeps one second, then returns its input (B7: two runs at once on a pool)."""
 import time
 
 from pyrmap import process_via_mmap

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import _header as H
 from ._errors import ProtocolError, ResultTypeError
-from ._meta import ENV_DATA, ENV_RESULT, open_segment
+from ._meta import ENV_DATA, ENV_RESULT, open_segment, segment_dir
 
 NUMPY_DTYPES = {code: np.dtype(s) for code, s in H.NUMPY_TYPESTRS.items()}
 
@@ -265,9 +265,12 @@ def store_array(fd: int, arr: np.ndarray, code: int, flags: int, write=None) -> 
             os.posix_fallocate(fd, 0, desc.nbytes)
         except OSError as e:
             if e.errno == errno.ENOSPC:
-                raise OSError(e.errno, "no space in /dev/shm for the result of %d bytes: "
-                              "%s (%s; free memory in /dev/shm or return a smaller "
-                              "result)" % (desc.nbytes, e.strerror, desc.describe())) from None
+                where = segment_dir()
+                raise OSError(e.errno, "no space in %s for the result of %d bytes: "
+                              "%s (%s; free space in %s, choose a larger segment directory "
+                              "(path = \"DISK\" / segment_dir = in R, --segment-dir, "
+                              "PYRMAP_SEGMENT_DIR) or return a smaller result)"
+                              % (where, desc.nbytes, e.strerror, desc.describe(), where)) from None
             if e.errno == errno.EFBIG:
                 raise OSError(e.errno, "the result of %d bytes (%s) exceeds the file size "
                               "limit of this process: %s (see ulimit -f)"

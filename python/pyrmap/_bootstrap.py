@@ -251,6 +251,13 @@ def _run(script: str, args) -> int:
         if not _record_text("pyrmap.NumpyMissing", problem):
             _note(problem)
         return 1
+    if _meta.ENV_READY_FD in os.environ:
+        # Warnings go to the caller (R warnings, the command's stderr).
+        sink = _meta.WarningSink()
+        sink.install()
+        import atexit
+
+        atexit.register(_meta.send_warnings, sink)
     sys.argv = [script] + list(args)
     _set_path(script)
     function = os.environ.get(_meta.ENV_FUNCTION)

@@ -1,8 +1,10 @@
 """The exchange header: the byte layout of a call's "meta" segment.
 
 This module is the Python twin of src/header.h, which is the reference for the
-table below; tests/golden/ holds header images that both sides decode (and
-encode back byte for byte), so the two cannot drift apart.
+table below; tests/python/test_header.py compares every constant here with the
+C++ build's (`pyrmap --protocol-constants`), and tests/golden/ holds header
+images that both sides decode (and encode back byte for byte), so the two
+cannot drift apart.
 
 All integers are little-endian. Version 1.1 (1.1 added result_location; a
 1.0 header has 0 there):
@@ -10,7 +12,7 @@ All integers are little-endian. Version 1.1 (1.1 added result_location; a
     offset size type      field
          0    8 u8[8]     magic b"\\x89PYRMAP\\n"
          8    2 u16       version_major (1); a newer major is rejected
-        10    2 u16       version_minor (0); a newer minor is accepted
+        10    2 u16       version_minor (1); a newer minor is accepted
         12    4 u32       header_size (4096)
         16    4 u32       state: 0 input ready, 1 result ready, 2 error
         20    4 u32       flags: bit 0 = results of ndim >= 2 in column-major;

@@ -16,7 +16,9 @@ interpreter cannot import numpy.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import struct
 import sys
 
@@ -30,33 +32,79 @@ ENV_DATA = "PYRMAP_DATA"
 ENV_RESULT = "PYRMAP_RESULT"
 ENV_READY_FD = "PYRMAP_READY_FD"
 ENV_FUNCTION = "PYRMAP_FUNCTION"
+ENV_SEGMENT_DIR = "PYRMAP_SEGMENT_DIR"
 
 # The most of a meta segment read for decoding: a newer minor version may
 # grow header_size, but never beyond this.
 _MAX_META_READ = 1 << 20
 
 
+def segment_dir() -> str:
+    """The directory of the run's segments: PYRMAP_SEGMENT_DIR as the runner
+    sets it (an absolute path; "RAM" also means /dev/shm), else /dev/shm."""
+    d = os.environ.get(ENV_SEGMENT_DIR, "")
+    if not d or d == "RAM":
+        return SHM_DIR
+    if not d.startswith("/") or "\0" in d:
+        raise ProtocolError("%s=%r is not an absolute directory path (the pyrmap runner "
+                            "passes the directory it made the segments in)"
+                            % (ENV_SEGMENT_DIR, d))
+    return d
+
+
 def segment_path(name: str, variable: str = "segment name") -> str:
-    """/dev/shm/<name>. A leading '/' (the shm_open spelling) is accepted;
-    any other '/' is rejected so a name cannot reach outside /dev/shm."""
+    """<segment directory>/<name>. A leading '/' (the shm_open spelling) is
+    accepted; any other '/' is rejected so a name cannot reach outside the
+    segment directory."""
     bare = name[1:] if name.startswith("/") else name
     if not bare or "/" in bare or bare in (".", "..") or "\0" in bare:
         raise ProtocolError("%s %r is not a valid shared memory segment name"
                             % (variable, name))
-    return os.path.join(SHM_DIR, bare)
+    return os.path.join(segment_dir(), bare)
+
+
+def _user(uid: int) -> str:
+    try:
+        import pwd
+        return "%s (uid %d)" % (pwd.getpwuid(uid).pw_name, uid)
+    except (ImportError, KeyError):
+        return "uid %d" % uid
+
+
+def check_segment_fd(fd: int, path: str) -> None:
+    """Raises PermissionError unless ``fd`` is a regular file of this user
+    (effective uid) with mode 0600 or 0400: what the runner makes. Anything
+    else was planted by someone else under a segment's name."""
+    st = os.fstat(fd)
+    mode = st.st_mode & 0o7777
+    if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and mode in (0o600, 0o400):
+        return
+    kind = "file" if stat.S_ISREG(st.st_mode) else "special file"
+    raise PermissionError(
+        errno.EPERM, "the segment %s was not made by the pyrmap runner for this user: it is a %s "
+        "owned by %s with mode %04o (the runner's segments belong to %s, mode 0600); refusing "
+        "to use it" % (path, kind, _user(st.st_uid), mode, _user(os.geteuid())), path)
 
 
 def open_segment(name: str, flags: int, variable: str) -> int:
-    """os.open of /dev/shm/<name> (close-on-exec), with a message that says
+    """os.open of <segment directory>/<name> (close-on-exec, no symbolic
+    link followed), checked with check_segment_fd, with a message that says
     which variable named the segment when it does not exist."""
     path = segment_path(name, variable)
     try:
-        return os.open(path, flags | os.O_CLOEXEC)
+        # O_NONBLOCK: a FIFO under the name must not block (no effect on files).
+        fd = os.open(path, flags | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError as e:
         raise FileNotFoundError(
             e.errno, "the shared memory segment %s (from %s) does not exist; "
             "the pyrmap runner creates it and removes it when the call ends"
             % (path, variable), path) from None
+    try:
+        check_segment_fd(fd, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def pread_all(fd: int, size: int, offset: int) -> bytes:
@@ -150,6 +198,82 @@ def watch_caller() -> None:
 
 
 _fork_parent = 0
+
+# Warnings go to the caller, which makes them its own (R warnings; lines on
+# the command's stderr), instead of onto stderr. At most this many bytes of
+# them per run: the caller reads them when the script has ended, so they
+# must fit the socket's buffer.
+WARNINGS_MAX_BYTES = 32 * 1024
+
+
+class WarningSink:
+    """Formats warnings as "Category: message (file:line)" and keeps them
+    (``texts``); ``dropped`` counts those beyond WARNINGS_MAX_BYTES."""
+
+    def __init__(self):
+        self.texts = []
+        self.size = 0
+        self.dropped = 0
+
+    def add(self, message, category, filename, lineno) -> None:
+        text = "%s: %s (%s:%s)" % (getattr(category, "__name__", category), message,
+                                   os.path.basename(str(filename)), lineno)
+        raw = text.encode("utf-8", "backslashreplace")
+        if self.size + len(raw) + 5 > WARNINGS_MAX_BYTES:
+            self.dropped += 1
+            return
+        self.size += len(raw) + 5
+        self.texts.append(text)
+
+    @staticmethod
+    def new_call() -> None:
+        """Warnings show once per code location by default; a warm worker
+        starts each call afresh, as a new process would."""
+        import warnings
+
+        mutated = getattr(warnings, "_filters_mutated", None)
+        if mutated is not None:
+            mutated()
+
+    def take(self):
+        texts, dropped = self.texts, self.dropped
+        self.texts, self.size, self.dropped = [], 0, 0
+        if dropped:
+            texts = texts + ["%d more warning%s not shown" % (dropped, "" if dropped == 1 else "s")]
+        return texts
+
+    def install(self) -> None:
+        """Routes warnings.showwarning here (warnings filters still decide
+        what is shown, so warnings.simplefilter and friends work as usual)."""
+        import warnings
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            self.add(message, category, filename, lineno)
+
+        warnings.showwarning = show
+
+
+def frame_warning(text: str) -> bytes:
+    """One warning as sent on the ready socket: b"w", u32 length, UTF-8."""
+    raw = text.encode("utf-8", "backslashreplace")
+    return b"w" + struct.pack("<I", len(raw)) + raw
+
+
+def send_warnings(sink: WarningSink) -> None:
+    """Sends the warnings kept in ``sink`` on the ready socket (no-op
+    outside a run or when the caller is gone)."""
+    texts = sink.take()
+    text = os.environ.get(ENV_READY_FD, "")
+    if not texts or not text:
+        return
+    data = b"".join(frame_warning(t) for t in texts)
+    try:
+        fd = int(text)
+        while data:
+            n = os.write(fd, data)
+            data = data[n:]
+    except (OSError, ValueError):
+        pass
 
 
 def _before_fork() -> None:

@@ -79,6 +79,8 @@ def main():
         _bind()
     os.register_at_fork(before=_meta._before_fork, after_in_child=_meta._die_with_parent)
     worker = Worker(sock, area_fd, area_size, problem)
+    if problem is None:
+        worker.warnings.install()
     try:
         worker.serve()
     finally:
@@ -195,6 +197,7 @@ class Worker:
                               prot=mmap.PROT_READ | mmap.PROT_WRITE)
         os.close(area_fd)
         self.scripts = {}  # path -> (file key, module)
+        self.warnings = _meta.WarningSink()
         self.segment_dir = os.environ.get("PYRMAP_SEGMENT_DIR") or _meta.SHM_DIR
 
     # ---------------------------------------------------------------- loop
@@ -231,19 +234,22 @@ class Worker:
 
     def handle(self, msg, fds):
         """(the reply's bytes, descriptors to pass with it)."""
+        if self.numpy_problem is not None:
+            for fd in fds:
+                os.close(fd)
+            call_id = _REQUEST.unpack_from(msg, 4)[2] if len(msg) >= _REQ_FIXED else 0
+            return _error_reply(call_id, len(self.scripts), "pyrmap.NumpyMissing",
+                                self.numpy_problem, 0), []
         try:
             req = Request(msg)
         except Exception as e:
             for fd in fds:
                 os.close(fd)
             return _error_reply(0, 0, "pyrmap.ProtocolError", "invalid request: %s" % e, 0), []
-        if self.numpy_problem is not None:
-            for fd in fds:
-                os.close(fd)
-            return _error_reply(req.call_id, len(self.scripts), "pyrmap.NumpyMissing",
-                                self.numpy_problem, 0), []
         failed = 0
         out_fds = []
+        self.warnings.take()  # (nothing is kept from between calls)
+        self.warnings.new_call()
         try:
             current = self.input(req, fds)
             stored = []
@@ -260,7 +266,7 @@ class Worker:
                 value = None
             current = None
             results = self.store(req, stored, out_fds)
-            return _ok_reply(req.call_id, len(self.scripts), results), out_fds
+            return _ok_reply(req.call_id, len(self.scripts), results, self.warnings.take()), out_fds
         except BaseException as e:  # the worker keeps serving whatever happened
             for fd in out_fds:
                 os.close(fd)
@@ -269,7 +275,7 @@ class Worker:
             else:
                 kind = _meta.exception_type_name(e)
             return _error_reply(req.call_id, len(self.scripts), kind,
-                                _meta.format_exception(e), failed), []
+                                _meta.format_exception(e), failed, self.warnings.take()), []
 
     # ---------------------------------------------------------------- input
 
@@ -451,20 +457,25 @@ def _find_function(module, path, name):
         "(fun = \"name\" in R, SCRIPT::NAME)" % (path, ", ".join(sorted(k for k, _ in found))))
 
 
-def _ok_reply(call_id, loaded, results):
+def _pack_warnings(warnings):
+    return _U32.pack(len(warnings)) + b"".join(_pack_string(w) for w in warnings)
+
+
+def _ok_reply(call_id, loaded, results, warnings=()):
     parts = [_REPLY.pack(b"PYRS", 1, 0, call_id, len(results), loaded, 0, 0)]
     for desc, location, index in results:
         parts.append(desc.pack())
         parts.append(_RESULT_TAIL.pack(location, index))
     parts.append(b"\0\0\0\0\0\0\0\0")  # two empty strings: no error
+    parts.append(_pack_warnings(warnings))
     return b"".join(parts)
 
 
-def _error_reply(call_id, loaded, error_type, text, failed):
+def _error_reply(call_id, loaded, error_type, text, failed, warnings=()):
     raw = text.encode("utf-8", "backslashreplace")
-    room = _MAX_MESSAGE - 4096
+    room = _MAX_MESSAGE - 4096 - _meta.WARNINGS_MAX_BYTES
     if len(raw) > room:  # keep the end: the last frames and the message
         raw = b"[...]\n" + raw[len(raw) - room:]
         text = raw.decode("utf-8", "replace")
     return b"".join([_REPLY.pack(b"PYRS", 1, 1, call_id, 0, loaded, failed, 0),
-                     _pack_string(error_type), _pack_string(text)])
+                     _pack_string(error_type), _pack_string(text), _pack_warnings(warnings)])

@@ -106,6 +106,9 @@
 # alone), does its share, and replies.
 .cluster_worker <- function(job) {
   .Call(pyrmap_leave_process_group)
+  # FUN's own retrieveViews() calls look where the call's pages are.
+  old <- options(pyrmap.segment_dir = job$dir)
+  on.exit(options(old), add = TRUE)
   r <- tryCatch(.Call(pyrmap_worker_job, job$call, job$slot, job, job$results, .view_of, .forget_page_view),
                 error = function(e) .worker_abort(e), interrupt = function(e) .worker_abort(e))
   list(outcome = if (isTRUE(r$ok)) r$outcome else "not_started",

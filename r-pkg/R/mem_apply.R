@@ -137,18 +137,22 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
   if (!is.null(CLUSTER)) .check_cluster(CLUSTER)
   out <- .out_spec(FUN.VALUE, what)
   unit <- if (kind == "apply") c("row", "column")[margin] else "element"
+  # The segment directory goes with the job: the call's segments are made
+  # there, the workers look for the pages there, and FUN's own
+  # retrieveViews() calls do too.
   job <- list(kind = kind, margin = margin, first = names(formals(FUN))[1L], out = out$spec,
-              chunk_seconds = .chunk_seconds)
+              chunk_seconds = .chunk_seconds, dir = pyrmap_segment_dir())
   objects <- list()
 
   # The data: a registered name, a view of a registered variable (both used
   # where they are), or an object (packed into the call's segment).
   ref <- .variable_ref(X, NAMESPACE, what, "X")
   if (!is.null(ref$ns)) {
-    meta <- .metadata(ref$ns, ref$var)
+    dir <- ref$dir %||% job$dir
+    meta <- .metadata(ref$ns, ref$var, dir)
     n <- .task_count(kind, meta, margin, what, xexpr)
     mode <- if (kind == "apply") "matrix" else if (identical(meta$type, "list")) "list" else "split"
-    job$x <- list(src = "page", ns = ref$ns, var = ref$var, mode = mode)
+    job$x <- list(src = "page", ns = ref$ns, var = ref$var, dir = dir, mode = mode)
   } else {
     mode <- NULL
     if (kind == "apply" && is.data.frame(X)) {
@@ -188,7 +192,7 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
   }
 
   # Side data: names of registered variables, or objects for the call.
-  side <- .side_data(VARS, NAMESPACE, what, FUN, length(objects))
+  side <- .side_data(VARS, NAMESPACE, what, FUN, length(objects), job$dir)
   job$vars <- side$refs
   objects <- c(objects, side$objects)
   if (n == 0L) return(.empty_result(out))
@@ -214,7 +218,8 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
 # on the engine (a worker that dies is seen at once), read back at the end.
 .engine_call <- function(job, objects, n, what, unit, shape, max_cores) {
   e <- .engine(max_cores)
-  call <- .new_call(objects, serialize(job, NULL, xdr = FALSE), n, .state$engine_workers, job$out, 0L, what)
+  call <- .new_call(objects, serialize(job, NULL, xdr = FALSE), n, .state$engine_workers, job$out, 0L, what,
+                    job$dir)
   on.exit(.Call(pyrmap_call_close, call$call), add = TRUE)
   seq <- .checked(.Call(pyrmap_call_post, e, call$call))
   # Until the call is over, leaving (an error, an interrupt) ends it: the
@@ -251,7 +256,7 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
 # shared memory.
 .cluster_call <- function(cl, job, objects, n, what, unit, shape) {
   p <- length(cl)
-  call <- .new_call(objects, NULL, n, p, job$out, p, what)
+  call <- .new_call(objects, NULL, n, p, job$out, p, what, job$dir)
   on.exit(.Call(pyrmap_call_close, call$call), add = TRUE)
   send_call <- utils::getFromNamespace("sendCall", "parallel")
   recv_data <- utils::getFromNamespace("recvData", "parallel")
@@ -350,10 +355,11 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
   invisible(pending)
 }
 
-# Makes the call's segments (see pyrmap_call_new in src/engine_r.cpp).
-.new_call <- function(objects, job_bytes, n, workers, out, result_files, what) {
+# Makes the call's segments in the segment directory `dir` (see
+# pyrmap_call_new in r-pkg/src/engine_r.cpp).
+.new_call <- function(objects, job_bytes, n, workers, out, result_files, what, dir) {
   info <- .Call(pyrmap_call_new, objects, job_bytes, as.numeric(n), as.integer(workers), out,
-                as.integer(result_files), what)
+                as.integer(result_files), what, dir)
   if (!isTRUE(info$ok)) .raise(info, .user_call())
   info
 }
@@ -435,7 +441,7 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
   }
   if (!.view_candidate(x)) return(list(ns = NULL))
   page <- .pyrmap_view_page(x)
-  if (!is.null(page)) return(list(ns = page$ns, var = page$var))
+  if (!is.null(page)) return(list(ns = page$ns, var = page$var, dir = page$dir))
   list(ns = NULL)
 }
 
@@ -452,11 +458,12 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
 }
 
 # VARS as list(refs, objects): refs is a list of list(arg, src = "page", ns,
-# var) (registered variables, used where they are) or list(arg, src =
-# "call", object, mode) (objects, packed into the call's segment as objects
-# `first_object`, ...). Everything is checked here, before any segment is
-# made.
-.side_data <- function(VARS, NAMESPACE, what, FUN, first_object) {
+# var, dir) (registered variables, used where they are; `dir` is their
+# segment directory, the call's unless a view says otherwise) or list(arg,
+# src = "call", object, mode) (objects, packed into the call's segment as
+# objects `first_object`, ...). Everything is checked here, before any
+# segment is made.
+.side_data <- function(VARS, NAMESPACE, what, FUN, first_object, dir) {
   if (is.null(VARS)) return(list(refs = list(), objects = list()))
   if (is.character(VARS) && is.null(dim(VARS))) {
     if (is.null(NAMESPACE))
@@ -478,12 +485,12 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
                          what, paste(sQuote(missing, FALSE), collapse = ", ")))
   if (is.character(VARS)) {
     for (v in VARS)
-      if (is.na(.pyrmap_generation(NAMESPACE, v)))
+      if (is.na(.pyrmap_generation(NAMESPACE, v, dir)))
         .raise(list(kind = "not_registered",
                     message = sprintf("%s: VARS: variable '%s' of namespace '%s' is not registered",
                                       what, v, NAMESPACE)),
                .user_call())
-    refs <- lapply(VARS, function(v) list(arg = v, src = "page", ns = NAMESPACE, var = v))
+    refs <- lapply(VARS, function(v) list(arg = v, src = "page", ns = NAMESPACE, var = v, dir = dir))
     return(list(refs = refs, objects = list()))
   }
   refs <- vector("list", length(VARS))
@@ -492,7 +499,8 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
     x <- VARS[[i]]
     page <- if (.view_candidate(x)) .pyrmap_view_page(x)  # a view of a registered variable: no copy
     if (!is.null(page)) {
-      refs[[i]] <- list(arg = arg_names[[i]], src = "page", ns = page$ns, var = page$var)
+      refs[[i]] <- list(arg = arg_names[[i]], src = "page", ns = page$ns, var = page$var,
+                        dir = page$dir %||% dir)
     } else {
       mode <- if (is.list(x) && !is.data.frame(x)) "list" else "single"
       objects[[length(objects) + 1L]] <- list(value = x, mode = mode, label = sprintf("VARS '%s'", arg_names[[i]]))

@@ -35,6 +35,16 @@
 #' namespace in this session (and in the workers of `cluster`), and removes
 #' the shared memory of crashed sessions.
 #'
+#' Pages live in the segment directory (see [pyrmap_segment_dir()]):
+#' `getOption("pyrmap.segment_dir")`, else the environment variable
+#' `PYRMAP_SEGMENT_DIR`, else `/dev/shm`; every process that retrieves a
+#' variable must look in the directory it was registered in (`memApply()`
+#' and `memLapply()` tell their workers). A page is read-only once written.
+#' Another user's file under a page's name (page names are predictable, and
+#' `/dev/shm` is writable by everyone) is never served as your data: the
+#' error names the file and its owner; a segment directory of your own, for
+#' example `options(pyrmap.segment_dir = "DISK")`, cannot be interfered with.
+#'
 #' @param namespace A string: the shared-memory space.
 #' @param variableList A named list of the objects to register.
 #' @param variableNames,variableName Character vector of variable names.
@@ -115,7 +125,7 @@ releaseVariables <- function(namespace, variableNames) {
                               v, namespace))
   for (v in variableNames) {
     key <- .key(namespace, v)
-    info <- .pyrmap_release(namespace, v)
+    info <- .pyrmap_release(namespace, v, .state$pages[[key]]$dir %||% .segment_dir())
     if (!isTRUE(info$ok)) .raise(info, sys.call())
     .forget_view(key)
     .state$pages[[key]] <- NULL
@@ -179,24 +189,22 @@ memshare_gc <- function(namespace, cluster = NULL) {
 .register_one <- function(ns, var, x) {
   info <- .pyrmap_register(ns, var, x)
   if (!isTRUE(info$ok)) .raise(info, sys.call(-1L))
-  .state$pages[[.key(ns, var)]] <- list(ns = ns, var = var, generation = info$generation)
+  .state$pages[[.key(ns, var)]] <- list(ns = ns, var = var, generation = info$generation,
+                                        dir = info$dir)
   invisible(info)
 }
 
-# A view of (ns, var), from this session's cache when the page under that
-# name is still the one it was made from.
-.view_of <- function(ns, var) {
+# A view of (ns, var) in segment directory `dir`, from this session's cache
+# when the page under that name is still the one it was made from.
+.view_of <- function(ns, var, dir = .segment_dir()) {
   key <- .key(ns, var)
-  current <- .pyrmap_generation(ns, var)
-  if (is.na(current)) {
-    .forget_view(key)
-    .raise(list(kind = "not_registered",
-                message = sprintf("variable '%s' of namespace '%s' is not registered", var, ns)),
-           sys.call(-1L))
-  }
+  current <- .pyrmap_generation(ns, var, dir)
+  if (is.na(current)) .forget_view(key)
   cached <- .state$views[[key]]
-  if (!is.null(cached) && identical(cached$generation, current)) return(cached$value)
-  info <- .pyrmap_open(ns, var)
+  if (!is.na(current) && !is.null(cached) && identical(cached$generation, current))
+    return(cached$value)
+  # Not registered, not readable, or not cached: opening says which.
+  info <- .pyrmap_open(ns, var, dir)
   if (!isTRUE(info$ok)) .raise(info, sys.call(-1L))
   .state$views[[key]] <- list(ns = ns, var = var, generation = info$generation, value = info$value)
   info$value
@@ -204,12 +212,9 @@ memshare_gc <- function(namespace, cluster = NULL) {
 
 .forget_view <- function(key) .state$views[[key]] <- NULL
 
-.metadata <- function(ns, var) {
-  info <- .pyrmap_page_info(ns, var)
-  if (!isTRUE(info$ok)) {
-    if (identical(info$kind, "not_found")) info$kind <- "not_registered"
-    .raise(info, sys.call(-1L))
-  }
+.metadata <- function(ns, var, dir = .segment_dir()) {
+  info <- .pyrmap_page_info(ns, var, dir)
+  if (!isTRUE(info$ok)) .raise(info, sys.call(-1L))
   if (info$is_list)
     return(list(type = "list", mode = "list", n = as.numeric(length(info$arrays))))
   a <- info$arrays[[1L]]
@@ -232,7 +237,7 @@ memshare_gc <- function(namespace, cluster = NULL) {
 
 # Removes every page this session still owns (at unload and at exit).
 .release_all_pages <- function() {
-  for (p in .state$pages) try(.pyrmap_release(p$ns, p$var), silent = TRUE)
+  for (p in .state$pages) try(.pyrmap_release(p$ns, p$var, p$dir), silent = TRUE)
   .state$pages <- list()
   .state$views <- list()
   .state$asked <- list()

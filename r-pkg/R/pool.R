@@ -64,7 +64,7 @@ python_pool <- function(workers = 1L, python = NULL, ...) {
     .usage_error("workers must be a single whole number >= 1")
   python <- pyrmap_python(python)
   .need_rcpp()
-  info <- .pyrmap_pool_new(as.integer(workers), python, .python_package_dir(), "")
+  info <- .pyrmap_pool_new(as.integer(workers), python, .python_package_dir(), .segment_dir())
   if (!isTRUE(info$ok)) .raise(info, sys.call())
   pool <- new.env(parent = emptyenv())
   pool$xp <- info$pool

@@ -16,14 +16,19 @@
 #'
 #' @param data A numeric (double), integer, logical or raw vector, matrix or
 #'   array (or a `bit64::integer64` vector). Views returned by pyrmap and
-#'   registered variables are handed to Python without any copy.
+#'   registered variables are handed to Python without any copy. Other
+#'   classed vectors (factor, Date, POSIXct, difftime, ts, ...) are refused,
+#'   naming the class; `unclass()` passes their bare numbers.
 #' @param python_script_path Path of the Python script.
 #' @param script_paths Paths of the Python scripts.
 #' @param dtype The element type Python receives: `"int32"`, `"int64"`,
 #'   `"float32"`, `"float64"`, `"uint8"` or `"bool"`. By default it follows
 #'   the data: double -> float64, integer -> int32, logical -> bool, raw ->
 #'   uint8, integer64 -> int64. Values that the dtype cannot hold exactly
-#'   (300 as uint8, 3e9 as int32, 1.5 as an integer type) are an error.
+#'   (300 as uint8, 3e9 as int32, 1.5 as an integer type) are an error. `NA`
+#'   arrives as NaN in float64 and float32 (and comes back as `NA`); the
+#'   other dtypes cannot represent it, so `NA` there is an error naming its
+#'   position.
 #' @param ... Not used; named arguments must be spelled out.
 #' @param fun Name of a function in the script to call with the input instead
 #'   of running the script as `__main__` (R reserves the word `function`, hence
@@ -42,6 +47,21 @@
 #'   session pool when `options(pyrmap.pool = TRUE)` (or a number of
 #'   workers) is set, else a one-shot run; `FALSE`: a one-shot run. See
 #'   [python_pool()] for how scripts run in a worker.
+#' @param segment_dir Where the call's shared-memory segments are made:
+#'   `"RAM"` (`/dev/shm`), `"DISK"` (a private directory on a disk-backed
+#'   file system, for data larger than `/dev/shm` -- a container's 64 MB
+#'   `/dev/shm` -- or than RAM: `pyrmap-<uid>` in `/var/tmp`, else `$TMPDIR`,
+#'   else `/tmp`, made with mode 0700), or the path of a directory that only
+#'   you can write (or a sticky one such as `/tmp`). Default:
+#'   `getOption("pyrmap.segment_dir")`, else the environment variable
+#'   `PYRMAP_SEGMENT_DIR`, else `"RAM"`. See [pyrmap_segment_dir()]. (A
+#'   pool's workers use the directory chosen when the pool was made.)
+#' @param path The seed's (PyRMap's) name of `segment_dir`: `"RAM"` or
+#'   `"DISK"` (or a directory). Give one of the two, not both.
+#' @param python_scripts_paths,initial_data,required_intermediate_results The
+#'   seed's names of `script_paths`, `data` and `keep_intermediate`, accepted
+#'   so that its calls run unchanged. Giving both spellings of one argument
+#'   is an error.
 #'
 #' @return `run_python()`: the result. Results of dtype float64, int32 and
 #'   uint8 are zero-copy views; float32 and bool results become double and
@@ -59,6 +79,15 @@
 #'   with `keep_intermediate = TRUE` a list of every stage's result, named
 #'   after the scripts.
 #'
+#' @section The seed's argument names: Calls written for the seed (PyRMap),
+#'   such as `run_python(data, python_script_path, dtype, path = "DISK")`,
+#'   `run_python_shared_data(data = , python_scripts_paths = , dtype = , path = )`
+#'   and `run_python_pipeline(initial_data = , python_scripts_paths = ,
+#'   dtype = , path = , required_intermediate_results = TRUE)`, run
+#'   unchanged: `path` is `segment_dir`, `python_scripts_paths` is
+#'   `script_paths`, `initial_data` is `data` and
+#'   `required_intermediate_results` is `keep_intermediate`.
+#'
 #' @section Errors: Failures are conditions of class `pyrmap_error` and one
 #'   of: `pyrmap_python_error` (the script raised; the message holds the
 #'   exception and the end of its traceback, the full traceback is in the
@@ -66,8 +95,10 @@
 #'   killed without a result), `pyrmap_timeout_error`,
 #'   `pyrmap_script_not_found`, `pyrmap_interpreter_error` (Python missing, or
 #'   without numpy), `pyrmap_usage_error` (unsupported data, unknown dtype,
-#'   values that do not fit), `pyrmap_protocol_error`, `pyrmap_system_error`
-#'   (for example /dev/shm full). Ctrl-C during a call stops the Python
+#'   values that do not fit, both spellings of an argument),
+#'   `pyrmap_protocol_error`, `pyrmap_system_error` (for example a segment
+#'   directory too small for the data: the message names the size needed,
+#'   the size free and `path = "DISK"` / `segment_dir =`). Ctrl-C during a call stops the Python
 #'   process and signals a condition of class `c("pyrmap_interrupt",
 #'   "interrupt")`, which `try()` does not swallow. Whatever happens, no
 #'   shared-memory segment of the call is left behind.
@@ -101,21 +132,31 @@
 #' }
 #' @export
 run_python <- function(data, python_script_path, dtype = NULL, ..., fun = NULL,
-                       timeout = NULL, python = NULL, args = character(), pool = NULL) {
+                       timeout = NULL, python = NULL, args = character(), pool = NULL,
+                       segment_dir = NULL, path = NULL) {
   .no_dots(...)
   .check_scalar_string(python_script_path, "python_script_path")
   .run(data, python_script_path, "run", dtype, fun, timeout, python, args,
-       jobs = 1L, keep_intermediate = FALSE, pool = pool)[[1L]]
+       jobs = 1L, keep_intermediate = FALSE, pool = pool,
+       segment_dir = .segment_dir_arg(segment_dir, path))[[1L]]
 }
 
 #' @rdname run_python
 #' @export
 run_python_shared_data <- function(data, script_paths, dtype = NULL, ..., jobs = 1L,
                                    fun = NULL, timeout = NULL, python = NULL,
-                                   args = character(), pool = NULL) {
+                                   args = character(), pool = NULL, segment_dir = NULL,
+                                   path = NULL, python_scripts_paths) {
   .no_dots(...)
+  if (!missing(python_scripts_paths)) {
+    if (!missing(script_paths)) .both_spellings("script_paths", "python_scripts_paths")
+    script_paths <- python_scripts_paths
+  }
+  if (missing(script_paths)) .usage_error("script_paths is missing: give the paths of the Python scripts")
+  if (missing(data)) .usage_error("data is missing")
   res <- .run(data, script_paths, "shared", dtype, fun, timeout, python, args,
-              jobs = jobs, keep_intermediate = FALSE, pool = pool)
+              jobs = jobs, keep_intermediate = FALSE, pool = pool,
+              segment_dir = .segment_dir_arg(segment_dir, path))
   names(res) <- .result_names(script_paths)
   res
 }
@@ -124,26 +165,50 @@ run_python_shared_data <- function(data, script_paths, dtype = NULL, ..., jobs =
 #' @export
 run_python_pipeline <- function(data, script_paths, dtype = NULL, ...,
                                 keep_intermediate = FALSE, fun = NULL, timeout = NULL,
-                                python = NULL, args = character(), pool = NULL) {
+                                python = NULL, args = character(), pool = NULL,
+                                segment_dir = NULL, path = NULL, initial_data,
+                                python_scripts_paths, required_intermediate_results) {
   .no_dots(...)
+  if (!missing(initial_data)) {
+    if (!missing(data)) .both_spellings("data", "initial_data")
+    data <- initial_data
+  }
+  if (!missing(python_scripts_paths)) {
+    if (!missing(script_paths)) .both_spellings("script_paths", "python_scripts_paths")
+    script_paths <- python_scripts_paths
+  }
+  if (!missing(required_intermediate_results)) {
+    if (!missing(keep_intermediate)) .both_spellings("keep_intermediate", "required_intermediate_results")
+    keep_intermediate <- required_intermediate_results
+  }
+  if (missing(data)) .usage_error("data is missing")
+  if (missing(script_paths)) .usage_error("script_paths is missing: give the paths of the Python scripts")
   if (!isTRUE(keep_intermediate) && !isFALSE(keep_intermediate))
     .usage_error("keep_intermediate must be TRUE or FALSE")
   res <- .run(data, script_paths, "pipeline", dtype, fun, timeout, python, args,
-              jobs = 1L, keep_intermediate = keep_intermediate, pool = pool)
+              jobs = 1L, keep_intermediate = keep_intermediate, pool = pool,
+              segment_dir = .segment_dir_arg(segment_dir, path))
   if (!keep_intermediate) return(res[[1L]])
   names(res) <- .result_names(script_paths)
   res
 }
 
-#' The Python interpreter pyrmap uses, and the pyrmap command
+#' The Python interpreter pyrmap uses, the segment directory, and the pyrmap command
 #'
 #' `pyrmap_python()` resolves the interpreter as the run functions do:
 #' `getOption("pyrmap.python")`, else the environment variable
-#' `PYRMAP_PYTHON`, else `"python3"`. `pyrmap_command()` is the path of the
-#' `pyrmap` command installed with this package (the same core, for the
-#' shell: `pyrmap run`, `pyrmap ls`, `pyrmap gc`, ...).
+#' `PYRMAP_PYTHON`, else `"python3"`. `pyrmap_segment_dir()` resolves the
+#' segment directory as the run functions and the shared-variable functions
+#' do: `segment_dir` (`"RAM"`, `"DISK"` or a path), else
+#' `getOption("pyrmap.segment_dir")`, else the environment variable
+#' `PYRMAP_SEGMENT_DIR`, else `/dev/shm`; it makes the `"DISK"` directory
+#' if needed, checks that no other user can replace files in it, and returns
+#' its path. `pyrmap_command()` is the path of the `pyrmap` command installed
+#' with this package (the same core, for the shell: `pyrmap run`, `pyrmap
+#' ls`, `pyrmap gc`, ...).
 #'
 #' @param python An explicit choice, returned as is when not `NULL`.
+#' @param segment_dir An explicit choice, or `NULL`.
 #' @return A string.
 #' @export
 pyrmap_python <- function(python = NULL) {
@@ -162,6 +227,14 @@ pyrmap_python <- function(python = NULL) {
 
 #' @rdname pyrmap_python
 #' @export
+pyrmap_segment_dir <- function(segment_dir = NULL) {
+  info <- .pyrmap_segment_dir(.segment_dir(segment_dir))
+  if (!isTRUE(info$ok)) .raise(info, .user_call())
+  info$dir
+}
+
+#' @rdname pyrmap_python
+#' @export
 pyrmap_command <- function() {
   path <- system.file("bin", "pyrmap", package = "pyrmap")
   if (!nzchar(path)) .usage_error("the pyrmap command is not installed with this package")
@@ -171,7 +244,7 @@ pyrmap_command <- function() {
 # ---- internals --------------------------------------------------------------
 
 .run <- function(data, scripts, mode, dtype, fun, timeout, python, args, jobs,
-                 keep_intermediate, pool = NULL) {
+                 keep_intermediate, pool = NULL, segment_dir = "") {
   if (!is.character(scripts) || length(scripts) == 0L || anyNA(scripts) || !all(nzchar(scripts)))
     .usage_error("script paths must be a non-empty character vector")
   if (!is.null(dtype)) .check_scalar_string(dtype, "dtype")
@@ -190,7 +263,8 @@ pyrmap_command <- function() {
                       # jobs = Inf: all scripts at once (as.integer(Inf) would be NA).
                       as.integer(min(jobs, length(scripts))),
                       keep_intermediate, args, .bit64_available(),
-                      if (is.null(pool)) NULL else pool$xp)
+                      if (is.null(pool)) NULL else pool$xp, segment_dir)
+  .python_warnings(info$warnings, sys.call(-1L))
   if (!isTRUE(info$ok)) .raise(info, sys.call(-1L))
   res <- info$results
   if (any(vapply(res, inherits, logical(1), "integer64"))) loadNamespace("bit64")
@@ -211,7 +285,43 @@ pyrmap_command <- function() {
   ifelse(has, paste0(scripts, "::", fun), scripts)
 }
 
+# The scripts' Python warnings as R warnings (class pyrmap_python_warning),
+# so that suppressWarnings() and options(warn = ) apply to them.
+.python_warnings <- function(texts, call) {
+  for (text in texts)
+    warning(structure(class = c("pyrmap_python_warning", "warning", "condition"),
+                      list(message = text, call = call)))
+}
+
 .result_names <- function(scripts) make.unique(basename(scripts))
+
+# The segment directory choice for the core: `choice` when given, else
+# getOption("pyrmap.segment_dir"), else "" (the core then reads
+# PYRMAP_SEGMENT_DIR, else uses /dev/shm).
+.segment_dir <- function(choice = NULL) {
+  if (is.null(choice)) {
+    choice <- getOption("pyrmap.segment_dir")
+    if (is.null(choice)) return("")
+    .check_scalar_string(choice, "options(pyrmap.segment_dir)")
+    return(choice)
+  }
+  .check_scalar_string(choice, "segment_dir")
+  choice
+}
+
+# segment_dir, or the seed's spelling `path`; not both.
+.segment_dir_arg <- function(segment_dir, path) {
+  if (!is.null(segment_dir) && !is.null(path)) .both_spellings("segment_dir", "path")
+  if (!is.null(path)) {
+    .check_scalar_string(path, "path")
+    return(path)
+  }
+  .segment_dir(segment_dir)
+}
+
+.both_spellings <- function(ours, seeds) {
+  .usage_error(sprintf("give either %s or %s (the seed's name for it), not both", ours, seeds))
+}
 
 # (Looked up once: system.file() reads the package's metadata each time,
 # which costs more than a warm pool's whole call.)

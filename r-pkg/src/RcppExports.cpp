@@ -46,8 +46,8 @@ BEGIN_RCPP
 END_RCPP
 }
 // pyrmap_run
-SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, std::string dtype, std::string python, std::string package_dir, double timeout, int jobs, bool keep_intermediate, std::vector<std::string> args, bool bit64_available, SEXP pool);
-RcppExport SEXP _pyrmap_pyrmap_run(SEXP dataSEXP, SEXP scriptsSEXP, SEXP modeSEXP, SEXP dtypeSEXP, SEXP pythonSEXP, SEXP package_dirSEXP, SEXP timeoutSEXP, SEXP jobsSEXP, SEXP keep_intermediateSEXP, SEXP argsSEXP, SEXP bit64_availableSEXP, SEXP poolSEXP) {
+SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, std::string dtype, std::string python, std::string package_dir, double timeout, int jobs, bool keep_intermediate, std::vector<std::string> args, bool bit64_available, SEXP pool, std::string segment_dir);
+RcppExport SEXP _pyrmap_pyrmap_run(SEXP dataSEXP, SEXP scriptsSEXP, SEXP modeSEXP, SEXP dtypeSEXP, SEXP pythonSEXP, SEXP package_dirSEXP, SEXP timeoutSEXP, SEXP jobsSEXP, SEXP keep_intermediateSEXP, SEXP argsSEXP, SEXP bit64_availableSEXP, SEXP poolSEXP, SEXP segment_dirSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::RNGScope rcpp_rngScope_gen;
@@ -63,7 +63,8 @@ BEGIN_RCPP
     Rcpp::traits::input_parameter< std::vector<std::string> >::type args(argsSEXP);
     Rcpp::traits::input_parameter< bool >::type bit64_available(bit64_availableSEXP);
     Rcpp::traits::input_parameter< SEXP >::type pool(poolSEXP);
-    rcpp_result_gen = Rcpp::wrap(pyrmap_run(data, scripts, mode, dtype, python, package_dir, timeout, jobs, keep_intermediate, args, bit64_available, pool));
+    Rcpp::traits::input_parameter< std::string >::type segment_dir(segment_dirSEXP);
+    rcpp_result_gen = Rcpp::wrap(pyrmap_run(data, scripts, mode, dtype, python, package_dir, timeout, jobs, keep_intermediate, args, bit64_available, pool, segment_dir));
     return rcpp_result_gen;
 END_RCPP
 }
@@ -71,12 +72,13 @@ END_RCPP
 RcppExport SEXP pyrmap_call_cancel(SEXP, SEXP, SEXP);
 RcppExport SEXP pyrmap_call_close(SEXP);
 RcppExport SEXP pyrmap_call_gather(SEXP, SEXP, SEXP, SEXP);
-RcppExport SEXP pyrmap_call_new(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+RcppExport SEXP pyrmap_call_new(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 RcppExport SEXP pyrmap_call_pids(SEXP);
 RcppExport SEXP pyrmap_call_post(SEXP, SEXP);
 RcppExport SEXP pyrmap_call_progress(SEXP);
 RcppExport SEXP pyrmap_call_wait(SEXP, SEXP, SEXP, SEXP);
-RcppExport SEXP pyrmap_collect_garbage();
+RcppExport SEXP pyrmap_choose_segment_dir(SEXP);
+RcppExport SEXP pyrmap_collect_garbage(SEXP);
 RcppExport SEXP pyrmap_engine_close(SEXP);
 RcppExport SEXP pyrmap_engine_info(SEXP);
 RcppExport SEXP pyrmap_engine_new(SEXP, SEXP, SEXP, SEXP);
@@ -84,13 +86,14 @@ RcppExport SEXP pyrmap_engine_ready(SEXP);
 RcppExport SEXP pyrmap_engine_worker_attach();
 RcppExport SEXP pyrmap_engine_worker_finish(SEXP);
 RcppExport SEXP pyrmap_engine_worker_loop(SEXP, SEXP, SEXP);
-RcppExport SEXP pyrmap_generation(SEXP, SEXP);
+RcppExport SEXP pyrmap_generation(SEXP, SEXP, SEXP);
 RcppExport SEXP pyrmap_leave_process_group();
 RcppExport SEXP pyrmap_mapping_bytes(SEXP);
-RcppExport SEXP pyrmap_open(SEXP, SEXP);
-RcppExport SEXP pyrmap_page_info(SEXP, SEXP);
-RcppExport SEXP pyrmap_register(SEXP, SEXP, SEXP);
-RcppExport SEXP pyrmap_release(SEXP, SEXP);
+RcppExport SEXP pyrmap_open(SEXP, SEXP, SEXP);
+RcppExport SEXP pyrmap_page_info(SEXP, SEXP, SEXP);
+RcppExport SEXP pyrmap_register(SEXP, SEXP, SEXP, SEXP);
+RcppExport SEXP pyrmap_release(SEXP, SEXP, SEXP);
+RcppExport SEXP pyrmap_remove_dead_segments();
 RcppExport SEXP pyrmap_slice(SEXP, SEXP, SEXP);
 RcppExport SEXP pyrmap_view_info(SEXP);
 RcppExport SEXP pyrmap_view_memory();
@@ -102,16 +105,17 @@ static const R_CallMethodDef CallEntries[] = {
     {"_pyrmap_pyrmap_pool_new", (DL_FUNC) &_pyrmap_pyrmap_pool_new, 4},
     {"_pyrmap_pyrmap_pool_close", (DL_FUNC) &_pyrmap_pyrmap_pool_close, 1},
     {"_pyrmap_pyrmap_pool_info", (DL_FUNC) &_pyrmap_pyrmap_pool_info, 1},
-    {"_pyrmap_pyrmap_run", (DL_FUNC) &_pyrmap_pyrmap_run, 12},
+    {"_pyrmap_pyrmap_run", (DL_FUNC) &_pyrmap_pyrmap_run, 13},
     {"pyrmap_call_cancel",          (DL_FUNC) &pyrmap_call_cancel,          3},
     {"pyrmap_call_close",           (DL_FUNC) &pyrmap_call_close,           1},
     {"pyrmap_call_gather",          (DL_FUNC) &pyrmap_call_gather,          4},
-    {"pyrmap_call_new",             (DL_FUNC) &pyrmap_call_new,             7},
+    {"pyrmap_call_new",             (DL_FUNC) &pyrmap_call_new,             8},
     {"pyrmap_call_pids",            (DL_FUNC) &pyrmap_call_pids,            1},
     {"pyrmap_call_post",            (DL_FUNC) &pyrmap_call_post,            2},
     {"pyrmap_call_progress",        (DL_FUNC) &pyrmap_call_progress,        1},
     {"pyrmap_call_wait",            (DL_FUNC) &pyrmap_call_wait,            4},
-    {"pyrmap_collect_garbage",      (DL_FUNC) &pyrmap_collect_garbage,      0},
+    {"pyrmap_choose_segment_dir",   (DL_FUNC) &pyrmap_choose_segment_dir,   1},
+    {"pyrmap_collect_garbage",      (DL_FUNC) &pyrmap_collect_garbage,      1},
     {"pyrmap_engine_close",         (DL_FUNC) &pyrmap_engine_close,         1},
     {"pyrmap_engine_info",          (DL_FUNC) &pyrmap_engine_info,          1},
     {"pyrmap_engine_new",           (DL_FUNC) &pyrmap_engine_new,           4},
@@ -119,13 +123,14 @@ static const R_CallMethodDef CallEntries[] = {
     {"pyrmap_engine_worker_attach", (DL_FUNC) &pyrmap_engine_worker_attach, 0},
     {"pyrmap_engine_worker_finish", (DL_FUNC) &pyrmap_engine_worker_finish, 1},
     {"pyrmap_engine_worker_loop",   (DL_FUNC) &pyrmap_engine_worker_loop,   3},
-    {"pyrmap_generation",           (DL_FUNC) &pyrmap_generation,           2},
+    {"pyrmap_generation",           (DL_FUNC) &pyrmap_generation,           3},
     {"pyrmap_leave_process_group",  (DL_FUNC) &pyrmap_leave_process_group,  0},
     {"pyrmap_mapping_bytes",        (DL_FUNC) &pyrmap_mapping_bytes,        1},
-    {"pyrmap_open",                 (DL_FUNC) &pyrmap_open,                 2},
-    {"pyrmap_page_info",            (DL_FUNC) &pyrmap_page_info,            2},
-    {"pyrmap_register",             (DL_FUNC) &pyrmap_register,             3},
-    {"pyrmap_release",              (DL_FUNC) &pyrmap_release,              2},
+    {"pyrmap_open",                 (DL_FUNC) &pyrmap_open,                 3},
+    {"pyrmap_page_info",            (DL_FUNC) &pyrmap_page_info,            3},
+    {"pyrmap_register",             (DL_FUNC) &pyrmap_register,             4},
+    {"pyrmap_release",              (DL_FUNC) &pyrmap_release,              3},
+    {"pyrmap_remove_dead_segments", (DL_FUNC) &pyrmap_remove_dead_segments, 0},
     {"pyrmap_slice",                (DL_FUNC) &pyrmap_slice,                3},
     {"pyrmap_view_info",            (DL_FUNC) &pyrmap_view_info,            1},
     {"pyrmap_view_memory",          (DL_FUNC) &pyrmap_view_memory,          0},

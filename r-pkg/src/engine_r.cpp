@@ -205,6 +205,8 @@ PackedWriter PackObject(SEXP x, ObjectMode mode, const std::string& label) {
 // Everything a call made in this process: its segments (their names are
 // removed by `names`, however the call ends) and what gathering needs.
 struct MasterCall {
+  explicit MasterCall(SegmentDir d) : dir(d), names(std::move(d)) {}
+  SegmentDir dir;  // where its segments are
   std::optional<CallShared> shared;
   SegmentGuard names;
   std::optional<Segment> out_seg;     // large FUN.VALUE results
@@ -366,6 +368,7 @@ struct Backing {
   std::shared_ptr<Mapping> mapping;
   std::string segment;
   uint64_t generation = 0;
+  std::string dir;  // the segment's directory (with `segment`)
 };
 
 // An R vector for `a`: a view when `view` (and it is not empty), else a
@@ -385,6 +388,7 @@ SEXP ArrayToR(const ArrayAt& a, const Backing& b, bool view, const std::string& 
     src.data = a.data;
     src.length = static_cast<R_xlen_t>(a.count);
     src.segment = b.segment;
+    if (!b.segment.empty()) src.dir = b.dir;
     src.offset = a.offset;
     src.generation = b.generation;
     ans = MakeView(type, std::move(src));
@@ -804,11 +808,13 @@ extern "C" SEXP pyrmap_engine_close(SEXP engine) {
 // list(value, mode)), the job bytes `job` (raw, or NULL when the job travels
 // in messages), `tasks`, `workers` slots, the FUN.VALUE spec `out` (NULL or
 // list(type, len)), and `result_files` named result files for a user
-// cluster's workers. list(ok, call, name, results).
+// cluster's workers, all in the segment directory `dir` (a path).
+// list(ok, call, name, results): the call segment's and the result files'
+// paths, as workers are told them.
 extern "C" SEXP pyrmap_call_new(SEXP objects, SEXP job, SEXP tasks, SEXP workers, SEXP out, SEXP result_files,
-                                SEXP what) {
+                                SEXP what, SEXP dir) {
   return Guarded([&] {
-    auto call = std::make_unique<MasterCall>();
+    auto call = std::make_unique<MasterCall>(SegmentDir::Choose(StringArg(dir, "segment directory")));
     call->what = StringArg(what, "what");
     call->out = ParseOut(out);
     call->tasks = static_cast<uint64_t>(Rf_asReal(tasks));
@@ -836,10 +842,10 @@ extern "C" SEXP pyrmap_call_new(SEXP objects, SEXP job, SEXP tasks, SEXP workers
     l.data_size = data;
     const std::string name = prefix + "-call";
     if (l.flags & kCallOutSegment) {
-      call->out_seg.emplace(Segment::Create(prefix + "-out", std::max<uint64_t>(out_bytes, 8)));
+      call->out_seg.emplace(Segment::Create(call->dir, prefix + "-out", std::max<uint64_t>(out_bytes, 8)));
       call->names.Add(prefix + "-out");
     }
-    call->shared.emplace(CallShared::Create(name, l));
+    call->shared.emplace(CallShared::Create(call->dir, name, l));
     call->names.Add(name);
     CallShared& c = *call->shared;
     c.WriteJob(TYPEOF(job) == RAWSXP ? RAW(job) : nullptr, l.job_size);
@@ -849,10 +855,12 @@ extern "C" SEXP pyrmap_call_new(SEXP objects, SEXP job, SEXP tasks, SEXP workers
       packed[i].Write(c.segment(), at[i], [](void*) { CheckInterrupt(); });
     std::vector<std::string> res;
     for (int k = 0; k < Rf_asInteger(result_files); ++k) {
-      res.push_back(fmt::format("{}-res-{}", prefix, k + 1));
-      call->result_files.push_back(Segment::Create(res.back(), 0));
-      call->names.Add(res.back());
+      const std::string rn = fmt::format("{}-res-{}", prefix, k + 1);
+      call->result_files.push_back(Segment::Create(call->dir, rn, 0));
+      call->names.Add(rn);
+      res.push_back(call->dir.PathOf(rn));
     }
+    const std::string path = call->dir.PathOf(name);
     SEXP ptr = R_NilValue;
     MasterCall* raw = call.release();
     try {
@@ -869,7 +877,7 @@ extern "C" SEXP pyrmap_call_new(SEXP objects, SEXP job, SEXP tasks, SEXP workers
       SEXP o = PROTECT(NamedList({"ok", "call", "name", "results"}));
       SetField(o, "ok", Rf_ScalarLogical(TRUE));
       SetField(o, "call", ptr);
-      SetField(o, "name", Str(name));
+      SetField(o, "name", Str(path));
       SEXP r = Rf_allocVector(STRSXP, static_cast<R_xlen_t>(res.size()));
       SetField(o, "results", r);
       for (size_t i = 0; i < res.size(); ++i) SET_STRING_ELT(r, static_cast<R_xlen_t>(i), Rf_mkCharCE(res[i].c_str(), CE_UTF8));
@@ -888,7 +896,7 @@ extern "C" SEXP pyrmap_call_post(SEXP engine, SEXP call) {
     MasterCall* c = CallOf(call);
     if (c->shared->layout().workers != e->workers())
       throw Error(ErrorKind::kUsage, "the call was made for another number of workers");
-    const uint32_t seq = e->Post(c->shared->name(), 1);
+    const uint32_t seq = e->Post(c->dir.PathOf(c->shared->name()), 1);
     c->posted_at = Now();
     return Build([&] { return Rf_ScalarReal(static_cast<double>(seq)); });
   });
@@ -1207,9 +1215,11 @@ SEXP g_job = nullptr;  // preserved: list(job, fun)
 
 // Opens the call and joins it as slot `slot`; its records go to `results`
 // (a user cluster's worker) or the engine's result file.
-std::unique_ptr<WorkerCall> OpenCall(const std::string& call_name, uint32_t slot, SEXP results) {
+std::unique_ptr<WorkerCall> OpenCall(const std::string& call_path, uint32_t slot, SEXP results) {
   auto ctx = std::make_unique<WorkerCall>();
-  ctx->shared.emplace(CallShared::Open(call_name));
+  const SegmentPath where = SplitSegmentPath(call_path);
+  const std::string& call_name = where.name;
+  ctx->shared.emplace(CallShared::Open(where.dir, call_name));
   const CallLayout& l = ctx->shared->layout();
   ctx->slot = slot;
   if (ctx->slot >= l.workers)
@@ -1220,7 +1230,8 @@ std::unique_ptr<WorkerCall> OpenCall(const std::string& call_name, uint32_t slot
     ctx->result_label = "the engine's result file";
   } else {
     const std::string rn = StringArg(results, "result file");
-    ctx->result_file.emplace(OpenOwnedSegment(rn, true));
+    const SegmentPath rp = SplitSegmentPath(rn);
+    ctx->result_file.emplace(OpenOwnedSegment(rp.dir, rp.name, true));
     ctx->result_fd = ctx->result_file->fd();
     ctx->result_label = rn;
   }
@@ -1236,7 +1247,7 @@ std::unique_ptr<WorkerCall> OpenCall(const std::string& call_name, uint32_t slot
   } else if (l.flags & kCallOutSegment) {
     if (call_name.size() <= 5 || call_name.compare(call_name.size() - 5, 5, "-call") != 0)
       throw Error(ErrorKind::kProtocol, fmt::format("call segment '{}' is not named '...-call'", call_name));
-    ctx->out_seg.emplace(OpenOwnedSegment(call_name.substr(0, call_name.size() - 5) + "-out", true));
+    ctx->out_seg.emplace(OpenOwnedSegment(where.dir, call_name.substr(0, call_name.size() - 5) + "-out", true));
     ctx->out_map.emplace(ctx->out_seg->Map(MapMode::kReadWrite));
     ctx->out = ctx->out_map->data();
     ctx->out_size = ctx->out_map->size();
@@ -1273,8 +1284,10 @@ void SetupElements(WorkerCall* ctx, SEXP job, Elements* el) {
     el->table.emplace(ctx->data ? ctx->data->data() : nullptr, ctx->origin, ctx->data ? ctx->data->size() : 0,
                       ctx->shared->Object(static_cast<uint64_t>(Rf_asReal(Field(x, "object")))), "X");
   } else if (src == "page") {
-    ctx->x_page.emplace(OpenPage(FieldString(x, "ns"), FieldString(x, "var"), MapMode::kPrivate));
-    el->backing = Backing{ctx->x_page->mapping, ctx->x_page->info.segment, ctx->x_page->info.generation};
+    ctx->x_page.emplace(
+        OpenPage(SegmentDir::Open(FieldString(x, "dir")), FieldString(x, "ns"), FieldString(x, "var"), MapMode::kPrivate));
+    el->backing = Backing{ctx->x_page->mapping, ctx->x_page->info.segment, ctx->x_page->info.generation,
+                          ctx->x_page->info.dir};
     el->page = &*ctx->x_page;
   } else {
     throw Error(ErrorKind::kProtocol, fmt::format("unknown source '{}' of X", src));
@@ -1349,6 +1362,25 @@ bool Step(Run* run, F&& f) {
   return !failed;
 }
 
+// The segment directory an engine worker last took as its option
+// pyrmap.segment_dir (see SetSegmentDirOption).
+std::string g_dir_option;
+
+// FUN's own retrieveViews() calls look where the call's pages are: an
+// engine worker takes the job's segment directory `dir` as its option
+// pyrmap.segment_dir (set only when it changes). A user cluster's worker
+// sets it in R, for the call only.
+void SetSegmentDirOption(SEXP dir) {
+  if (TYPEOF(dir) != STRSXP || XLENGTH(dir) != 1 || STRING_ELT(dir, 0) == NA_STRING) return;
+  const char* d = CHAR(STRING_ELT(dir, 0));
+  if (g_dir_option == d) return;
+  SEXP call = PROTECT(Rf_lang2(Rf_install("options"), dir));
+  SET_TAG(CDR(call), Rf_install("pyrmap.segment_dir"));
+  Rf_eval(call, R_BaseEnv);
+  UNPROTECT(1);
+  g_dir_option = d;
+}
+
 // The job's body, run under RCall: the job, FUN and the side data (their R
 // errors are the worker's, not a task's), then the task loop.
 SEXP JobBody(void* data) {
@@ -1386,6 +1418,7 @@ SEXP JobBody(void* data) {
       g_job_bytes.assign(ctx->shared->job(), ctx->shared->job() + ctx->shared->layout().job_size);
     }
   }
+  if (setup->job_arg == R_NilValue) SetSegmentDirOption(Field(job, "dir"));
   // The side data.
   SEXP vars = Field(job, "vars");
   if (vars != R_NilValue && TYPEOF(vars) != VECSXP) Rf_error("the job's VARS are not a list");
@@ -1405,7 +1438,7 @@ SEXP JobBody(void* data) {
     }
     if (page) {
       SET_VECTOR_ELT(run->keep, 5, Rf_cons(v, VECTOR_ELT(run->keep, 5)));
-      SEXP call = PROTECT(Rf_lang3(setup->view_of, Field(v, "ns"), Field(v, "var")));
+      SEXP call = PROTECT(Rf_lang4(setup->view_of, Field(v, "ns"), Field(v, "var"), Field(v, "dir")));
       value = Rf_eval(call, R_GlobalEnv);
       UNPROTECT(1);
       setup->pages = true;

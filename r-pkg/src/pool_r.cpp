@@ -58,7 +58,8 @@ SEXP pyrmap_pool_new(int workers, std::string python, std::string package_dir,
     o.workers = workers;
     o.python = python;
     o.package_dir = package_dir;
-    if (!segment_dir.empty()) o.segment_dir = segment_dir;
+    // "", "RAM", "DISK" or a path, as for the run functions (segment_dir.h).
+    o.segment_dir = SegmentDir::Choose(segment_dir).path();
     pool = new Pool(o);
   } catch (const Error& e) {
     return Failure(e);

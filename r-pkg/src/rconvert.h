@@ -1,13 +1,16 @@
-// rconvert.h — R vectors to exchange dtypes and back, exactly.
+// rconvert.h — what R data enter a run as: R's storage mapped to dtypes,
+// and R's convention for missing values in the core's terms.
 //
-// R's missing values have no counterpart in most dtypes. The rules: NA of an
-// integer or logical vector is INT32_MIN in int32 and INT64_MIN in int64 (as
-// bit64's integer64 does); NA_real_ keeps R's NaN payload in float64 and is
-// NaN with payload 1954 in float32 (read back as NA); any NA is an error for
-// uint8 and bool. A value the dtype cannot hold (300 as uint8, 3e9 as int32,
-// 1.5 as an integer type, 2^53 + 1 as float64) is an error naming the value
-// and its 1-based position; nothing is ever wrapped or rounded silently,
-// except the rounding to the nearest float32 that asking for float32 means.
+// The conversion itself is the core's (input.h, convert.h): R hands over a
+// pointer to its elements (RSource), their storage dtype, and
+// Missing::kSentinels, under which NA_integer_ (INT32_MIN), integer64's NA
+// (INT64_MIN) and NA_real_ are missing. A missing value is NA (NaN with R's
+// payload) in float64 and float32 and an error in every other dtype; a
+// value the dtype cannot hold (300 as uint8, 3e9 as int32, 1.5 as an
+// integer type, 2^53 + 1 as float64) is an error naming the value and its
+// 1-based position ("data[2] = 300"); nothing is wrapped or rounded
+// silently, except the rounding to the nearest float32 that asking for
+// float32 means.
 #pragma once
 
 // R macros such as length() would clash with C++ headers.
@@ -20,31 +23,36 @@
 #include <string>
 #include <vector>
 
+#include "convert.h"
 #include "dtype.h"
+#include "input.h"
 
 namespace pyrmap::r {
 
 // How R stores the elements of a supported vector.
 enum class RKind { kDouble, kInteger, kLogical, kRaw, kInteger64 };
 
-// The kind of `x`; throws Error(kUsage) naming its type or class for
-// anything else (character, list, factor, data.frame, complex, ...).
+// The kind of `x`; throws Error(kUsage) naming its class or type for
+// anything else: character, list, complex, ..., and classed vectors other
+// than matrix, array and integer64 (factor, Date, POSIXct, difftime, ts,
+// data.frame, ...), which would otherwise arrive as bare numbers.
 RKind ClassifyInput(SEXP x);
 
 // The dtype a vector gets when none is asked: double -> float64, integer ->
 // int32, logical -> bool, raw -> uint8, integer64 -> int64.
 Dtype DefaultDtype(RKind kind);
 
-// True if R's bytes are already the dtype's bytes (no conversion needed).
-bool SameBytes(RKind kind, Dtype dtype);
+// The dtype of R's own bytes: float64 (double), int32 (integer, logical),
+// uint8 (raw), int64 (integer64).
+Dtype SourceDtype(RKind kind);
 
 // Bytes per element as R stores them.
 size_t RItemSize(RKind kind);
 
-// Converts `count` elements starting at R index `first` (0-based) of R data
-// `src` to `dst` in dtype `to`. Throws Error(kUsage) for values that do not
-// fit.
-void ConvertFromR(RKind from, const void* src, Dtype to, void* dst, uint64_t count, uint64_t first);
+// The elements of `x` (of kind `kind`) as the core reads them: R's memory,
+// its storage dtype, named "data" from 1, with R's missing values. `x` must
+// stay protected while the source is used.
+InputSource RSource(SEXP x, RKind kind);
 
 // The elements of a double, integer, logical or raw vector (materialising
 // an ALTREP vector that has no data pointer yet); nullptr for other types.
@@ -54,6 +62,6 @@ const void* RData(SEXP x);
 std::vector<uint64_t> ShapeOf(SEXP x);
 
 // The float32 bit pattern that stands for R's NA.
-inline constexpr uint32_t kFloat32NA = 0x7FC007A2u;
+inline constexpr uint32_t kFloat32NA = kFloat32Missing;
 
 }  // namespace pyrmap::r

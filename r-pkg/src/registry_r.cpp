@@ -112,6 +112,7 @@ SEXP ArrayToR(const OpenedPage& p, size_t i) {
   src.mapping = p.mapping;
   src.data = p.data(i);
   src.length = static_cast<R_xlen_t>(a.desc.count);
+  src.dir = p.info.dir;
   src.segment = p.info.segment;
   src.offset = a.desc.offset;
   src.generation = p.info.generation;
@@ -187,7 +188,7 @@ SEXP ListToR(const OpenedPage& p) {
 // be reused by another object once R collects the first, so a match is
 // trusted only after comparing the contents with the page (a read, no copy).
 struct PageRef {
-  std::string ns, var, segment;
+  std::string ns, var, dir, segment;
   uint64_t generation;
   uint64_t offset;
   uint64_t nbytes;
@@ -197,11 +198,16 @@ std::unordered_map<const void*, PageRef>& Registered() {
   return m;
 }
 
-void ForgetPage(const std::string& ns, const std::string& var) {
+void ForgetPage(const std::string& dir, const std::string& ns, const std::string& var) {
   auto& m = Registered();
   for (auto it = m.begin(); it != m.end();)
-    it = (it->second.ns == ns && it->second.var == var) ? m.erase(it) : std::next(it);
+    it = (it->second.dir == dir && it->second.ns == ns && it->second.var == var) ? m.erase(it)
+                                                                              : std::next(it);
 }
+
+// The segment directory argument: "" for the default (PYRMAP_SEGMENT_DIR,
+// else /dev/shm), "RAM", "DISK" or a path (segment_dir.h).
+SegmentDir DirArg(SEXP x) { return SegmentDir::Choose(StringArg(x, "segment directory")); }
 
 // list(ok = FALSE, kind, message), raised as a classed condition in R.
 // (Called from Entry's catch block: `e` is alive, but an R error here is an
@@ -220,16 +226,16 @@ SEXP Fail(const Error& e) {
 namespace pyrmap::r {
 
 // For run_python(): the page that holds registered object `x` unchanged, if
-// any (segment name and payload offset), else false.
-bool RegisteredPayload(SEXP x, std::string* segment, uint64_t* offset) {
+// any (its directory, segment name and payload offset), else false.
+bool RegisteredPayload(SEXP x, std::string* dir, std::string* segment, uint64_t* offset) {
   const void* data = RData(x);
   auto it = Registered().find(data);
   if (it == Registered().end()) return false;
   const PageRef& ref = it->second;
   if (static_cast<uint64_t>(XLENGTH(x)) * RItemSize(ClassifyInput(x)) != ref.nbytes) return false;
   try {
-    Segment seg = Segment::Open(ref.segment, false);
-    PageInfo now = ReadPageInfo(ref.segment);
+    Segment seg = Segment::Open(SegmentDir::Open(ref.dir), ref.segment, false);
+    PageInfo now = ReadPageInfo(seg);
     if (now.generation != ref.generation) return false;
     if (ref.nbytes > 0) {
       Mapping m = seg.Map(MapMode::kReadOnly, ref.offset, ref.nbytes);
@@ -238,6 +244,7 @@ bool RegisteredPayload(SEXP x, std::string* segment, uint64_t* offset) {
   } catch (const std::exception&) {
     return false;
   }
+  *dir = ref.dir;
   *segment = ref.segment;
   *offset = ref.offset;
   return true;
@@ -289,10 +296,12 @@ SEXP Build(F&& f) {
 }  // namespace
 
 // Copies `x` (a supported vector/matrix/array, or a list of them when it is
-// a list) into the page (ns, var). Returns list(ok, segment, generation).
-extern "C" SEXP pyrmap_register(SEXP ns_, SEXP var_, SEXP x) {
+// a list) into the page (ns, var) in segment directory `dir`. Returns
+// list(ok, segment, generation, dir) (dir: the directory's path).
+extern "C" SEXP pyrmap_register(SEXP ns_, SEXP var_, SEXP x, SEXP dir_) {
   return Guarded([&] {
     const std::string ns = StringArg(ns_, "namespace"), var = StringArg(var_, "variable name");
+    const SegmentDir dir = DirArg(dir_);
     const bool is_list = TYPEOF(x) == VECSXP && !Rf_isFrame(x);
     std::vector<PageArray> arrays;
     std::vector<SEXP> parts;
@@ -311,31 +320,32 @@ extern "C" SEXP pyrmap_register(SEXP ns_, SEXP var_, SEXP x) {
     }
     std::vector<const void*> ptrs;
     for (SEXP p : parts) ptrs.push_back(RData(p));  // may materialise ALTREP: before the core runs
-    PageInfo info = CreatePage(ns, var, is_list, arrays, [&](size_t i, Segment& seg, uint64_t off) {
+    PageInfo info = CreatePage(dir, ns, var, is_list, arrays, [&](size_t i, Segment& seg, uint64_t off) {
       seg.Write(off, ptrs[i], arrays[i].desc.nbytes);
     });
     // Remember the object, so that run_python(x) needs no copy.
     if (!is_list && info.arrays[0].desc.nbytes > 0)
-      Registered()[ptrs[0]] = PageRef{ns, var, info.segment, info.generation, info.arrays[0].desc.offset,
-                                      info.arrays[0].desc.nbytes};
+      Registered()[ptrs[0]] = PageRef{ns, var, info.dir, info.segment, info.generation,
+                                      info.arrays[0].desc.offset, info.arrays[0].desc.nbytes};
     const std::string generation = GenerationText(info.generation);
     return Build([&] {
-      SEXP out = PROTECT(NamedList({"ok", "segment", "generation"}));
+      SEXP out = PROTECT(NamedList({"ok", "segment", "generation", "dir"}));
       SetField(out, "ok", Rf_ScalarLogical(TRUE));
       SetField(out, "segment", Str(info.segment));
       SetField(out, "generation", Str(generation));
+      SetField(out, "dir", Str(info.dir));
       UNPROTECT(1);
       return out;
     });
   });
 }
 
-// Maps (ns, var) and returns list(ok, value = view or list of views,
-// generation).
-extern "C" SEXP pyrmap_open(SEXP ns_, SEXP var_) {
+// Maps (ns, var) of segment directory `dir` and returns list(ok, value =
+// view or list of views, generation).
+extern "C" SEXP pyrmap_open(SEXP ns_, SEXP var_, SEXP dir_) {
   return Guarded([&] {
     const std::string ns = StringArg(ns_, "namespace"), var = StringArg(var_, "variable name");
-    OpenedPage p = OpenPage(ns, var, MapMode::kPrivate);
+    OpenedPage p = OpenPage(DirArg(dir_), ns, var, MapMode::kPrivate);
     CheckArrays(p);
     const std::string generation = GenerationText(p.info.generation);
     SEXP value = PROTECT(p.info.is_list ? ListToR(p) : ArrayToR(p, 0));
@@ -352,13 +362,15 @@ extern "C" SEXP pyrmap_open(SEXP ns_, SEXP var_) {
   });
 }
 
-// The current generation of (ns, var), or NA if it is not registered.
-extern "C" SEXP pyrmap_generation(SEXP ns_, SEXP var_) {
+// The current generation of (ns, var) in segment directory `dir`, or NA if
+// it is not registered (or cannot be read: pyrmap_open then says why).
+extern "C" SEXP pyrmap_generation(SEXP ns_, SEXP var_, SEXP dir_) {
   return Guarded([&] {
     const std::string ns = StringArg(ns_, "namespace"), var = StringArg(var_, "variable name");
+    const SegmentDir dir = DirArg(dir_);
     std::string generation;
     try {
-      PageInfo info = ReadPageInfo(PageName(ns, var));
+      PageInfo info = ReadPageInfo(dir, PageName(ns, var));
       if (info.ns == ns && info.var == var) generation = GenerationText(info.generation);
     } catch (const Error&) {
     }
@@ -366,21 +378,13 @@ extern "C" SEXP pyrmap_generation(SEXP ns_, SEXP var_) {
   });
 }
 
-// Metadata of (ns, var) without mapping it: list(ok, is_list, owner_pid,
-// arrays = list of list(type, dim, has_dim, length, name)).
-extern "C" SEXP pyrmap_page_info(SEXP ns_, SEXP var_) {
+// Metadata of (ns, var) in segment directory `dir` without mapping it:
+// list(ok, is_list, owner_pid, arrays = list of list(type, dim, has_dim,
+// length, name)).
+extern "C" SEXP pyrmap_page_info(SEXP ns_, SEXP var_, SEXP dir_) {
   return Guarded([&] {
     const std::string ns = StringArg(ns_, "namespace"), var = StringArg(var_, "variable name");
-    const Error missing(ErrorKind::kNotFound,
-                        fmt::format("variable '{}' of namespace '{}' is not registered", var, ns));
-    PageInfo info;
-    try {
-      info = ReadPageInfo(PageName(ns, var));
-    } catch (const Error& e) {
-      if (e.sys_errno() == ENOENT) throw missing;
-      throw;
-    }
-    if (info.ns != ns || info.var != var) throw missing;
+    PageInfo info = FindPage(DirArg(dir_), ns, var).info;
     static const char* kTypes[] = {"double", "integer", "logical", "raw", "integer64"};
     std::vector<const char*> types;
     for (const PageArray& a : info.arrays) types.push_back(kTypes[static_cast<int>(TagKind(a.tag))]);
@@ -409,12 +413,14 @@ extern "C" SEXP pyrmap_page_info(SEXP ns_, SEXP var_) {
   });
 }
 
-// Removes (ns, var) if this session owns it: list(ok, removed).
-extern "C" SEXP pyrmap_release(SEXP ns_, SEXP var_) {
+// Removes (ns, var) of segment directory `dir` if this session owns it:
+// list(ok, removed).
+extern "C" SEXP pyrmap_release(SEXP ns_, SEXP var_, SEXP dir_) {
   return Guarded([&] {
     const std::string ns = StringArg(ns_, "namespace"), var = StringArg(var_, "variable name");
-    ForgetPage(ns, var);
-    const bool removed = ReleasePage(ns, var);
+    const SegmentDir dir = DirArg(dir_);
+    ForgetPage(dir.path(), ns, var);
+    const bool removed = ReleasePage(dir, ns, var);
     return Build([&] {
       SEXP out = PROTECT(NamedList({"ok", "removed"}));
       SetField(out, "ok", Rf_ScalarLogical(TRUE));
@@ -491,8 +497,8 @@ extern "C" SEXP pyrmap_slice(SEXP m, SEXP margin, SEXP j) {
 }
 
 // If `x` is a view of a whole registered variable (a page of one array,
-// still registered with the same generation): list(ns, var, generation).
-// Else NULL.
+// still registered with the same generation): list(ns, var, generation,
+// dir). Else NULL.
 extern "C" SEXP pyrmap_view_page(SEXP x) {
   const ViewSource* v = ViewOf(x);
   if (!v || v->generation == 0) return R_NilValue;
@@ -500,7 +506,7 @@ extern "C" SEXP pyrmap_view_page(SEXP x) {
       [&]() -> SEXP {
         PageInfo info;
         try {
-          info = ReadPageInfo(v->segment);
+          info = ReadPageInfo(SegmentDir::Open(v->dir), v->segment);
         } catch (const Error&) {
           return R_NilValue;
         }
@@ -510,10 +516,11 @@ extern "C" SEXP pyrmap_view_page(SEXP x) {
           return R_NilValue;
         const std::string generation = GenerationText(info.generation);
         return Build([&] {
-          SEXP out = PROTECT(NamedList({"ns", "var", "generation"}));
+          SEXP out = PROTECT(NamedList({"ns", "var", "generation", "dir"}));
           SetField(out, "ns", Str(info.ns));
           SetField(out, "var", Str(info.var));
           SetField(out, "generation", Str(generation));
+          SetField(out, "dir", Str(info.dir));
           UNPROTECT(1);
           return out;
         });
@@ -522,15 +529,16 @@ extern "C" SEXP pyrmap_view_page(SEXP x) {
 }
 
 // Whether `x` is a view, and of which segment (for tests and diagnostics):
-// list(segment, offset, length, address), or NULL.
+// list(segment, offset, length, address, dir), or NULL.
 extern "C" SEXP pyrmap_view_info(SEXP x) {
   const ViewSource* v = ViewOf(x);
   if (!v) return R_NilValue;
   return Guarded([&] {
     const std::string address = fmt::format("{}", static_cast<const void*>(v->data));
     return Build([&] {
-      SEXP out = PROTECT(NamedList({"segment", "offset", "length", "address"}));
+      SEXP out = PROTECT(NamedList({"segment", "offset", "length", "address", "dir"}));
       SetField(out, "segment", Str(v->segment));
+      SetField(out, "dir", Str(v->dir));
       SetField(out, "offset", Rf_ScalarReal(static_cast<double>(v->offset)));
       SetField(out, "length", Rf_ScalarReal(static_cast<double>(v->length)));
       SetField(out, "address", Str(address));
@@ -540,13 +548,19 @@ extern "C" SEXP pyrmap_view_info(SEXP x) {
   });
 }
 
-// Removes the segments of dead owners (any pyrmap segment of this user);
-// returns their names.
-extern "C" SEXP pyrmap_collect_garbage() {
+// Removes the segments of dead owners (any pyrmap segment of this user) in
+// the known segment directories and in `dirs` (character: "RAM", "DISK" or
+// paths); returns their names.
+extern "C" SEXP pyrmap_collect_garbage(SEXP dirs_) {
   return Guarded([&] {
+    std::vector<std::string> extra;
+    if (TYPEOF(dirs_) == STRSXP)
+      for (R_xlen_t i = 0; i < XLENGTH(dirs_); ++i)
+        if (STRING_ELT(dirs_, i) != NA_STRING)
+          extra.push_back(ResolveSegmentDir(Rf_translateCharUTF8(STRING_ELT(dirs_, i))));
     std::vector<std::string> names;
     try {
-      for (const auto& s : CollectGarbage()) names.push_back(s.name);
+      for (const auto& s : CollectGarbage(KnownSegmentDirs(extra))) names.push_back(s.name);
     } catch (const Error&) {
     }
     return Build([&] {
@@ -600,4 +614,25 @@ extern "C" SEXP pyrmap_view_memory() {
 extern "C" SEXP pyrmap_leave_process_group() {
   if (getpgrp() != getpid()) setpgid(0, 0);  // fails harmlessly for a session leader
   return Rf_ScalarLogical(getpgrp() == getpid());
+}
+
+// The segment directory `choice` ("" / "RAM" / "DISK" / a path) stands for,
+// opened and checked ("DISK" made if needed): list(ok, dir) or an error list.
+extern "C" SEXP pyrmap_choose_segment_dir(SEXP choice_) {
+  return Guarded([&] {
+    const std::string dir = DirArg(choice_).path();
+    return Build([&] {
+      SEXP out = PROTECT(NamedList({"ok", "dir"}));
+      SetField(out, "ok", Rf_ScalarLogical(TRUE));
+      SetField(out, "dir", Str(dir));
+      UNPROTECT(1);
+      return out;
+    });
+  });
+}
+
+// Removes this user's segments whose owner is dead (cheap; at load time).
+// Returns how many. Never fails.
+extern "C" SEXP pyrmap_remove_dead_segments() {
+  return Rf_ScalarReal(static_cast<double>(RemoveDeadSegments()));
 }

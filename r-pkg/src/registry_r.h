@@ -16,9 +16,9 @@
 namespace pyrmap::r {
 
 // If `x` is an object registered with registerVariables() whose page still
-// exists with the same contents as `x`, sets the page's segment name and the
-// payload's byte offset and returns true.
-bool RegisteredPayload(SEXP x, std::string* segment, uint64_t* offset);
+// exists with the same contents as `x`, sets the page's segment directory,
+// segment name and the payload's byte offset and returns true.
+bool RegisteredPayload(SEXP x, std::string* dir, std::string* segment, uint64_t* offset);
 
 // ---- how R objects are described in pages (and in a call's packed data) ----
 

@@ -42,50 +42,43 @@ void CheckInterrupt() {
 // may have been released, and the name registered again with other data).
 bool PageStillHolds(const ViewSource& v) {
   try {
-    return ReadPageInfo(v.segment).generation == v.generation;
+    return ReadPageInfo(SegmentDir::Open(v.dir), v.segment).generation == v.generation;
   } catch (const Error&) {
     return false;
   }
 }
 
-// The run's input: handed over without a copy when `x` is a view of a named
-// segment with the same bytes; else written once (converted if asked).
+// The run's input. Handed over without a copy when `x` is a view of a named
+// segment, or a registered variable, whose bytes are already the dtype's;
+// its elements are then scanned for NA the dtype cannot hold (as the
+// conversion would refuse it). Else the core writes it once, converting
+// from R's storage (input.h).
 Input MakeInput(SEXP x, RKind kind, Dtype to) {
-  Input in;
-  in.desc = ArrayDesc::Make(to, ShapeOf(x), Order::kF);
-  const ViewSource* v = ViewOf(x);
-  if (v && !v->segment.empty() && SameBytes(kind, to) && v->offset % kPayloadAlignment == 0 &&
-      PageStillHolds(*v)) {
-    in.segment = v->segment;
-    in.desc.offset = v->offset;
-    return in;
-  }
-  if (!v && SameBytes(kind, to)) {
-    std::string segment;
+  InputSource src = RSource(x, kind);
+  const ArrayDesc desc = ArrayDesc::Make(to, ShapeOf(x), Order::kF);
+  if (src.dtype == to) {
+    std::string dir, segment;
     uint64_t offset = 0;
-    if (RegisteredPayload(x, &segment, &offset)) {
-      in.segment = segment;
+    if (const ViewSource* v = ViewOf(x)) {
+      if (!v->segment.empty() && v->offset % kPayloadAlignment == 0 && PageStillHolds(*v)) {
+        dir = v->dir;
+        segment = v->segment;
+        offset = v->offset;
+      }
+    } else {
+      RegisteredPayload(x, &dir, &segment, &offset);  // leaves `segment` empty when not registered
+    }
+    if (!segment.empty()) {
+      RefuseMissing(src.dtype, src.data, desc.count, 0, to, src.rules);
+      Input in;
+      in.desc = desc;
       in.desc.offset = offset;
+      in.segment = segment;
+      in.segment_dir = dir;
       return in;
     }
   }
-  const uint8_t* src = static_cast<const uint8_t*>(RData(x));
-  const uint64_t count = in.desc.count;
-  in.fill = [src, kind, to, count](Segment& seg, void (*check)(void*), void* arg) {
-    if (SameBytes(kind, to)) {
-      seg.Write(0, src, count * ItemSize(to), check, arg);
-      return;
-    }
-    const uint64_t chunk = uint64_t{1} << 20;
-    std::vector<uint8_t> buf(chunk * ItemSize(to));
-    for (uint64_t i = 0; i < count; i += chunk) {
-      if (check) check(arg);
-      uint64_t k = std::min(chunk, count - i);
-      ConvertFromR(kind, src + i * RItemSize(kind), to, buf.data(), k, i);
-      seg.Write(i * ItemSize(to), buf.data(), k * ItemSize(to));
-    }
-  };
-  return in;
+  return SourceInput(std::move(src), desc);
 }
 
 // ---- the sentinels of NA on the way back --------------------------------
@@ -305,7 +298,7 @@ SEXP ResultToR(const Result& r, bool want_integer64, bool bit64_available, SEXP 
 // bytes).
 SEXP ErrorInfo(const Error& e) {
   SEXP out = PROTECT(NamedList({"ok", "kind", "message", "script", "python_type", "traceback",
-                                "exit_status", "signal"}));
+                                "exit_status", "signal", "warnings"}));
   SetField(out, "ok", Rf_ScalarLogical(FALSE));
   SetField(out, "kind", Str(ErrorKindName(e.kind())));
   SetField(out, "message", Str(e.what()));
@@ -314,6 +307,10 @@ SEXP ErrorInfo(const Error& e) {
   SetField(out, "traceback", Str(e.python_traceback()));
   SetField(out, "exit_status", Rf_ScalarInteger(e.exit_status()));
   SetField(out, "signal", Rf_ScalarInteger(e.signal()));
+  std::vector<std::string> warnings;
+  for (const std::string& w : e.warnings())
+    warnings.push_back(fmt::format("script '{}': {}", e.script(), w));
+  SetField(out, "warnings", StrVec(warnings));
   UNPROTECT(1);
   return out;
 }
@@ -324,13 +321,14 @@ SEXP ErrorInfo(const Error& e) {
 void pyrmap_init_views(DllInfo* dll) { InitViewClasses(dll); }
 
 // Runs `scripts` over `data` in `mode` ("run", "shared" or "pipeline"), on
-// the warm workers of `pool` (a pool handle) unless it is NULL.
+// the warm workers of `pool` (a pool handle) unless it is NULL; a one-shot
+// run makes its segments in `segment_dir` ("", "RAM", "DISK" or a path).
 // Returns list(ok = TRUE, results = <list of R objects>) or an error list.
 // [[Rcpp::export(.pyrmap_run)]]
 SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, std::string dtype,
                 std::string python, std::string package_dir, double timeout, int jobs,
                 bool keep_intermediate, std::vector<std::string> args, bool bit64_available,
-                SEXP pool) {
+                SEXP pool, std::string segment_dir) {
   std::vector<Result> results;
   bool input_integer64 = false;
   try {
@@ -353,6 +351,7 @@ SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, s
     o.result_order = ResultOrder::kF;
     o.result_map = MapMode::kPrivate;
     o.jobs = jobs;
+    o.segment_dir = segment_dir;
     o.on_stdout = [](std::string_view s) { Rprintf("%.*s", static_cast<int>(s.size()), s.data()); };
     o.on_stderr = [](std::string_view s) { REprintf("%.*s", static_cast<int>(s.size()), s.data()); };
     o.check_interrupt = CheckInterrupt;
@@ -390,11 +389,16 @@ SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, s
     for (size_t i = 0; i < results.size(); ++i)
       SET_VECTOR_ELT(list, static_cast<R_xlen_t>(i),
                      ResultToR(results[i], input_integer64, bit64_available, data, input_na));
+    std::vector<std::string> warnings;
+    for (const Result& r : results)
+      for (const std::string& w : r.warnings)
+        warnings.push_back(fmt::format("script '{}': {}", r.script.Display(), w));
     SEXP out = R_NilValue;
     RCall([&] {
-      out = PROTECT(NamedList({"ok", "results"}));
+      out = PROTECT(NamedList({"ok", "results", "warnings"}));
       SetField(out, "ok", Rf_ScalarLogical(TRUE));
       SetField(out, "results", list);
+      SetField(out, "warnings", StrVec(warnings));
       UNPROTECT(1);
     });
     return out;

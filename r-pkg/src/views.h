@@ -28,9 +28,11 @@ struct ViewSource {
   std::shared_ptr<Mapping> mapping;  // keeps the memory mapped
   const uint8_t* data = nullptr;     // first element
   R_xlen_t length = 0;
-  // The named segment holding the elements and their byte offset in it, so
-  // that the view can be handed to Python without a copy. Empty when the
-  // segment has no name any more (a run_python result).
+  // The named segment holding the elements (its directory and name) and
+  // their byte offset in it, so that the view can be handed to Python
+  // without a copy. Empty when the segment has no name any more (a
+  // run_python result).
+  std::string dir;
   std::string segment;
   uint64_t offset = 0;
   uint64_t generation = 0;  // registry page generation (0: not a page)

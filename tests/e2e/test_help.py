@@ -1,25 +1,61 @@
-"""--help on every subcommand lists the exit codes; --version the release."""
+"""--help on every subcommand lists the exit codes, from the same table as
+README.md's; --version gives the one release number every part carries."""
 
 import os
 import re
+import subprocess
 
 import pytest
 
-from conftest import REPO
+from conftest import NUMPY_PYTHON, REPO
 
 SUBCOMMANDS = ["run", "shared", "pipeline", "ls", "gc"]
-EXIT_CODES = ["0  success", "2  usage error", "3  the script failed", "4  the script exceeded --timeout",
-              "5  protocol error", "6  system error", "7  the Python interpreter",
-              "130/143  interrupted by SIGINT/SIGTERM"]
+
+
+def exit_code_table(cli, fmt):
+    o = cli("--exit-code-table=" + fmt)
+    assert o.rc == 0 and o.stderr == "", o
+    return o.out
+
+
+def test_exit_code_table_has_every_code(cli):
+    rows = [l for l in exit_code_table(cli, "markdown").splitlines()[2:]]
+    codes = [r.split("|")[1].strip() for r in rows]
+    assert codes == ["0", "1", "2", "3", "4", "5", "6", "7", "128+N"], rows
+    # The text form is the same table: the same codes and meanings, without
+    # markdown's code quotes.
+    text = exit_code_table(cli, "text").splitlines()
+    assert len(text) == len(rows)
+    for md, line in zip(rows, text):
+        code, meaning = [c.strip() for c in md.split("|")[1:3]]
+        assert line.split(None, 1) == [code, meaning.replace("`", "")], (md, line)
+
+
+def test_readme_exit_code_table_is_the_commands(cli):
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    section = readme[readme.index("### Exit codes"):]
+    start = section.index("| code |")
+    end = section.index("\n\n", start)
+    assert section[start:end + 1] == exit_code_table(cli, "markdown")
 
 
 @pytest.mark.parametrize("args", [["--help"]] + [[sub, "--help"] for sub in SUBCOMMANDS])
-def test_help_lists_exit_codes(cli, args):
+def test_help_ends_with_the_exit_code_table(cli, args):
     o = cli(*args)
     assert o.rc == 0, o
-    assert "Exit codes:" in o.out, o
-    for line in EXIT_CODES:
-        assert line in o.out, (line, o)
+    assert o.out.endswith("Exit codes:\n" + exit_code_table(cli, "text")), o
+
+
+def test_exit_code_table_rejects_an_unknown_format(cli):
+    o = cli("--exit-code-table=html")
+    assert o.rc == 2, o
+    assert "html" in o.stderr and o.out == "", o
+
+
+def test_hidden_options_are_not_in_the_help(cli):
+    o = cli("--help")
+    assert "--exit-code-table" not in o.out and "--protocol-constants" not in o.out, o
 
 
 def test_top_level_help_lists_subcommands(cli):
@@ -28,14 +64,36 @@ def test_top_level_help_lists_subcommands(cli):
         assert re.search(r"^\s+%s\s" % sub, o.out, re.M), (sub, o)
 
 
+def read(*parts):
+    with open(os.path.join(REPO, *parts), encoding="utf-8") as f:
+        return f.read()
+
+
+def release():
+    """The release number, from its one definition: src/version.h."""
+    return re.search(r'^#define PYRMAP_VERSION "([^"]+)"$', read("src", "version.h"), re.M).group(1)
+
+
 def test_version(cli):
-    with open(os.path.join(REPO, "src", "version.h")) as f:
-        version = re.search(r'#define PYRMAP_VERSION "([^"]+)"', f.read()).group(1)
     for flag in ("--version", "-V"):
         o = cli(flag)
         assert o.rc == 0, o
-        assert o.out.startswith("pyrmap %s " % version), o
+        assert o.out.startswith("pyrmap %s " % release()), o
         assert re.search(r"exchange header \d+\.\d+", o.out), o
+
+
+def test_every_part_carries_the_release_of_version_h():
+    version = release()
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version), version
+    pyproject = re.search(r'^version = "([^"]+)"$', read("python", "pyproject.toml"), re.M).group(1)
+    assert pyproject == version, "python/pyproject.toml"
+    description = re.search(r"^Version: (\S+)$", read("r-pkg", "DESCRIPTION"), re.M).group(1)
+    assert description == version, "r-pkg/DESCRIPTION"
+    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "python"), PYTHONDONTWRITEBYTECODE="1")
+    p = subprocess.run([NUMPY_PYTHON, "-c", "import pyrmap; print(pyrmap.__version__)"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == version, "python/pyrmap/__init__.py"
 
 
 @pytest.mark.parametrize("args,needle", [

@@ -47,11 +47,12 @@ def test_orphan_is_listed_dead_and_collected(cli, spawn, scripts, work):
     try:
         # While pyrmap lives, its segments are listed with a live owner.
         o, rows = ls_rows(cli)
-        assert o.lines()[0].split() == ["NAME", "HOLDS", "OWNER", "SIZE", "AGE"], o
+        assert o.lines()[0].split() == ["NAME", "HOLDS", "OWNER", "SIZE", "AGE", "DIR"], o
         for name in mine:
             assert "%d (alive)" % proc.pid in rows[name], o
-            # HOLDS: a call segment's role, the end of its name.
+            # HOLDS: a call segment's role, the end of its name; DIR last.
             assert rows[name].split()[1] == name.split("-", 4)[4], o
+            assert rows[name].split()[-1] == "/dev/shm", o
 
         proc.kill()  # SIGKILL pyrmap itself, not the script: nothing cleans up
         proc.wait(timeout=10)

@@ -50,7 +50,7 @@ def fresh_process_state(monkeypatch):
     """In-process runs share module globals; each test starts clean and
     without any PYRMAP_* variable from the environment."""
     for var in (_meta.ENV_META, _meta.ENV_DATA, _meta.ENV_RESULT, _meta.ENV_READY_FD,
-                _meta.ENV_FUNCTION):
+                _meta.ENV_FUNCTION, _meta.ENV_SEGMENT_DIR):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(_meta, "_ready", None)
     monkeypatch.setattr(_runtime, "_recorded", None)

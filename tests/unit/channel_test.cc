@@ -17,6 +17,12 @@ using namespace pyrmap;
 
 namespace {
 
+// The segment directory of these tests.
+const SegmentDir& Shm() {
+  static const SegmentDir dir = SegmentDir::Open(kShmDir);
+  return dir;
+}
+
 double Seconds() {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -25,7 +31,7 @@ double Seconds() {
 
 struct Removed {
   std::string name;
-  ~Removed() { Segment::Remove(name); }
+  ~Removed() { Segment::Remove(Shm(), name); }
 };
 
 CallLayout Layout(uint64_t tasks, uint32_t workers) {
@@ -46,7 +52,7 @@ TEST_CASE("a call segment's header is read back as written, and its regions do n
   l.out_size = 5000;
   l.data_size = 10000;
   l.chunk_seconds = 0.25;
-  CallShared c = CallShared::Create(name, l);
+  CallShared c = CallShared::Create(Shm(), name, l);
   const CallLayout& w = c.layout();
   CHECK(w.slots_offset == kCallHeaderSize);
   CHECK(w.out_offset >= w.slots_offset + 3 * kSlotSize);
@@ -60,7 +66,7 @@ TEST_CASE("a call segment's header is read back as written, and its regions do n
   c.WriteObjects({w.data_offset, w.data_offset + 64});
   CHECK_THROWS_AS(c.WriteObjects({1}), Error);
 
-  CallShared o = CallShared::Open(name);
+  CallShared o = CallShared::Open(Shm(), name);
   CHECK(o.layout().tasks == 1000);
   CHECK(o.layout().workers == 3);
   CHECK(o.layout().chunk_seconds == 0.25);
@@ -91,7 +97,7 @@ TEST_CASE("a call is settled when its tasks are done, one failed, a worker broke
   for (int how = 0; how < 4; ++how) {
     const std::string name = NewCallPrefix() + "-call";
     Removed guard{name};
-    CallShared c = CallShared::Create(name, Layout(10, 2));
+    CallShared c = CallShared::Create(Shm(), name, Layout(10, 2));
     CHECK_FALSE(c.Settled());
     uint64_t first, count;
     if (how == 0) {
@@ -112,35 +118,56 @@ TEST_CASE("a call is settled when its tasks are done, one failed, a worker broke
 TEST_CASE("a call segment that is not ours, not private, or damaged is refused") {
   const std::string name = NewCallPrefix() + "-call";
   Removed guard{name};
-  CallShared c = CallShared::Create(name, Layout(10, 1));
+  CallShared c = CallShared::Create(Shm(), name, Layout(10, 1));
   // Readable by others: refused (another user could have written it).
   REQUIRE(fchmod(c.segment().fd(), 0644) == 0);
   try {
-    CallShared::Open(name);
+    CallShared::Open(Shm(), name);
     FAIL("opened a segment of mode 0644");
   } catch (const Error& e) {
-    CHECK(e.kind() == ErrorKind::kUsage);
+    CHECK(e.kind() == ErrorKind::kSystem);
     CHECK(std::string(e.what()).find(name) != std::string::npos);
-    CHECK(std::string(e.what()).find("mode 644") != std::string::npos);
+    CHECK(std::string(e.what()).find("mode 0644") != std::string::npos);
   }
   REQUIRE(fchmod(c.segment().fd(), 0600) == 0);
-  CHECK_NOTHROW(CallShared::Open(name));
+  CHECK_NOTHROW(CallShared::Open(Shm(), name));
   const uint8_t junk[8] = {'n', 'o', 't', ' ', 'a', 'c', 'a', 'l'};
   c.segment().Write(0, junk, 8);
   try {
-    CallShared::Open(name);
+    CallShared::Open(Shm(), name);
     FAIL("opened a segment with a bad magic");
   } catch (const Error& e) {
     CHECK(e.kind() == ErrorKind::kProtocol);
     CHECK(std::string(e.what()).find("bad magic") != std::string::npos);
   }
-  CHECK_THROWS_AS(CallShared::Open(name + "-missing"), Error);
+  CHECK_THROWS_AS(CallShared::Open(Shm(), name + "-missing"), Error);
+}
+
+TEST_CASE("a call segment named by its path is found in its directory; a path without one is refused") {
+  const std::string name = NewCallPrefix() + "-call";
+  Removed guard{name};
+  CallShared c = CallShared::Create(Shm(), name, Layout(5, 2));
+  const SegmentPath p = SplitSegmentPath(Shm().PathOf(name));
+  CHECK(p.dir.path() == kShmDir);
+  CHECK(p.name == name);
+  CHECK(CallShared::Open(p.dir, p.name).layout().tasks == 5);
+  for (const std::string bad : {name, std::string("/dev/shm/")}) {
+    try {
+      SplitSegmentPath(bad);
+      FAIL("split '" << bad << "'");
+    } catch (const Error& e) {
+      CHECK(e.kind() == ErrorKind::kUsage);
+      CHECK(std::string(e.what()).find(bad) != std::string::npos);
+    }
+  }
+  // A directory that is not one: SegmentDir::Open's error, naming it.
+  CHECK_THROWS_AS(SplitSegmentPath("/nonexistent-pyrmap-dir/" + name), Error);
 }
 
 TEST_CASE("chunks are guided shares of what is left, capped, and stop at a cancel or a failure") {
   const std::string name = NewCallPrefix() + "-call";
   Removed guard{name};
-  CallShared c = CallShared::Create(name, Layout(100, 2));
+  CallShared c = CallShared::Create(Shm(), name, Layout(100, 2));
   uint64_t first = 0, count = 0;
   REQUIRE(c.Claim(1000, &first, &count));
   CHECK(first == 0);
@@ -162,7 +189,7 @@ TEST_CASE("chunks are guided shares of what is left, capped, and stop at a cance
 
   const std::string name2 = NewCallPrefix() + "-call";
   Removed guard2{name2};
-  CallShared d = CallShared::Create(name2, Layout(3, 4));
+  CallShared d = CallShared::Create(Shm(), name2, Layout(3, 4));
   CHECK(d.Claim(1000, &first, &count));
   CHECK(count == 1);
   d.Cancel();
@@ -174,7 +201,7 @@ TEST_CASE("processes claiming at once get every task exactly once") {
   const std::string name = NewCallPrefix() + "-call";
   Removed guard{name};
   const uint64_t n = 200000;
-  CallShared c = CallShared::Create(name, Layout(n, 4));
+  CallShared c = CallShared::Create(Shm(), name, Layout(n, 4));
   int fds[2];
   REQUIRE(pipe(fds) == 0);
   std::vector<pid_t> kids;
@@ -182,7 +209,7 @@ TEST_CASE("processes claiming at once get every task exactly once") {
     pid_t pid = fork();
     if (pid == 0) {
       close(fds[0]);
-      CallShared mine = CallShared::Open(name);
+      CallShared mine = CallShared::Open(Shm(), name);
       uint64_t first, count;
       while (mine.Claim(k % 2 ? 3 : 1000, &first, &count)) {
         uint64_t rec[2] = {first, count};

@@ -30,6 +30,12 @@ using namespace pyrmap;
 
 namespace {
 
+// The segment directory of these tests.
+const SegmentDir& Shm() {
+  static const SegmentDir dir = SegmentDir::Open(kShmDir);
+  return dir;
+}
+
 volatile sig_atomic_t g_interrupted = 0;
 void OnInterrupt(int) { g_interrupted = 1; }
 
@@ -53,7 +59,7 @@ int EngineTestWorkerMain() {
       g_interrupted = 0;
       std::optional<CallShared> opened;
       try {
-        opened.emplace(CallShared::Open(name));
+        opened.emplace(CallShared::Open(Shm(), name));
       } catch (const Error&) {
         w.Finish();  // a call that is over already (this worker woke late)
         continue;
@@ -128,7 +134,7 @@ EngineOptions TestOptions(int workers) {
 struct Call {
   std::string name;
   std::unique_ptr<CallShared> shared;
-  ~Call() { Segment::Remove(name); }
+  ~Call() { Segment::Remove(Shm(), name); }
 };
 
 std::unique_ptr<Call> MakeCall(uint64_t tasks, uint32_t workers, const std::string& job) {
@@ -138,7 +144,7 @@ std::unique_ptr<Call> MakeCall(uint64_t tasks, uint32_t workers, const std::stri
   l.tasks = tasks;
   l.workers = workers;
   l.job_size = job.size();
-  c->shared = std::make_unique<CallShared>(CallShared::Create(c->name, l));
+  c->shared = std::make_unique<CallShared>(CallShared::Create(Shm(), c->name, l));
   c->shared->WriteJob(reinterpret_cast<const uint8_t*>(job.data()), job.size());
   c->shared->WriteObjects({});
   return c;

@@ -78,7 +78,7 @@ TEST_CASE("a timeout kills the whole process group promptly") {
   ExitStatus st = p.Wait(w, &timed_out);
   CHECK(timed_out);
   CHECK(st.signal == SIGKILL);
-  CHECK(Seconds() - t0 < 5);
+  CHECK(Seconds() - t0 < 20);  // far below the sleeps' 30 s, whatever the load
 }
 
 TEST_CASE("an interrupt while waiting kills the child and propagates") {

@@ -219,3 +219,21 @@ rscript_with_file_limit <- function(code, dir, blocks) {
                  shQuote(real_python()), shQuote(file.path(R.home("bin"), "Rscript")), shQuote(file))
   suppressWarnings(system2("sh", c("-c", shQuote(cmd)), stdout = TRUE))
 }
+
+# ---- scripts written by a test ------------------------------------------------
+
+# A fresh directory, removed when the calling test (or function) ends.
+local_dir <- function(pattern = "pyrmap-test", env = parent.frame()) {
+  withr::local_tempdir(pattern, .local_envir = env)
+}
+
+# Writes `dir`/`name`: a script whose @process_via_mmap function `process`
+# has `body` (lines, indented here) over its input `data`, after `imports`.
+# Returns the path.
+write_py <- function(dir, name, body, imports = c("import os, sys, time", "import numpy as np")) {
+  path <- file.path(dir, name)
+  writeLines(c(imports, "from pyrmap import process_via_mmap", "", "@process_via_mmap",
+               "def process(data):", paste0("    ", body), "",
+               "if __name__ == '__main__':", "    process()"), path)
+  path
+}

@@ -1,19 +1,9 @@
 # The Python process lives and dies with R; results of every shape cross.
 
 test_that("the Python process dies when R is killed with SIGKILL", {
-  dir <- tempfile("lifecycle")
-  dir.create(dir)
-  on.exit(unlink(dir, recursive = TRUE), add = TRUE)
-  script <- file.path(dir, "sleeper.py")
-  writeLines(c("import os, time",
-               "from pyrmap import process_via_mmap",
-               "@process_via_mmap",
-               "def process(data):",
-               "    open(os.environ['CHILD_PID'], 'w').write(str(os.getpid()))",
-               "    time.sleep(600)",
-               "    return data",
-               "if __name__ == '__main__':",
-               "    process()"), script)
+  dir <- local_dir()
+  script <- write_py(dir, "sleeper.py", c("open(os.environ['CHILD_PID'], 'w').write(str(os.getpid()))",
+                                          "time.sleep(600)", "return data"))
   r_pid_file <- file.path(dir, "r.pid")
   child_pid_file <- file.path(dir, "child.pid")
   log <- rscript_bg(c(
@@ -48,18 +38,9 @@ test_that("an interpreter that is not Python is an interpreter error, not a scri
 })
 
 test_that("a scalar result is a length-1 vector and feeds the next pipeline stage", {
-  dir <- tempfile("scalar")
-  dir.create(dir)
-  on.exit(unlink(dir, recursive = TRUE), add = TRUE)
-  write_script <- function(name, body) {
-    path <- file.path(dir, name)
-    writeLines(c("import numpy as np", "from pyrmap import process_via_mmap",
-                 "@process_via_mmap", "def process(input_data):", paste0("    ", body),
-                 "if __name__ == '__main__':", "    process()"), path)
-    path
-  }
-  total <- write_script("sum.py", "return np.sum(input_data)")
-  plus_one <- write_script("plus_one.py", "return input_data[0] + 1")
+  dir <- local_dir()
+  total <- write_py(dir, "sum.py", "return np.sum(data)")
+  plus_one <- write_py(dir, "plus_one.py", "return data[0] + 1")
   expect_identical(run_python(c(1, 2, 3), total), 6)
   expect_identical(run_python_pipeline(c(1, 2, 3), c(total, plus_one)), 7)
   both <- run_python_pipeline(c(1, 2, 3), c(total, plus_one), keep_intermediate = TRUE)
@@ -68,9 +49,7 @@ test_that("a scalar result is a length-1 vector and feeds the next pipeline stag
 })
 
 test_that("text that is not valid UTF-8 from a script still makes a valid message", {
-  dir <- tempfile("utf8")
-  dir.create(dir)
-  on.exit(unlink(dir, recursive = TRUE), add = TRUE)
+  dir <- local_dir()
   script <- file.path(dir, "bytes.py")
   writeLines(c("import os, sys",
                "sys.stderr.buffer.write(b'raw \\xff\\xfe bytes\\n')",

@@ -75,9 +75,7 @@ test_that("a timeout kills and replaces the worker", {
 
 test_that("Ctrl-C in R interrupts a pool call and leaves a working pool", {
   skip_on_os(c("windows", "mac", "solaris"))
-  dir <- tempfile("pool-interrupt")
-  dir.create(dir)
-  on.exit(unlink(dir, recursive = TRUE), add = TRUE)
+  dir <- local_dir()
   pid_file <- file.path(dir, "pid")
   out_file <- file.path(dir, "out.rds")
   log <- rscript_bg(c(
@@ -102,9 +100,7 @@ test_that("Ctrl-C in R interrupts a pool call and leaves a working pool", {
 })
 
 test_that("the workers die with R, even when R is killed", {
-  dir <- tempfile("pool-kill")
-  dir.create(dir)
-  on.exit(unlink(dir, recursive = TRUE), add = TRUE)
+  dir <- local_dir()
   out_file <- file.path(dir, "pids")
   rscript_bg(c(
     "library(pyrmap)",
@@ -144,15 +140,10 @@ test_that("a closed or collected pool leaves no process", {
 })
 
 test_that("shared data runs its scripts at once, one per worker", {
-  dir <- tempfile("pool-shared")
-  dir.create(dir)
-  on.exit(unlink(dir, recursive = TRUE), add = TRUE)
-  times <- file.path(dir, "times.py")
-  writeLines(c("import time", "from pyrmap import process_via_mmap",
-               "@process_via_mmap", "def process(data):",
-               "    t0 = time.time()", "    time.sleep(2)", "    return [t0, time.time()]"), times)
-  other <- file.path(dir, "times2.py")
-  file.copy(times, other)
+  dir <- local_dir()
+  body <- c("t0 = time.time()", "time.sleep(2)", "return [t0, time.time()]")
+  times <- write_py(dir, "times.py", body)
+  other <- write_py(dir, "times2.py", body)
   pool <- python_pool(workers = 2)
   on.exit(close(pool), add = TRUE)
   r <- run_python_shared_data(1, c(times, other), pool = pool, jobs = 2)
@@ -163,17 +154,9 @@ test_that("shared data runs its scripts at once, one per worker", {
 })
 
 test_that("a pipeline runs in one worker and a scalar stage feeds the next", {
-  dir <- tempfile("pool-pipeline")
-  dir.create(dir)
-  on.exit(unlink(dir, recursive = TRUE), add = TRUE)
-  write <- function(name, body) {
-    path <- file.path(dir, name)
-    writeLines(c("import numpy as np", "from pyrmap import process_via_mmap",
-                 "@process_via_mmap", "def process(input_data):", paste0("    ", body)), path)
-    path
-  }
-  total <- write("sum.py", "return np.sum(input_data)")
-  plus_one <- write("plus_one.py", "return input_data[0] + 1")
+  dir <- local_dir()
+  total <- write_py(dir, "sum.py", "return np.sum(data)")
+  plus_one <- write_py(dir, "plus_one.py", "return data[0] + 1")
   pool <- python_pool()
   on.exit(close(pool), add = TRUE)
   expect_identical(run_python_pipeline(c(1, 2, 3), c(total, plus_one), pool = pool), 7)
@@ -182,15 +165,12 @@ test_that("a pipeline runs in one worker and a scalar stage feeds the next", {
 })
 
 test_that("a script is loaded again when its file changes", {
-  script <- tempfile(fileext = ".py")
-  on.exit(unlink(script), add = TRUE)
-  body <- function(k) c("from pyrmap import process_via_mmap", "@process_via_mmap",
-                        "def process(data):", sprintf("    return data * %d", k))
-  writeLines(body(2), script)
+  dir <- local_dir()
+  script <- write_py(dir, "times.py", "return data * 2")
   pool <- python_pool()
   on.exit(close(pool), add = TRUE)
   expect_identical(run_python(3, script, pool = pool), 6)
-  writeLines(body(3), script)
+  write_py(dir, "times.py", "return data * 3")
   Sys.setFileTime(script, Sys.time() + 5)
   expect_identical(run_python(3, script, pool = pool), 9)
 })

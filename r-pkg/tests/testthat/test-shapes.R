@@ -7,7 +7,7 @@ test_that("matrices of every type round-trip with dim and dimnames", {
   dn <- list(c("r1", "r2"), c("a", "b", "c"))
   mats <- list(
     matrix(c(1.5, -2, 3, 4, 5, 6), 2, dimnames = dn),
-    matrix(c(1L, NA, 3L, 4L, 5L, 6L), 2, dimnames = dn),
+    matrix(c(1L, -2L, 3L, 4L, 5L, 6L), 2, dimnames = dn),
     matrix(c(TRUE, FALSE, TRUE, TRUE, FALSE, FALSE), 2, dimnames = dn),
     matrix(as.raw(1:6), 2, dimnames = dn))
   for (m in mats) expect_identical(run_python(m, py("identity.py")), m)

@@ -1,5 +1,6 @@
 # Doubles round-trip bit for bit, NA, NaN, Inf, -Inf and -0 included; R's
-# missing values keep their meaning in every dtype that can hold them.
+# missing values keep their meaning in every dtype that can hold them (the
+# float types), and are refused by the others.
 
 shm_at_start <- shm_snapshot()
 
@@ -36,16 +37,18 @@ test_that("float32 keeps NA, NaN, the infinities and -0", {
   expect_identical(py_eval(x, "np.isnan(data)", "float32"), c(TRUE, TRUE, rep(FALSE, 6)))
 })
 
-test_that("NA_integer_ survives int32 and int64; Python sees the sentinels", {
+test_that("NA_integer_ is refused as int32 and int64 (no sentinel reaches Python); float64 keeps it", {
   x <- c(NA, 0L, -.Machine$integer.max, .Machine$integer.max)
-  res <- run_python(x, py("identity.py"), "int32")
-  expect_identical(res, x)
-  expect_identical(py_eval(x, "data == np.iinfo(np.int32).min"), c(TRUE, FALSE, FALSE, FALSE))
-  expect_identical(run_python(x, py("identity.py"), "int64"), as.double(x))
-  expect_identical(py_eval(x, "data == np.iinfo(np.int64).min", "int64"), c(TRUE, FALSE, FALSE, FALSE))
-  # A double NA becomes the integer NA, a logical NA too.
-  expect_identical(run_python(c(NA, 2), py("identity.py"), "int32"), c(NA, 2L))
-  expect_identical(run_python(c(NA, TRUE), py("identity.py"), "int32"), c(NA, 1L))
+  expect_pyrmap_error(run_python(x, py("identity.py"), "int32"), "pyrmap_usage_error", "data\\[1\\] is NA")
+  expect_pyrmap_error(run_python(x, py("identity.py"), "int64"), "pyrmap_usage_error", "data\\[1\\] is NA")
+  expect_identical(run_python(x, py("identity.py"), "float64"), as.double(x))
+  expect_identical(py_eval(x, "np.isnan(data)", "float64"), c(TRUE, FALSE, FALSE, FALSE))
+  # The extremes that are values pass as int32 and int64.
+  expect_identical(run_python(x[-1L], py("identity.py"), "int32"), x[-1L])
+  expect_identical(run_python(x[-1L], py("identity.py"), "int64"), as.double(x[-1L]))
+  # A double NA and a logical NA are refused as int32 too.
+  expect_pyrmap_error(run_python(c(NA, 2), py("identity.py"), "int32"), "pyrmap_usage_error", "data\\[1\\] is NA")
+  expect_pyrmap_error(run_python(c(NA, TRUE), py("identity.py"), "int32"), "pyrmap_usage_error", "data\\[1\\] is NA")
 })
 
 test_that("-2^31 and -2^63 in a result come back exactly, unless they carry the input's NA", {
@@ -55,10 +58,13 @@ test_that("-2^31 and -2^63 in a result come back exactly, unless they carry the 
   expect_identical(py_eval(c(4L, 7L), "np.where(data == 4, np.int32(np.iinfo(np.int32).min), data)"),
                    c(-2^31, 7))
   expect_identical(py_eval(1, "np.array([np.iinfo(np.int64).min, 1], dtype=np.int64)"), c(-2^63, 1))
-  # When the input held NA, the sentinels are how NA travelled: NA.
-  expect_identical(py_eval(c(NA, 1L), "np.array([np.iinfo(np.int32).min, 1], dtype=np.int32)"), c(NA, 1L))
+  # When the input held NA (it reaches Python as NaN: only float dtypes
+  # take it), the sentinels in a result read back as NA.
+  expect_identical(py_eval(c(NA, 1L), "np.array([np.iinfo(np.int32).min, 1], dtype=np.int32)", "float64"),
+                   c(NA, 1L))
   expect_identical(py_eval(c(1, NA), "np.array([np.iinfo(np.int32).min, 1], dtype=np.int32)"), c(NA, 1L))
-  expect_identical(py_eval(c(TRUE, NA), "np.array([np.iinfo(np.int64).min, 1], dtype=np.int64)", "int32"), c(NA, 1))
+  expect_identical(py_eval(c(TRUE, NA), "np.array([np.iinfo(np.int64).min, 1], dtype=np.int64)", "float32"),
+                   c(NA, 1))
   # -2^63 beside a value beyond 2^53: neither a double nor integer64 can
   # hold both exactly: an error naming both.
   err <- expect_pyrmap_error(py_eval(1, "np.array([1, 2**53 + 1, -2**63], dtype=np.int64)"),
@@ -70,7 +76,7 @@ test_that("-2^31 and -2^63 in a result come back exactly, unless they carry the 
   err <- expect_pyrmap_error(py_eval(bit64::as.integer64(1:2), "np.array([-2**63, 1], dtype=np.int64)"),
                              "pyrmap_usage_error", "result\\[1\\] = -9223372036854775808")
   expect_match(conditionMessage(err), "integer64 input")
-  with_na <- py_eval(bit64::as.integer64(c(1, NA)), "np.array([-2**63, 1], dtype=np.int64)")
+  with_na <- py_eval(bit64::as.integer64(c(1, NA)), "np.array([-2**63, 1], dtype=np.int64)", "float64")
   expect_identical(as.character(with_na), c(NA, "1"))
 })
 

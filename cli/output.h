@@ -1,0 +1,52 @@
+// output.h — writing results: as text on stdout, or to a file (.npy, raw
+// bytes or text), or one file per result in a directory.
+//
+// Writing to a path never replaces what is there with something else:
+//  - a device, a FIFO or another non-regular file is opened and written in
+//    place (so `-o /dev/null` stays the null device, a FIFO feeds its
+//    reader);
+//  - a symlink is followed, as the kernel follows it (fs.protected_symlinks
+//    applies): its final target gets the data and the link stays a link;
+//  - a regular file (or a new one) is written to a fresh temporary name in
+//    the target's own directory (created exclusively, never through a
+//    symlink) and renamed over the target, so a failure never leaves half a
+//    file; an existing file keeps its mode (and, when we are root, its owner
+//    and group), a new one gets 0666 minus the umask. (Like any atomic save,
+//    this gives the name a new inode: other hard links keep the old data.)
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "error.h"
+#include "options.h"
+#include "run.h"
+
+namespace pyrmap::cli {
+
+// The format a result is written in: `format` unless it is "auto", else
+// text for stdout (empty or "-"), npy for a path ending in ".npy", raw for
+// any other path.
+std::string FormatFor(const std::string& path, const std::string& format);
+
+// Checks, before any script runs, that the outputs can be written: the
+// output file's directory (or, for a device or FIFO, the file itself), or
+// the output directory, exists and is writable. Throws Error(kUsage).
+void CheckOutputWritable(const OutputOptions& o);
+
+// Writes one result to `path` (empty or "-": stdout) in `format` (see
+// FormatFor). Throws Error(kSystem) naming the path, the call and errno.
+void WriteResult(const Result& r, const std::string& path, const std::string& format);
+
+// Writes several results: into dir/<k>-<stem>.<ext> when output_dir is set
+// (k counts from `first_number`: a pipeline's final stage alone keeps its
+// stage number), else as text blocks on stdout headed by "== <title> ==".
+void WriteResults(const std::vector<Result>& results, const std::vector<std::string>& titles,
+                  const OutputOptions& o, size_t first_number = 1);
+
+// Prints the scripts' Python warnings on stderr, one line each:
+// "pyrmap: warning: script 'a.py': UserWarning: text (a.py:3)".
+void ReportWarnings(const std::vector<Result>& results);
+void ReportWarnings(const Error& e);
+
+}  // namespace pyrmap::cli
