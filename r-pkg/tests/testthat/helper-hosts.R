@@ -29,9 +29,19 @@ enter_host <- function() normalizePath(testthat::test_path("hosts", "enter-host"
 local_hosts <- function(names, env = parent.frame()) {
   base <- tempfile("pyrmap-hosts")
   dir.create(base)
-  sh <- function(...) {
-    status <- system2("sh", c("-c", shQuote(paste(...))), stdout = FALSE, stderr = FALSE)
-    if (!identical(status, 0L)) stop("simulated hosts: failed: ", paste(...))
+  # Runs a shell command, up to `tries` times (`undo()` after a failed one).
+  sh <- function(..., tries = 1L, undo = function() NULL) {
+    for (i in seq_len(tries)) {
+      out <- suppressWarnings(system2("sh", c("-c", shQuote(paste(..., "2>&1"))), stdout = TRUE))
+      if (is.null(attr(out, "status"))) return(invisible())
+      undo()
+    }
+    stop(sprintf("simulated hosts: failed (%d attempt(s)): %s: %s", tries, paste(...), paste(out, collapse = "\n")))
+  }
+  # What a failed attempt at host `h` may have bound.
+  unbind <- function(h) {
+    for (f in c("mnt", "ipc"))
+      system2("umount", shQuote(file.path(base, h, f)), stdout = FALSE, stderr = FALSE)
   }
   # The namespace files must live on a private mount to be bind-mounted.
   sh("mount --bind", shQuote(base), shQuote(base), "&& mount --make-private", shQuote(base))
@@ -46,9 +56,14 @@ local_hosts <- function(names, env = parent.frame()) {
   for (h in names) {
     dir.create(file.path(base, h))
     file.create(file.path(base, h, c("mnt", "ipc")))
+    # unshare (util-linux 2.38) binds the new namespaces onto the files from
+    # a helper process that can run before the namespace exists; the bind
+    # then fails ("mount /proc/PID/ns/mnt ... Invalid argument"), more often
+    # on a busy machine. Another attempt succeeds.
     sh("unshare", paste0("--mount=", shQuote(file.path(base, h, "mnt"))),
        paste0("--ipc=", shQuote(file.path(base, h, "ipc"))), "--propagation private",
-       "sh -c 'mount -t tmpfs -o size=2g,mode=1777 tmpfs /dev/shm'")
+       "sh -c 'mount -t tmpfs -o size=2g,mode=1777 tmpfs /dev/shm'", tries = 10L,
+       undo = function() unbind(h))
     made <- c(made, h)
   }
   withr::local_envvar(PYRMAP_TEST_HOSTS = base, .local_envir = env)
