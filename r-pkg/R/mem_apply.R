@@ -154,7 +154,23 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
   call <- new.env(parent = emptyenv())
   call$stuck <- integer()
   on.exit(.end_call(cl, id, call, is.null(CLUSTER)), add = TRUE, after = FALSE)
-  .check_nodes(.call_nodes(cl, .remote(".worker_start"), id, job), what, "could not start the call")
+  # Workers outside the master's shared memory (other hosts): the call's
+  # pages are sent to their domains first (see domains.R).
+  each <- NULL
+  if (!is.null(CLUSTER)) {
+    for (attempt in 1:2) {
+      dj <- .domain_jobs(cl, job, temp, what)
+      if (!is.null(dj)) on.exit(dj$cleanup(), add = TRUE)
+      each <- if (is.null(dj)) NULL else lapply(dj$jobs, function(j) list(id, j))
+      started <- .call_nodes(cl, .remote(".worker_start"), id, job, each = each)
+      moved <- vapply(started, inherits, logical(1), "pyrmap_domain_changed")
+      if (!any(moved) || attempt == 2L) break
+      .forget_domains(cl)  # a worker no longer shares what it did: look again
+    }
+    .check_nodes(started, what, "could not start the call")
+  } else {
+    .check_nodes(.call_nodes(cl, .remote(".worker_start"), id, job), what, "could not start the call")
+  }
   .dispatch(cl, id, n, what, if (kind == "apply") c("row", "column")[margin] else "element",
             nodes, call)
 }
@@ -439,15 +455,16 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
 # carries a tag of its own, so a stale reply still due from an interrupted
 # call is skipped, not taken for this call's. Returns one value per node, or
 # the error (a condition) for nodes that failed; the nodes in `no_wait` are
-# sent the call but their replies are not awaited (NULL).
-.call_nodes <- function(cl, fun, ..., no_wait = integer()) {
+# sent the call but their replies are not awaited (NULL). With `each` (a
+# list of argument lists, one per node), node i is sent each[[i]] instead.
+.call_nodes <- function(cl, fun, ..., no_wait = integer(), each = NULL) {
   send_call <- utils::getFromNamespace("sendCall", "parallel")
   recv_data <- utils::getFromNamespace("recvData", "parallel")
   args <- list(...)
   tag <- list(nodes_call = .next_counter(), pid = Sys.getpid())
   sent <- lapply(seq_along(cl), function(i) {
     tryCatch({
-      send_call(cl[[i]], fun, args, tag = tag)
+      send_call(cl[[i]], fun, if (is.null(each)) args else each[[i]], tag = tag)
       TRUE
     }, error = function(e) e)
   })
@@ -514,6 +531,9 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
 .fun_warn_bytes <- 64 * 1024^2
 
 .pack_fun <- function(FUN, what) {
+  # Without its source references: kept (as in an interactive session or a
+  # sourced file), they hold the whole source file's text.
+  if (is.function(FUN) && !is.primitive(FUN)) FUN <- utils::removeSource(FUN)
   bytes <- serialize(FUN, NULL)
   if (length(bytes) > .fun_warn_bytes)
     warning(sprintf(paste("%s: FUN takes %.0f MB with its environment, copied to every worker;",
@@ -539,6 +559,9 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
 # were never ended (an interrupted master) are released first.
 .worker_start <- function(id, job) {
   for (old in setdiff(names(.state$jobs), id)) .worker_end(old)
+  if (!is.null(job$domain_token) && !.reads_token(job$domain_token))
+    return(structure(class = c("pyrmap_domain_changed", "error", "condition"),
+                     list(message = "this worker no longer shares the memory of its domain", call = NULL)))
   ok <- FALSE
   on.exit(if (!ok) .release_job_views(job))  # e.g. a variable released meanwhile
   job$old_options <- options(pyrmap.segment_dir = job$dir)
