@@ -203,8 +203,11 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
     (identical(environment(FUN), globalenv()) || isNamespace(environment(FUN)) ||
      identical(environment(FUN), baseenv())))
   shape <- .out_shape(out, n)
-  if (is.null(CLUSTER)) .engine_call(job, objects, n, what, unit, shape, MAX.CORES)
-  else .cluster_call(CLUSTER, job, objects, n, what, unit, shape)
+  if (is.null(CLUSTER)) return(.engine_call(job, objects, n, what, unit, shape, MAX.CORES))
+  # Workers outside the master's shared memory (other hosts): see domains.R.
+  if (any(.domains(CLUSTER, what)$domain != 1L))
+    return(.domain_call(CLUSTER, job, objects, n, what, unit, out, shape))
+  .cluster_call(CLUSTER, job, objects, n, what, unit, shape)
 }
 
 # The chunks a worker claims: at most what takes about .chunk_seconds at
@@ -542,15 +545,16 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
 # carries a tag of its own, so a stale reply still due from an interrupted
 # call is skipped, not taken for this call's. Returns one value per node, or
 # the error (a condition) for nodes that failed; the nodes in `no_wait` are
-# sent the call but their replies are not awaited (NULL).
-.call_nodes <- function(cl, fun, ..., no_wait = integer()) {
+# sent the call but their replies are not awaited (NULL). With `each` (a
+# list of argument lists, one per node), node i is sent each[[i]] instead.
+.call_nodes <- function(cl, fun, ..., no_wait = integer(), each = NULL) {
   send_call <- utils::getFromNamespace("sendCall", "parallel")
   recv_data <- utils::getFromNamespace("recvData", "parallel")
   args <- list(...)
   tag <- list(nodes_call = .next_counter(), pid = Sys.getpid())
   sent <- lapply(seq_along(cl), function(i) {
     tryCatch({
-      send_call(cl[[i]], fun, args, tag = tag)
+      send_call(cl[[i]], fun, if (is.null(each)) args else each[[i]], tag = tag)
       TRUE
     }, error = function(e) e)
   })
@@ -616,6 +620,9 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
 .fun_warn_bytes <- 64 * 1024^2
 
 .pack_fun <- function(FUN, what) {
+  # Without its source references: kept (as in an interactive session or a
+  # sourced file), they hold the whole source file's text.
+  if (is.function(FUN) && !is.primitive(FUN)) FUN <- utils::removeSource(FUN)
   bytes <- serialize(FUN, NULL)
   if (length(bytes) > .fun_warn_bytes)
     warning(sprintf(paste("%s: FUN takes %.0f MB with its environment, copied to every worker;",

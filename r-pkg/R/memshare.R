@@ -130,6 +130,7 @@ releaseVariables <- function(namespace, variableNames) {
     .forget_view(key)
     .state$pages[[key]] <- NULL
   }
+  if (length(.state$domains)) .domain_forget_variables(namespace, variableNames)
   invisible(NULL)
 }
 
@@ -179,6 +180,9 @@ memshare_gc <- function(namespace, cluster = NULL) {
 .state$asked <- list()  # "ns.var" keys given to retrieveMetadata()
 .state$counter <- 0L
 .state$engine <- NULL
+.state$domains <- list()      # clusters' shared-memory domains (domains.R)
+.state$domain_token <- NULL
+.state$domain_jobs <- list()  # (worker) jobs of calls across domains
 
 # Entries are keyed without ambiguity ("a" + "b.c" and "a.b" + "c" are two
 # variables); viewList() and pageList() show them as memshare does,
@@ -241,6 +245,7 @@ memshare_gc <- function(namespace, cluster = NULL) {
   .state$pages <- list()
   .state$views <- list()
   .state$asked <- list()
+  .release_domain_token()
 }
 
 # Stops with a condition of class `class` (a pyrmap_error) naming the

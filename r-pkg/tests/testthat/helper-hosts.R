@@ -1,5 +1,5 @@
-# Simulated hosts for the multi-host tests: each "host" is a persistent mount
-# and IPC namespace with its own tmpfs on /dev/shm (unshare/nsenter, as
+# Simulated hosts for the multi-host tests: each "host" is a mount and IPC
+# namespace with its own tmpfs on /dev/shm (unshare/nsenter, as
 # root), so processes started there share no shared memory with this one.
 # Workers get there through makePSOCKcluster(..., rshcmd = enter_host()).
 
@@ -23,48 +23,37 @@ skip_without_hosts <- function() {
 # The rshcmd that starts a command in a simulated host.
 enter_host <- function() normalizePath(testthat::test_path("hosts", "enter-host"))
 
-# Makes the simulated hosts `names` for the calling test; they are taken
-# down when it ends (processes still inside keep their namespace alive, but
-# nothing is left mounted). Sets PYRMAP_TEST_HOSTS for enter_host().
-local_hosts <- function(names, env = parent.frame()) {
+# Makes the simulated hosts `names` (with a /dev/shm of `shm_size`) for the
+# calling test; they are taken
+# down when it ends (processes still inside keep their namespaces alive).
+# Each host is held by a process that unshared them and sleeps; its pid is
+# in <base>/<host>/pid, where enter-host finds it. Sets PYRMAP_TEST_HOSTS.
+local_hosts <- function(names, shm_size = "2g", env = parent.frame()) {
   base <- tempfile("pyrmap-hosts")
   dir.create(base)
-  # Runs a shell command, up to `tries` times (`undo()` after a failed one).
-  sh <- function(..., tries = 1L, undo = function() NULL) {
-    for (i in seq_len(tries)) {
-      out <- suppressWarnings(system2("sh", c("-c", shQuote(paste(..., "2>&1"))), stdout = TRUE))
-      if (is.null(attr(out, "status"))) return(invisible())
-      undo()
-    }
-    stop(sprintf("simulated hosts: failed (%d attempt(s)): %s: %s", tries, paste(...), paste(out, collapse = "\n")))
-  }
-  # What a failed attempt at host `h` may have bound.
-  unbind <- function(h) {
-    for (f in c("mnt", "ipc"))
-      system2("umount", shQuote(file.path(base, h, f)), stdout = FALSE, stderr = FALSE)
-  }
-  # The namespace files must live on a private mount to be bind-mounted.
-  sh("mount --bind", shQuote(base), shQuote(base), "&& mount --make-private", shQuote(base))
-  made <- character()
+  holders <- integer()
   withr::defer({
-    for (h in made)
-      for (f in c("mnt", "ipc"))
-        system2("umount", shQuote(file.path(base, h, f)), stdout = FALSE, stderr = FALSE)
-    system2("umount", shQuote(base), stdout = FALSE, stderr = FALSE)
+    if (length(holders)) tools::pskill(holders, tools::SIGKILL)
     unlink(base, recursive = TRUE)
   }, envir = env)
   for (h in names) {
-    dir.create(file.path(base, h))
-    file.create(file.path(base, h, c("mnt", "ipc")))
-    # unshare (util-linux 2.38) binds the new namespaces onto the files from
-    # a helper process that can run before the namespace exists; the bind
-    # then fails ("mount /proc/PID/ns/mnt ... Invalid argument"), more often
-    # on a busy machine. Another attempt succeeds.
-    sh("unshare", paste0("--mount=", shQuote(file.path(base, h, "mnt"))),
-       paste0("--ipc=", shQuote(file.path(base, h, "ipc"))), "--propagation private",
-       "sh -c 'mount -t tmpfs -o size=2g,mode=1777 tmpfs /dev/shm'", tries = 10L,
-       undo = function() unbind(h))
-    made <- c(made, h)
+    dir <- file.path(base, h)
+    dir.create(dir)
+    ready <- file.path(dir, "ready")
+    # (The holder ends by itself after an hour, should this session die first.)
+    inner <- paste0("mount -t tmpfs -o size=", shm_size, ",mode=1777 tmpfs /dev/shm && touch ", shQuote(ready),
+                    " && exec sleep 3600")
+    pid <- system2("sh", c("-c", shQuote(paste(
+      "unshare --mount --ipc --propagation private sh -c", shQuote(inner),
+      "</dev/null >/dev/null 2>&1 & echo $!"))), stdout = TRUE)
+    holders <- c(holders, as.integer(pid))
+    deadline <- Sys.time() + 60
+    while (!file.exists(ready)) {
+      if (Sys.time() > deadline || !file.exists(file.path("/proc", pid)))
+        stop("simulated hosts: host ", h, " did not start (unshare --mount --ipc)")
+      Sys.sleep(0.05)
+    }
+    writeLines(pid, file.path(dir, "pid"))
   }
   withr::local_envvar(PYRMAP_TEST_HOSTS = base, .local_envir = env)
   base
@@ -72,8 +61,8 @@ local_hosts <- function(names, env = parent.frame()) {
 
 # Runs `args` (a program and its arguments) inside simulated host `host`.
 in_host <- function(base, host, args, ...) {
-  system2("nsenter", c(paste0("--mount=", file.path(base, host, "mnt")),
-                       paste0("--ipc=", file.path(base, host, "ipc")), "--", args), ...)
+  pid <- readLines(file.path(base, host, "pid"))
+  system2("nsenter", c("-t", pid, "--mount", "--ipc", "--", args), ...)
 }
 
 # The names in a simulated host's /dev/shm.
