@@ -8,6 +8,7 @@
 
 #include "dtype.h"
 #include "header.h"
+#include "table.h"
 
 namespace pyrmap::cli {
 
@@ -45,6 +46,8 @@ std::string ProtocolConstantsJson() {
   num("OFF_OWNER_PID", off::kOwnerPid);
   num("OFF_WORKER_PID", off::kWorkerPid);
   num("OFF_RESULT_LOCATION", off::kResultLocation);
+  num("OFF_INPUT_KIND", off::kInputKind);
+  num("OFF_RESULT_KIND", off::kResultKind);
   num("OFF_INPUT", off::kInput);
   num("OFF_RESULT", off::kResult);
   num("OFF_ERROR_TYPE", off::kErrorType);
@@ -74,6 +77,44 @@ std::string ProtocolConstantsJson() {
   num("RESULT_IN_RESULT_SEGMENT", kResultInResultSegment);
   num("RESULT_IN_INPUT_SEGMENT", kResultInInputSegment);
   num("ERROR_FLAG_TRUNCATED", kErrorFlagTruncated);
+  num("FLAG_TABLES_SHIFT", kFlagTablesShift);
+  num("FLAG_TABLES_MASK", kFlagTablesMask);
+  num("TABLES_AUTO", kTablesAuto);
+  num("TABLES_PANDAS", kTablesPandas);
+  num("TABLES_NUMPY", kTablesNumpy);
+  num("FLAG_INPUT_REFS", kFlagInputRefs);
+  num("KIND_ARRAY", kKindArray);
+  num("KIND_TABLE", kKindTable);
+  // table.h
+  {
+    std::string m;
+    for (uint8_t b : kTableMagic) m += (m.empty() ? "" : ", ") + std::to_string(b);
+    kv.emplace_back("TABLE_MAGIC", "[" + m + "]");
+  }
+  num("TABLE_VERSION", kTableVersion);
+  num("TABLE_HEADER_SIZE", kTableHeaderSize);
+  num("TABLE_ENTRY_SIZE", kTableEntrySize);
+  num("NO_INDEX", kNoIndex);
+  num("KIND_ARRAY_ENTRY", static_cast<uint32_t>(EntryKind::kArray));
+  num("KIND_STRING", static_cast<uint32_t>(EntryKind::kString));
+  num("KIND_CATEGORY", static_cast<uint32_t>(EntryKind::kCategory));
+  num("KIND_DATETIME", static_cast<uint32_t>(EntryKind::kDatetime));
+  num("KIND_LIST", static_cast<uint32_t>(EntryKind::kList));
+  num("KIND_FRAME", static_cast<uint32_t>(EntryKind::kFrame));
+  num("KIND_NULL", static_cast<uint32_t>(EntryKind::kNull));
+  num("ROLE_ELEMENT", static_cast<uint32_t>(EntryRole::kElement));
+  num("ROLE_NAMES", static_cast<uint32_t>(EntryRole::kNames));
+  num("ROLE_LEVELS", static_cast<uint32_t>(EntryRole::kLevels));
+  num("ENTRY_MASKED", kEntryMasked);
+  num("ENTRY_NAMED", kEntryNamed);
+  num("ENTRY_ORDERED", kEntryOrdered);
+  num("ENTRY_INTEGER64", kEntryInteger64);
+  num("ENTRY_NO_TZONE", kEntryNoTzone);
+  num("UNIT_DAY", static_cast<uint32_t>(TimeUnit::kDay));
+  num("UNIT_SECOND", static_cast<uint32_t>(TimeUnit::kSecond));
+  num("UNIT_MILLI", static_cast<uint32_t>(TimeUnit::kMilli));
+  num("UNIT_MICRO", static_cast<uint32_t>(TimeUnit::kMicro));
+  num("UNIT_NANO", static_cast<uint32_t>(TimeUnit::kNano));
 
   std::string names, codes, sizes, typestrs;
   for (Dtype d : kDtypes) {

@@ -94,8 +94,10 @@ Input TextInput(const std::string& text, const InputLayout& layout, const std::s
   return SourceInput(std::move(src), InputGeometry(dtype, count, layout.shape, layout.order, name));
 }
 
-void Fill(const InputSource& src, Dtype to, uint64_t count, Segment& seg, void (*check)(void*),
-          void* arg) {
+}  // namespace
+
+void FillSource(const InputSource& src, Dtype to, uint64_t count, Segment& seg, uint64_t base,
+                void (*check)(void*), void* arg) {
   const std::string& name = src.rules.name;
   const size_t in_item = ItemSize(src.dtype), out_item = ItemSize(to);
   const bool same = src.dtype == to;
@@ -105,6 +107,9 @@ void Fill(const InputSource& src, Dtype to, uint64_t count, Segment& seg, void (
     // In-kernel copy: no user-space buffer, no page faults on our side.
     off_t off = static_cast<off_t>(src.file_offset);
     uint64_t left = count * in_item;
+    // sendfile writes at the segment descriptor's file position.
+    if (lseek(seg.fd(), static_cast<off_t>(base), SEEK_SET) < 0)
+      throw SystemError("copy input", name, "lseek", errno);
     while (left > 0) {
       if (check) check(arg);
       ssize_t n = sendfile(seg.fd(), *src.fd, &off, std::min(left, kSendfileChunk));
@@ -116,7 +121,7 @@ void Fill(const InputSource& src, Dtype to, uint64_t count, Segment& seg, void (
     return;
   }
   if (as_is) {
-    seg.Write(0, src.data, count * in_item, check, arg);
+    seg.Write(base, src.data, count * in_item, check, arg);
     return;
   }
   const uint64_t per_chunk = std::min(count, kChunkElements);
@@ -132,21 +137,19 @@ void Fill(const InputSource& src, Dtype to, uint64_t count, Segment& seg, void (
     }
     if (same) {
       RefuseMissing(src.dtype, from, k, i, to, src.rules);
-      seg.Write(i * out_item, from, k * out_item);
+      seg.Write(base + i * out_item, from, k * out_item);
     } else {
       ConvertElements(src.dtype, from, to, out_buf.data(), k, i, src.rules);
-      seg.Write(i * out_item, out_buf.data(), k * out_item);
+      seg.Write(base + i * out_item, out_buf.data(), k * out_item);
     }
   }
 }
-
-}  // namespace
 
 Input SourceInput(InputSource src, const ArrayDesc& desc) {
   Input in;
   in.desc = desc;
   in.fill = [src = std::move(src), to = desc.dtype, count = desc.count](
-                Segment& seg, void (*check)(void*), void* arg) { Fill(src, to, count, seg, check, arg); };
+                Segment& seg, void (*check)(void*), void* arg) { FillSource(src, to, count, seg, 0, check, arg); };
   return in;
 }
 

@@ -28,6 +28,9 @@ namespace pyrmap {
 // data segment or an existing segment that already holds the payload.
 struct Input {
   ArrayDesc desc;
+  // kKindArray: desc is the array; kKindTable: desc is uint8[n], a table
+  // block (table.h).
+  uint32_t kind = kKindArray;
   // Writes desc.nbytes bytes into `seg` at offset 0 (e.g. with seg.Write,
   // passing `check` through). Called once, after the first interpreter has
   // been started. May throw (a value that does not fit, a read error, or
@@ -84,6 +87,11 @@ Input FileInput(const std::string& path, const InputLayout& layout);
 // The same for bytes already read (stdin); `name` names them in messages.
 Input BytesInput(std::shared_ptr<const std::vector<uint8_t>> bytes, const InputLayout& layout,
                  const std::string& name);
+
+// Writes `count` elements of `src`, converted to `to`, into `seg` at byte
+// `offset` (the fill of SourceInput, at any offset). Throws as the fill does.
+void FillSource(const InputSource& src, Dtype to, uint64_t count, Segment& seg, uint64_t offset,
+                void (*check)(void*), void* arg);
 
 // The geometry of `count` elements of raw or text input: `shape` (whose
 // product must be count) or 1-D. Throws Error(kUsage) naming `name`.
