@@ -133,12 +133,12 @@
 #' @export
 run_python <- function(data, python_script_path, dtype = NULL, ..., fun = NULL,
                        timeout = NULL, python = NULL, args = character(), pool = NULL,
-                       segment_dir = NULL, path = NULL) {
+                       segment_dir = NULL, path = NULL, pandas = NULL) {
   .no_dots(...)
   .check_scalar_string(python_script_path, "python_script_path")
   .run(data, python_script_path, "run", dtype, fun, timeout, python, args,
        jobs = 1L, keep_intermediate = FALSE, pool = pool,
-       segment_dir = .segment_dir_arg(segment_dir, path))[[1L]]
+       segment_dir = .segment_dir_arg(segment_dir, path), pandas = pandas)[[1L]]
 }
 
 #' @rdname run_python
@@ -146,7 +146,7 @@ run_python <- function(data, python_script_path, dtype = NULL, ..., fun = NULL,
 run_python_shared_data <- function(data, script_paths, dtype = NULL, ..., jobs = 1L,
                                    fun = NULL, timeout = NULL, python = NULL,
                                    args = character(), pool = NULL, segment_dir = NULL,
-                                   path = NULL, python_scripts_paths) {
+                                   path = NULL, python_scripts_paths, pandas = NULL) {
   .no_dots(...)
   if (!missing(python_scripts_paths)) {
     if (!missing(script_paths)) .both_spellings("script_paths", "python_scripts_paths")
@@ -156,7 +156,7 @@ run_python_shared_data <- function(data, script_paths, dtype = NULL, ..., jobs =
   if (missing(data)) .usage_error("data is missing")
   res <- .run(data, script_paths, "shared", dtype, fun, timeout, python, args,
               jobs = jobs, keep_intermediate = FALSE, pool = pool,
-              segment_dir = .segment_dir_arg(segment_dir, path))
+              segment_dir = .segment_dir_arg(segment_dir, path), pandas = pandas)
   names(res) <- .result_names(script_paths)
   res
 }
@@ -167,7 +167,8 @@ run_python_pipeline <- function(data, script_paths, dtype = NULL, ...,
                                 keep_intermediate = FALSE, fun = NULL, timeout = NULL,
                                 python = NULL, args = character(), pool = NULL,
                                 segment_dir = NULL, path = NULL, initial_data,
-                                python_scripts_paths, required_intermediate_results) {
+                                python_scripts_paths, required_intermediate_results,
+                                pandas = NULL) {
   .no_dots(...)
   if (!missing(initial_data)) {
     if (!missing(data)) .both_spellings("data", "initial_data")
@@ -187,7 +188,7 @@ run_python_pipeline <- function(data, script_paths, dtype = NULL, ...,
     .usage_error("keep_intermediate must be TRUE or FALSE")
   res <- .run(data, script_paths, "pipeline", dtype, fun, timeout, python, args,
               jobs = 1L, keep_intermediate = keep_intermediate, pool = pool,
-              segment_dir = .segment_dir_arg(segment_dir, path))
+              segment_dir = .segment_dir_arg(segment_dir, path), pandas = pandas)
   if (!keep_intermediate) return(res[[1L]])
   names(res) <- .result_names(script_paths)
   res
@@ -244,7 +245,7 @@ pyrmap_command <- function() {
 # ---- internals --------------------------------------------------------------
 
 .run <- function(data, scripts, mode, dtype, fun, timeout, python, args, jobs,
-                 keep_intermediate, pool = NULL, segment_dir = "") {
+                 keep_intermediate, pool = NULL, segment_dir = "", pandas = NULL) {
   if (!is.character(scripts) || length(scripts) == 0L || anyNA(scripts) || !all(nzchar(scripts)))
     .usage_error("script paths must be a non-empty character vector")
   if (!is.null(dtype)) .check_scalar_string(dtype, "dtype")
@@ -263,12 +264,30 @@ pyrmap_command <- function() {
                       # jobs = Inf: all scripts at once (as.integer(Inf) would be NA).
                       as.integer(min(jobs, length(scripts))),
                       keep_intermediate, args, .bit64_available(),
-                      if (is.null(pool)) NULL else pool$xp, segment_dir)
+                      if (is.null(pool)) NULL else pool$xp, segment_dir, .tables_mode(pandas))
   .python_warnings(info$warnings, sys.call(-1L))
   if (!isTRUE(info$ok)) .raise(info, sys.call(-1L))
   res <- info$results
-  if (any(vapply(res, inherits, logical(1), "integer64"))) loadNamespace("bit64")
+  if (.has_integer64(res)) loadNamespace("bit64")
   res
+}
+
+# Whether x (or an element of x, at any depth) is an integer64.
+.has_integer64 <- function(x) {
+  if (inherits(x, "integer64")) return(TRUE)
+  if (is.list(x)) for (el in x) if (.has_integer64(el)) return(TRUE)
+  FALSE
+}
+
+# How data frames reach Python: `pandas` (TRUE, FALSE or NULL), else
+# getOption("pyrmap.pandas"), else NULL = auto (pandas when it can be
+# imported). The header's codes: 0 auto, 1 pandas, 2 numpy only.
+.tables_mode <- function(pandas) {
+  if (is.null(pandas)) pandas <- getOption("pyrmap.pandas")
+  if (is.null(pandas)) return(0L)
+  if (!is.logical(pandas) || length(pandas) != 1L)
+    .usage_error("pandas must be TRUE (data frames as pandas.DataFrame), FALSE (dicts of numpy arrays) or NULL (pandas when it can be imported)")
+  if (is.na(pandas)) 0L else if (pandas) 1L else 2L
 }
 
 # "script.py" + fun "f" -> "script.py::f".
