@@ -34,7 +34,8 @@ def header_from_spec(spec):
     return H.Header(spec["version_major"], spec["version_minor"], spec["state"], spec["flags"],
                     spec["owner_pid"], spec["worker_pid"], desc_from_spec(spec["input"]),
                     desc_from_spec(spec["result"]), spec["error_type"], spec["error_text"],
-                    spec["error_truncated"], spec["result_location"])
+                    spec["error_truncated"], spec["result_location"], spec["input_kind"],
+                    spec["result_kind"])
 
 
 def test_golden_set_is_complete():
