@@ -85,7 +85,7 @@ std::string ProtocolConstantsJson() {
   num("FLAG_INPUT_REFS", kFlagInputRefs);
   num("KIND_ARRAY", kKindArray);
   num("KIND_TABLE", kKindTable);
-  // table.h
+  // table.h (python/pyrmap/_table.py, without the prefix)
   {
     std::string m;
     for (uint8_t b : kTableMagic) m += (m.empty() ? "" : ", ") + std::to_string(b);
@@ -94,27 +94,31 @@ std::string ProtocolConstantsJson() {
   num("TABLE_VERSION", kTableVersion);
   num("TABLE_HEADER_SIZE", kTableHeaderSize);
   num("TABLE_ENTRY_SIZE", kTableEntrySize);
-  num("NO_INDEX", kNoIndex);
-  num("KIND_ARRAY_ENTRY", static_cast<uint32_t>(EntryKind::kArray));
-  num("KIND_STRING", static_cast<uint32_t>(EntryKind::kString));
-  num("KIND_CATEGORY", static_cast<uint32_t>(EntryKind::kCategory));
-  num("KIND_DATETIME", static_cast<uint32_t>(EntryKind::kDatetime));
-  num("KIND_LIST", static_cast<uint32_t>(EntryKind::kList));
-  num("KIND_FRAME", static_cast<uint32_t>(EntryKind::kFrame));
-  num("KIND_NULL", static_cast<uint32_t>(EntryKind::kNull));
-  num("ROLE_ELEMENT", static_cast<uint32_t>(EntryRole::kElement));
-  num("ROLE_NAMES", static_cast<uint32_t>(EntryRole::kNames));
-  num("ROLE_LEVELS", static_cast<uint32_t>(EntryRole::kLevels));
-  num("ENTRY_MASKED", kEntryMasked);
-  num("ENTRY_NAMED", kEntryNamed);
-  num("ENTRY_ORDERED", kEntryOrdered);
-  num("ENTRY_INTEGER64", kEntryInteger64);
-  num("ENTRY_NO_TZONE", kEntryNoTzone);
-  num("UNIT_DAY", static_cast<uint32_t>(TimeUnit::kDay));
-  num("UNIT_SECOND", static_cast<uint32_t>(TimeUnit::kSecond));
-  num("UNIT_MILLI", static_cast<uint32_t>(TimeUnit::kMilli));
-  num("UNIT_MICRO", static_cast<uint32_t>(TimeUnit::kMicro));
-  num("UNIT_NANO", static_cast<uint32_t>(TimeUnit::kNano));
+  num("TABLE_NO_INDEX", kNoIndex);
+  num("TABLE_MAX_ENTRIES", kMaxTableEntries);
+  num("TABLE_IN_BLOCK", kInBlock);
+  num("TABLE_IN_INPUT", kInInput);
+  num("TABLE_KIND_ARRAY", static_cast<uint32_t>(EntryKind::kArray));
+  num("TABLE_KIND_STRING", static_cast<uint32_t>(EntryKind::kString));
+  num("TABLE_KIND_CATEGORY", static_cast<uint32_t>(EntryKind::kCategory));
+  num("TABLE_KIND_DATETIME", static_cast<uint32_t>(EntryKind::kDatetime));
+  num("TABLE_KIND_LIST", static_cast<uint32_t>(EntryKind::kList));
+  num("TABLE_KIND_FRAME", static_cast<uint32_t>(EntryKind::kFrame));
+  num("TABLE_KIND_NULL", static_cast<uint32_t>(EntryKind::kNull));
+  num("TABLE_ROLE_ELEMENT", static_cast<uint32_t>(EntryRole::kElement));
+  num("TABLE_ROLE_NAMES", static_cast<uint32_t>(EntryRole::kNames));
+  num("TABLE_ROLE_LEVELS", static_cast<uint32_t>(EntryRole::kLevels));
+  num("TABLE_ENTRY_MASKED", kEntryMasked);
+  num("TABLE_ENTRY_NAMED", kEntryNamed);
+  num("TABLE_ENTRY_ORDERED", kEntryOrdered);
+  num("TABLE_ENTRY_INTEGER64", kEntryInteger64);
+  num("TABLE_ENTRY_NO_TZONE", kEntryNoTzone);
+  num("TABLE_ENTRY_LOCAL_TIME", kEntryLocalTime);
+  num("TABLE_UNIT_DAY", static_cast<uint32_t>(TimeUnit::kDay));
+  num("TABLE_UNIT_SECOND", static_cast<uint32_t>(TimeUnit::kSecond));
+  num("TABLE_UNIT_MILLI", static_cast<uint32_t>(TimeUnit::kMilli));
+  num("TABLE_UNIT_MICRO", static_cast<uint32_t>(TimeUnit::kMicro));
+  num("TABLE_UNIT_NANO", static_cast<uint32_t>(TimeUnit::kNano));
 
   std::string names, codes, sizes, typestrs;
   for (Dtype d : kDtypes) {

@@ -59,7 +59,10 @@
 //             in a uint8 buffer, 0-based, -1 missing; levels: its child of
 //             role kLevels (a string entry without a mask).
 //   datetime  data: int64 `unit`s since 1970-01-01 00:00 UTC, INT64_MIN
-//             missing; the time zone names an IANA zone ("": naive).
+//             missing; the time zone names an IANA zone ("": naive). R
+//             reads a naive one as UTC, unless flag kEntryNoTzone (an R
+//             POSIXct without a tzone attribute) or kEntryLocalTime (tzone
+//             "", R's local time) says how it came from R.
 //   list      its children are its elements (named: flag kEntryNamed).
 //   frame     children of role kElement are its columns (length = rows);
 //             one child of role kNames its row names (a string entry or an
@@ -111,6 +114,7 @@ inline constexpr uint32_t kEntryNamed = 1u << 1;
 inline constexpr uint32_t kEntryOrdered = 1u << 2;
 inline constexpr uint32_t kEntryInteger64 = 1u << 3;
 inline constexpr uint32_t kEntryNoTzone = 1u << 4;
+inline constexpr uint32_t kEntryLocalTime = 1u << 5;
 
 enum class TimeUnit : uint32_t { kDay = 0, kSecond = 1, kMilli = 2, kMicro = 3, kNano = 4 };
 

@@ -407,8 +407,9 @@ class Writer:
         i = self._entry(T.KIND_FRAME, parent, role, name, length=nrows)
         for col_name, col in zip(names, columns):
             hint = {"integer64": col_name in r.get("integer64", ()),
-                    "date": col_name in r.get("date", ()),
-                    "tzone": r.get("tzone", {}).get(col_name, "UTC")}
+                    "date": col_name in r.get("date", ())}
+            if col_name in r.get("tzone", {}):
+                hint["tzone"] = r["tzone"][col_name]
             c = self.vector(col, i, T.ROLE_ELEMENT, col_name,
                             "column '%s' of %s" % (col_name, what), hint=hint)
             ce = self.t.entries[c]
@@ -419,13 +420,13 @@ class Writer:
                                       and _default_index(pd, index)):
             values = _index_values(pd, index, what) if pd is not None and isinstance(
                 index, pd.Index) else np.asarray(index)
+            if len(set(values.tolist())) != len(values):
+                raise ResultTypeError("cannot store %s: its index has duplicates, and R's "
+                                      "row names must be unique" % what)
             if values.dtype.kind in "iu":
                 if len(values) and (values.min() <= INT32_NA or values.max() > 2**31 - 1):
                     raise ResultTypeError("cannot store %s: its integer row names do not fit "
                                           "R's integer" % what)
-                if len(np.unique(values)) != len(values):
-                    raise ResultTypeError("cannot store %s: its index has duplicates, and R's "
-                                          "row names must be unique" % what)
                 self.vector(values.astype(np.int32), i, T.ROLE_NAMES, "", "the index of " + what)
             else:
                 self.vector(values, i, T.ROLE_NAMES, "", "the index of " + what, strings_only=True)
@@ -644,13 +645,16 @@ class Writer:
                 days = np.where(ints == INT64_NA, INT64_NA, ints // factor)
                 ints, code = days, T.UNIT_DAY
         flags = 0
-        if not tz:
-            tzone = hint.get("tzone", "UTC")
+        if not tz and code != T.UNIT_DAY and "tzone" in hint:
+            # A naive column that came from an R POSIXct goes back with its
+            # tzone: none, "" (R's local time) or the zone it had.
+            tzone = hint["tzone"]
             if tzone is None:
                 flags |= T.ENTRY_NO_TZONE
-                tz = ""
+            elif tzone == "":
+                flags |= T.ENTRY_LOCAL_TIME
             else:
-                tz = tzone if code != T.UNIT_DAY else ""
+                tz = tzone
         i = self._entry(T.KIND_DATETIME, parent, role, name, length=len(ints), unit=code, tz=tz,
                         flags=flags)
         self.t.entries[i].buffer = self._plain(ints, H.DTYPE_INT64, H.ORDER_C, what)
@@ -798,7 +802,7 @@ def plan_size_hint(value) -> bool:
                                              pd.api.extensions.ExtensionArray)):
         return True
     if isinstance(value, np.ndarray):
-        return value.dtype.kind in "OUSMm" or value.dtype.fields is not None
+        return value.dtype.kind in "OUSMm" and value.dtype.fields is None
     if isinstance(value, list):
         try:
             return np.asarray(value).dtype.kind in "OUM"

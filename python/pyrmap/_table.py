@@ -32,6 +32,8 @@ HEADER_SIZE = 64
 ENTRY_SIZE = 64
 NO_INDEX = 0xFFFFFFFF
 MAX_ENTRIES = 1 << 24
+IN_BLOCK = 0
+IN_INPUT = 1
 
 KIND_ARRAY = 1
 KIND_STRING = 2
@@ -52,6 +54,7 @@ ENTRY_NAMED = 1 << 1
 ENTRY_ORDERED = 1 << 2
 ENTRY_INTEGER64 = 1 << 3
 ENTRY_NO_TZONE = 1 << 4
+ENTRY_LOCAL_TIME = 1 << 5
 
 UNIT_DAY = 0
 UNIT_SECOND = 1
@@ -62,9 +65,6 @@ UNIT_CODES = {"D": UNIT_DAY, "s": UNIT_SECOND, "ms": UNIT_MILLI, "us": UNIT_MICR
               "ns": UNIT_NANO}
 UNIT_NAMES = {v: k for k, v in UNIT_CODES.items()}
 
-# Where a buffer of a result table lies (the u32 at +12 of its ArrayDesc).
-IN_BLOCK = 0
-IN_INPUT = 1
 
 _HEAD = struct.Struct("<8sIIII QQQQQ")
 _ENTRY = struct.Struct("<IIIIQIIIIIIII8x")

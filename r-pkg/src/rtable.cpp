@@ -298,9 +298,10 @@ class Builder {
     if (tz == R_NilValue) {
       t.entries[e].flags |= kEntryNoTzone;
     } else {
-      if (TYPEOF(tz) != STRSXP || XLENGTH(tz) < 1 || STRING_ELT(tz, 0) == NA_STRING)
-        Usage(fmt::format("{} is a POSIXct whose tzone attribute is not a string", what));
+      if (TYPEOF(tz) != STRSXP || XLENGTH(tz) != 1 || STRING_ELT(tz, 0) == NA_STRING)
+        Usage(fmt::format("{} is a POSIXct whose tzone attribute is not one string", what));
       t.entries[e].tz = Utf8(STRING_ELT(tz, 0), "the tzone of " + what);
+      if (t.entries[e].tz.empty()) t.entries[e].flags |= kEntryLocalTime;
     }
     if (TYPEOF(x) == INTSXP) {
       const int* p = INTEGER(x);
@@ -828,7 +829,10 @@ class ToR {
       SetAttr(ans, R_ClassSymbol, ClassVec({"Date"}));
     } else {
       SetAttr(ans, R_ClassSymbol, ClassVec({"POSIXct", "POSIXt"}));
-      if (!(e.flags & kEntryNoTzone)) SetAttr(ans, Rf_install("tzone"), StrScalar(e.tz));
+      // A naive date-time from Python is read as UTC; R's own kinds as they came.
+      if (!(e.flags & kEntryNoTzone))
+        SetAttr(ans, Rf_install("tzone"),
+                StrScalar(e.tz.empty() && !(e.flags & kEntryLocalTime) ? std::string("UTC") : e.tz));
     }
     return ans;
   }
