@@ -90,13 +90,15 @@ class Frame(dict):
     """A data frame without pandas: column name -> numpy array (or
     numpy.ma masked array, or Categorical), in order; ``index``: the row
     names (a numpy array) or None for R's automatic ones; ``attrs``: R
-    details (see the module's doc). Returned from a script, it becomes an R
-    data.frame."""
+    details (see the module's doc); ``nrows``: the number of rows when there
+    are neither columns nor row names to tell it (else None). Returned from a
+    script, it becomes an R data.frame."""
 
-    def __init__(self, columns=(), index=None, attrs=None):
+    def __init__(self, columns=(), index=None, attrs=None, nrows=None):
         super().__init__(columns)
         self.index = index
         self.attrs = dict(attrs or {})
+        self.nrows = nrows
 
     def __repr__(self):
         return "pyrmap.Frame(%s, index=%r)" % (dict.__repr__(self), self.index)
@@ -309,7 +311,7 @@ class Reader:
             if len(set(names)) != len(names):
                 dup = next(n for n in names if names.count(n) > 1)
                 self._bad(i, "has two columns named %r, which a dict cannot hold (use pandas)" % dup)
-            return Frame(zip(names, columns), index=index, attrs=attrs)
+            return Frame(zip(names, columns), index=index, attrs=attrs, nrows=e.length)
         pd = self.pd
         idx = pd.RangeIndex(e.length) if index is None else pd.Index(index)
         df = pd.DataFrame({k: col for k, col in enumerate(columns)}, index=idx, copy=False)
@@ -376,7 +378,9 @@ class Writer:
             return i
         if isinstance(value, Frame):
             return self._frame(list(value.keys()), list(value.values()), value.index,
-                               value.attrs, parent, role, name, what)
+                               value.attrs, parent, role, name, what,
+                               nrows=None if (len(value) or value.index is not None)
+                               else (value.nrows or 0))
         if pd is not None and isinstance(value, pd.DataFrame):
             if isinstance(value.columns, pd.MultiIndex):
                 raise ResultTypeError("cannot store %s: a DataFrame with MultiIndex columns "
@@ -462,6 +466,8 @@ class Writer:
                 masked = getattr(pd.core.arrays, "masked", None)
                 base = getattr(masked, "BaseMaskedArray", None) if masked else None
                 if base is not None and isinstance(value, base):
+                    if str(dtype) == "Int64":  # pandas' int64 with NA is R's integer64
+                        hint = dict(hint, integer64=True)
                     return self._array(value._data, value._mask, parent, role, name, what, hint)
                 if isinstance(value, pd.arrays.DatetimeArray):
                     return self._datetime(np.asarray(value), "", parent, role, name, what, hint)
