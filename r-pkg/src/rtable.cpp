@@ -130,13 +130,19 @@ class Builder {
     return AddEntry(t, std::move(e));
   }
 
-  // A bool mask of `n` elements: is_na(i).
+  // A bool mask of `n` elements: is_na(i); shaped as the entry's data (an
+  // R matrix's mask is a column-major matrix too).
   template <typename IsNa>
   void Mask(uint32_t entry, uint64_t n, IsNa is_na) {
-    t.entries[entry].flags |= kEntryMasked;
-    t.entries[entry].mask = Buffer(Dtype::kBool, {n}, [n, is_na](Segment& seg, uint64_t off, void (*check)(void*), void* arg) {
+    TableEntry& e = t.entries[entry];
+    const bool array = e.kind == EntryKind::kArray;
+    std::vector<uint64_t> shape = array ? t.buffers[e.buffer].shape : std::vector<uint64_t>{n};
+    const Order order = array ? t.buffers[e.buffer].order : Order::kC;
+    e.flags |= kEntryMasked;
+    const uint32_t b = Buffer(Dtype::kBool, shape, [n, is_na](Segment& seg, uint64_t off, void (*check)(void*), void* arg) {
       ChunkedFill<uint8_t>(seg, off, n, check, arg, [&](uint64_t i) -> uint8_t { return is_na(i) ? 1 : 0; });
-    });
+    }, order);
+    t.entries[entry].mask = b;
   }
 
   void StringEntry(SEXP x, uint32_t parent, EntryRole role, const std::string& name, const std::string& what) {
@@ -416,6 +422,11 @@ bool NeedsTable(SEXP x, bool dtype_given) {
     const int* p = LOGICAL(x);
     for (R_xlen_t i = 0; i < n; ++i)
       if (p[i] == NA_LOGICAL) return true;
+  }
+  if (TYPEOF(x) == REALSXP && Rf_inherits(x, "integer64")) {
+    const int64_t* p = reinterpret_cast<const int64_t*>(REAL(x));
+    for (R_xlen_t i = 0; i < n; ++i)
+      if (p[i] == INT64_MIN) return true;
   }
   return false;
 }
@@ -715,7 +726,9 @@ class ToR {
 
   SEXP Int64(uint32_t i, const TableEntry& e, const ArrayDesc& d, const uint8_t* p, const uint8_t* m) {
     const uint64_t n = d.count;
-    bool fits = !(e.flags & kEntryInteger64);
+    // integer64 when it came from one (and bit64 is there), else a double
+    // when every value is one exactly.
+    bool fits = !(e.flags & kEntryInteger64) || !bit64_;
     uint64_t bad_at = n;
     for (uint64_t j = 0; j < n; ++j) {
       int64_t v;
@@ -740,7 +753,7 @@ class ToR {
       }
       return ans;
     }
-    if (!(e.flags & kEntryInteger64) && !bit64_) {
+    if (!bit64_) {
       int64_t v;
       std::memcpy(&v, p + 8 * bad_at, 8);
       Cannot(i, fmt::format("[{}] = {} is an int64 beyond 2^53, which a double cannot hold exactly; "
