@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""pyrmap benchmarks B1-B6 (issues 3, 4 and 5): measure, compare, write RESULTS.md.
+"""pyrmap benchmarks B1-B7: measure against the named competitors, compare, write RESULTS.md.
 
     bench/run.sh [--only B1,B3] [--reps N] [--n 1e8] [--quick]
 
@@ -188,7 +188,7 @@ def bench_b1(a):
     cmds = ["# %d rounds, command order alternating; times of all rounds pooled" % rounds]
     cmds += [qrel(c) for c in hf_cmds[:2]]
     cmds += ["# peak memory: %d runs each under bench/lib/memwatch.py" % a.mem_reps]
-    return {"id": "B1", "title": "B1 — `pyrmap run` start-up (issue 3)",
+    return {"id": "B1", "title": "B1 — `pyrmap run` start-up",
             "what": "Wall time of `pyrmap run` on a trivial script (the sum of a 10-element .npy) "
                     "against starting `python3 -c \"import numpy\"` alone.",
             "table": md, "commands": cmds, "pass": ratio <= target, "ratio": ratio,
@@ -256,7 +256,7 @@ def bench_b2(a):
     md += "\nCPU time (median user / sys of the process tree): %s.\n" % "; ".join(
         "%s %.2f s / %.2f s" % (k, statistics.median([r["user"] for r in v]),
                                 statistics.median([r["sys"] for r in v])) for k, v in res.items())
-    return {"id": "B2", "title": "B2 — `pyrmap run` on %s float64, .npy in and out (issue 3)" % fmt_n(n),
+    return {"id": "B2", "title": "B2 — `pyrmap run` on %s float64, .npy in and out" % fmt_n(n),
             "what": "Time and peak total memory (runner + Python + /dev/shm segments) of `pyrmap run` "
                     "computing `x * 2`, against the same work in one plain numpy process.",
             "table": md, "commands": ["# %d repetitions each, alternating" % a.reps] +
@@ -345,14 +345,15 @@ def bench_b3(a):
             "; ".join("%s %s" % (m, fmt_s(med([rep["init"] for rep in res[m]]))) for m in methods))
     md += ("\nData: a %d × %d double matrix (%.0f MB) made with `runif` in the R process before anything "
            "is timed. Each repetition of each method is a fresh `Rscript` process (methods in rotating "
-           "order) that makes %d calls in a row, with `rm(y); gc()` between them: the first call shows "
+           "order) that makes %d calls back to back (`y <- run(x)`, no `rm()` or `gc()` between them, in any "
+           "method): the first call shows "
            "a fresh session, the later ones the steady state (memory that was just freed is cheap to "
            "use again on this VM, fresh memory is not; see bench/README.md). Time: `Sys.time()` around "
            "the call, inside R; CPU time: `proc.time()` user + system of R and of its waited-for "
            "children. Peak total memory: R + its Python child + the call's /dev/shm files, sampled "
            "every 5 ms inside the call; \"added by the call\" is that peak minus the total just before "
            "the call (x and R itself).\n" % (nrow, n // nrow, 8 * n / 1e6, calls))
-    return {"id": "B3", "title": "B3 — R matrix of %s doubles → Python `x * 2` → R (issue 4)" % fmt_n(n),
+    return {"id": "B3", "title": "B3 — R matrix of %s doubles → Python `x * 2` → R" % fmt_n(n),
             "what": "Time and peak memory of one round trip of a %s-double matrix, pyrmap against "
                     "reticulate and against the seed's file approach." % fmt_n(n),
             "table": md, "commands": ["# %d repetitions of each, each a fresh process:" % a.reps] +
@@ -408,7 +409,7 @@ def bench_b4(a):
            "includes a shell start (about 1 ms). Peak memory: the largest total (R + children + "
            "/dev/shm) inside any one call's window. CPU time: `proc.time()` user + system of R and of its "
            "waited-for children, per call.\n" % (a.b4_warmup, a.b4_reps, ratio_bm))
-    return {"id": "B4", "title": "B4 — `run_python` on 1000 doubles: fixed cost (issue 4)",
+    return {"id": "B4", "title": "B4 — `run_python` on 1000 doubles: fixed cost",
             "what": "Time of one small run_python() call against starting `python3 -c \"import numpy\"`.",
             "table": md, "commands": [qrel(cmd)], "pass": ratio <= target, "ratio": ratio,
             "ratio_bench_mark": ratio_bm, "raw": {"iters": it, "bench_mark": bm, "peaks": peaks}}
@@ -669,7 +670,7 @@ def bench_b5(a):
            "the call alone (memApply's includes copying X and y into shared memory and releasing them; "
            "parApply's, splitting X into columns and sending them; mclapply's, forking).\n\n%s\n"
            % (n, p, 8 * n * p / 1e6, mem + reps, par_notes(w, a.pss_ms, mem, reps, notes)))
-    return {"id": "B5", "title": "B5 — memApply, per-column `cor(v, y)` on a %d × %d matrix (issue 5, A)" % (n, p),
+    return {"id": "B5", "title": "B5 — memApply, per-column `cor(v, y)` on a %d × %d matrix" % (n, p),
             "what": "The vignette's workload: time and peak memory (summed PSS of master and workers) of "
                     "memApply against parApply on a PSOCK cluster, mclapply and serial apply, 2 workers.",
             "table": md, "commands": ["# %d memory rounds, then %d time rounds, methods interleaved, in one "
@@ -720,8 +721,8 @@ def bench_b6(a):
            "memory. After each PSOCK call, untimed, `clusterEvalQ(cl, rm(X))` drops the "
            "workers' copies (R frees them when it next collects).\n\n%s\n"
            % (n, p, 8 * n * p / 1e6, tasks, mem + reps, par_notes(w, a.b6_pss_ms, mem, reps, notes)))
-    return {"id": "B6", "title": "B6 — memLapply with the whole %d × %d matrix as every task's side data "
-                                 "(issue 5, B)" % (n, p),
+    return {"id": "B6", "title": "B6 — memLapply with the whole %d × %d matrix as every task's side data"
+                                 % (n, p),
             "what": "%d tasks that each correlate one column with the whole matrix: memLapply (matrix "
                     "shared) against mclapply (forked, copy-on-write) and clusterExport + parLapply (a "
                     "copy per worker), 2 workers; time and peak summed PSS." % tasks,

@@ -22,6 +22,7 @@
 #include <type_traits>
 
 #include "error.h"
+#include "utf8.h"
 
 namespace pyrmap::r {
 
@@ -114,37 +115,18 @@ inline void SetField(SEXP list, const char* name, SEXP value) {
   Rf_error("pyrmap internal error: no field '%s'", name);
 }
 
-// `s` as valid UTF-8: each byte that is not part of a well-formed UTF-8
-// sequence (text from Python or from a file name may hold any bytes) becomes
-// "\xNN", and NUL becomes "\x00", so that R's string functions accept it.
+// `s` as valid UTF-8 that R accepts: the core's repair (utf8.h: each byte
+// that is not part of a well-formed sequence becomes U+FFFD), and NUL,
+// which an R string cannot hold, becomes U+FFFD too.
 inline std::string ValidUtf8(const std::string& s) {
-  std::string out;
-  out.reserve(s.size());
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const size_t n = s.size();
-  for (size_t i = 0; i < n;) {
-    unsigned char c = p[i];
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
-    bool ok = len > 0 && c != 0 && i + len <= n;
-    for (size_t k = 1; ok && k < len; ++k) ok = (p[i + k] & 0xc0) == 0x80;
-    if (ok && len > 1) {  // no overlong forms, surrogates or code points beyond U+10FFFF
-      uint32_t cp = c & (0xff >> (len + 1));
-      for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (p[i + k] & 0x3f);
-      const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
-      ok = cp >= min[len] && cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff);
-    }
-    if (ok) {
-      out.append(s, i, len);
-      i += len;
-    } else {
-      static const char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 0xf];
-      ++i;
-    }
+  std::string out = pyrmap::ToValidUtf8(s);
+  if (out.find('\0') == std::string::npos) return out;
+  std::string no_nul;
+  for (char c : out) {
+    if (c == '\0') no_nul += "\xEF\xBF\xBD";
+    else no_nul += c;
   }
-  return out;
+  return no_nul;
 }
 
 // A character(1) in UTF-8 (made valid first).
