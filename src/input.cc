@@ -7,12 +7,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <sstream>
 
 #include <fmt/format.h>
 
 #include "error.h"
 #include "npy.h"
+#include "npz.h"
 
 namespace pyrmap {
 
@@ -78,6 +80,13 @@ void CheckNpy(const NpyHeader& h, uint64_t size, const InputLayout& layout, cons
                       size - h.payload_offset, h.desc.nbytes));
   if (layout.shape)
     Usage(fmt::format("{}: a shape applies to raw and text input; a .npy file has its own", name));
+}
+
+// An archive's arrays have their own dtypes and shapes.
+void CheckNpz(const InputLayout& layout, const std::string& name) {
+  if (layout.dtype || layout.shape)
+    Usage(fmt::format("{}: a dtype or shape applies to one array; an .npz archive's arrays have their own",
+                      name));
 }
 
 // Whitespace-separated numbers, parsed now into the asked dtype.
@@ -188,6 +197,13 @@ Input FileInput(const std::string& path, const InputLayout& layout) {
     return SourceInput(std::move(src), ArrayDesc::Make(layout.dtype.value_or(h.desc.dtype),
                                                        h.desc.shape, h.desc.order));
   }
+  if (layout.format == "npz" || (layout.format == "auto" && IsZip(pre, pre_size))) {
+    CheckNpz(layout, path);
+    const int f = *fd;
+    auto members = ReadNpzDirectory(
+        [f, &path](void* dst, uint64_t n, uint64_t off) { PreadAll(f, dst, n, off, path); }, size, path);
+    return NpzInput(members, src, path);
+  }
   if (layout.format == "text") {
     std::string text(size, '\0');
     PreadAll(*fd, text.data(), size, 0, path);
@@ -211,6 +227,18 @@ Input BytesInput(std::shared_ptr<const std::vector<uint8_t>> bytes, const InputL
     src.data = bytes->data() + h.payload_offset;
     return SourceInput(std::move(src), ArrayDesc::Make(layout.dtype.value_or(h.desc.dtype),
                                                        h.desc.shape, h.desc.order));
+  }
+  if (layout.format == "npz" || (layout.format == "auto" && IsZip(bytes->data(), bytes->size()))) {
+    CheckNpz(layout, name);
+    const std::vector<uint8_t>& b = *bytes;
+    auto members = ReadNpzDirectory(
+        [&b, &name](void* dst, uint64_t n, uint64_t off) {
+          if (off > b.size() || b.size() - off < n) Usage(fmt::format("{}: ends early", name));
+          std::memcpy(dst, b.data() + off, n);
+        },
+        b.size(), name);
+    src.data = bytes->data();
+    return NpzInput(members, src, name);
   }
   if (layout.format == "raw") {
     src.dtype = RawDtype(layout, name, false);

@@ -3,7 +3,8 @@
 //
 // Both callers describe their data with the same pieces. The command reads
 // files and stdin: .npy (C or Fortran order), raw binary and whitespace-
-// separated text, told apart by FileInput/BytesInput. The R package passes
+// separated text, told apart by FileInput/BytesInput, and .npz archives
+// (several named arrays, npz.h). The R package passes
 // R's memory by pointer (MemoryInput) with its convention for missing
 // values as Missing::kSentinels (convert.h). Either way the elements reach
 // the segment through one chunked convert-and-write, so a value that does
@@ -66,8 +67,10 @@ Input SourceInput(InputSource src, const ArrayDesc& desc);
 
 // How to read a file or a byte buffer.
 struct InputLayout {
-  // "auto" (.npy if it starts with the .npy magic, else raw for a file and
-  // text for bytes), "npy", "raw" or "text".
+  // "auto" (.npy if it starts with the .npy magic, .npz if it starts like a
+  // zip archive, else raw for a file and text for bytes), "npy", "npz",
+  // "raw" or "text". An .npz archive is a table input: a named list of its
+  // arrays (npz.h).
   std::string format = "auto";
   // The dtype Python gets; empty: the .npy file's own, float64 for text.
   // Raw input needs it.
