@@ -139,6 +139,13 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
   ref$dir <- ref$dir %||% job$dir
   job$x <- ref[c("ns", "var", "dir")]
   meta <- .metadata(ref$ns, ref$var, ref$dir)
+  if (kind == "apply" && identical(meta$type, "data.frame")) {
+    # A registered data.frame: its page is the list of its columns.
+    if (margin != 2L)
+      .usage_error(sprintf("%s: X ('%s') is a registered data.frame: MARGIN = 2 hands each column; for rows register as.matrix() of it",
+                           what, xlabel))
+    job$columns <- TRUE
+  }
   n <- if (isTRUE(job$columns)) as.integer(meta$n) else .task_count(kind, meta, margin, what, xlabel)
 
   # Side data: names of registered variables, or objects to register.
