@@ -15,10 +15,12 @@
 #' with `fun` (or write `"script.py::name"`); it is called with the array.
 #'
 #' @param data A numeric (double), integer, logical or raw vector, matrix or
-#'   array (or a `bit64::integer64` vector). Views returned by pyrmap and
-#'   registered variables are handed to Python without any copy. Other
-#'   classed vectors (factor, Date, POSIXct, difftime, ts, ...) are refused,
-#'   naming the class; `unclass()` passes their bare numbers.
+#'   array (or a `bit64::integer64` vector); a character vector, factor,
+#'   Date or POSIXct; a data.frame; or a list of any of these (see "Data
+#'   frames, lists, strings, factors, dates and NA"). Views returned by
+#'   pyrmap and registered variables are handed to Python without any copy.
+#'   Other classed vectors (difftime, ts, ...) are refused, naming the
+#'   class; `unclass()` passes their bare numbers.
 #' @param python_script_path Path of the Python script.
 #' @param script_paths Paths of the Python scripts.
 #' @param dtype The element type Python receives: `"int32"`, `"int64"`,
@@ -26,9 +28,12 @@
 #'   the data: double -> float64, integer -> int32, logical -> bool, raw ->
 #'   uint8, integer64 -> int64. Values that the dtype cannot hold exactly
 #'   (300 as uint8, 3e9 as int32, 1.5 as an integer type) are an error. `NA`
-#'   arrives as NaN in float64 and float32 (and comes back as `NA`); the
+#'   arrives as NaN in float64 and float32 (and comes back as `NA`). With
+#'   the default dtype, `NA` in an integer, logical or integer64 vector
+#'   arrives masked (a `numpy.ma` masked array); asked for explicitly, the
 #'   other dtypes cannot represent it, so `NA` there is an error naming its
-#'   position.
+#'   position. `dtype` applies to one vector; with a data.frame or list it
+#'   is an error.
 #' @param ... Not used; named arguments must be spelled out.
 #' @param fun Name of a function in the script to call with the input instead
 #'   of running the script as `__main__` (R reserves the word `function`, hence
@@ -58,6 +63,10 @@
 #'   pool's workers use the directory chosen when the pool was made.)
 #' @param path The seed's (PyRMap's) name of `segment_dir`: `"RAM"` or
 #'   `"DISK"` (or a directory). Give one of the two, not both.
+#' @param pandas How data.frames reach Python: `TRUE` as `pandas.DataFrame`
+#'   (an error naming the interpreter when pandas cannot be imported),
+#'   `FALSE` as a `pyrmap.Frame` (a dict of numpy arrays), `NULL` (default:
+#'   `getOption("pyrmap.pandas")`, else pandas when it can be imported).
 #' @param python_scripts_paths,initial_data,required_intermediate_results The
 #'   seed's names of `script_paths`, `data` and `keep_intermediate`, accepted
 #'   so that its calls run unchanged. Giving both spellings of one argument
@@ -78,6 +87,41 @@
 #'   after the scripts. `run_python_pipeline()`: the last stage's result, or
 #'   with `keep_intermediate = TRUE` a list of every stage's result, named
 #'   after the scripts.
+#'
+#' @section Data frames, lists, strings, factors, dates and NA: A list
+#'   (or data.frame) travels as one table block: numeric, integer, logical
+#'   and raw columns stay zero-copy views on both sides; strings are copied
+#'   once (R keeps them in its own string cache, so Python gets `str`
+#'   objects). A named list calls the function with keyword arguments
+#'   (`run_python(list(X = X, y = y), "fit.py", fun = "fit")` calls
+#'   `fit(X=..., y=...)`), an unnamed one with positional arguments.
+#'
+#'   In Python (pandas / without pandas): a data.frame is a
+#'   `pandas.DataFrame` / a `pyrmap.Frame` (a dict of column name -> array,
+#'   with `.index`, the row names or `None`); factor -> `Categorical` /
+#'   `pyrmap.Categorical` (codes shared, levels strings, ordered kept); Date
+#'   -> `datetime64[ns]` / `datetime64[D]`; POSIXct -> `datetime64[ns]` with
+#'   its time zone (a POSIXct in R's local time or without a tzone comes
+#'   back as it went); character -> `str`; integer64 -> int64; row and
+#'   column names kept. `NA` in integer, logical and character columns is a
+#'   missing value -- pandas' nullable `Int32`/`boolean` dtypes or `None`,
+#'   or a `numpy.ma` mask -- never -2147483648. Doubles keep R's `NA` and
+#'   `NaN` bit patterns (a column returned unchanged comes back identical);
+#'   pandas' float64 cannot tell them apart (`isna()` is true for both), and
+#'   what numpy computes from either is NaN or NA as the hardware propagates
+#'   it (as in R's own arithmetic); a pandas `Float64` result tells them
+#'   apart (masked -> `NA`, NaN stays NaN).
+#'
+#'   Results: a dict -> a named list, a tuple or list -> a list, a
+#'   DataFrame or `pyrmap.Frame` -> a data.frame (numeric columns as views),
+#'   a Series -> a vector with names, strings -> character, Categorical ->
+#'   factor, `datetime64[D]` -> Date, other `datetime64` -> POSIXct (UTC when
+#'   naive), masked values and pandas' missing values -> `NA`; int64 -> double, or `bit64::integer64` when it came from one (pandas'
+#'   `Int64`) or a value is beyond 2^53.
+#'   Whatever cannot be exact -- an object column holding other than
+#'   strings, date-times of mixed time zones, a dtype R lacks, a fraction of
+#'   a day in a Date, a list column -- is an error naming the column and the
+#'   type. The same holds with `pool =`, and between pipeline stages.
 #'
 #' @section The seed's argument names: Calls written for the seed (PyRMap),
 #'   such as `run_python(data, python_script_path, dtype, path = "DISK")`,
