@@ -411,7 +411,9 @@ bool NeedsTable(SEXP x, bool dtype_given) {
   if (TYPEOF(x) == VECSXP || x == R_NilValue) return true;
   if (Rf_isFactor(x) || Rf_inherits(x, "Date") || Rf_inherits(x, "POSIXct") || TYPEOF(x) == STRSXP)
     return true;
-  if (dtype_given) return false;
+  // Functions, environments, ...: not data; ClassifyInput names them.
+  // (XLENGTH of them would be an R error.)
+  if (dtype_given || !Rf_isVectorAtomic(x)) return false;
   const R_xlen_t n = XLENGTH(x);
   if (TYPEOF(x) == INTSXP && Rf_getAttrib(x, R_ClassSymbol) == R_NilValue) {
     const int* p = INTEGER(x);
