@@ -1,5 +1,5 @@
 #!/bin/sh
-# pyrmap benchmarks: builds what they need, runs B1-B8, writes bench/RESULTS.md.
+# pyrmap benchmarks: builds what they need, runs B1-B10, writes bench/RESULTS.md.
 #
 #   bench/run.sh [--no-build] [bench.py options: --only B1,B3 --reps 5 --n 1e8 --quick ...]
 #

@@ -92,10 +92,13 @@ std::string FindPackageDir() {
 
 void AddInputOptions(CLI::App* app, InputOptions* o) {
   app->add_option("-i,--input", o->input,
-                  "Input: a .npy file, a raw binary file (needs --dtype), or - for stdin "
-                  "(.npy or whitespace-separated numbers). Default: stdin");
-  app->add_option("--input-format", o->input_format, "auto, npy, raw or text")
-      ->check(CLI::IsMember({"auto", "npy", "raw", "text"}))
+                  "Input: a .npy file, an .npz file (np.savez: its arrays become keyword "
+                  "arguments), a raw binary file (needs --dtype), or - for stdin "
+                  "(.npy, .npz or whitespace-separated numbers). Default: stdin");
+  app->add_option("--input-format", o->input_format,
+                  "auto, npy, npz (several named arrays: the function gets them as keyword "
+                  "arguments), raw or text")
+      ->check(CLI::IsMember({"auto", "npy", "npz", "raw", "text"}))
       ->capture_default_str();
   app->add_option("-d,--dtype", o->dtype,
                   "Element type given to Python: int32, int64, float32, float64, uint8, bool. "
@@ -145,14 +148,16 @@ void AddScriptArgOption(CLI::App* app, std::vector<std::string>* args, bool ever
 
 void AddOutputOptions(CLI::App* app, OutputOptions* o, bool several) {
   app->add_option("-o,--output", o->output,
-                  several ? "Write the (final) result to this file (.npy, else raw bytes; - for stdout)"
-                          : "Write the result to this file (.npy, else raw bytes; - for stdout). "
+                  several ? "Write the (final) result to this file (.npy, .npz, else raw bytes; - for stdout)"
+                          : "Write the result to this file (.npy, .npz, else raw bytes; - for stdout). "
                             "Default: text on stdout");
   if (several)
     app->add_option("--output-dir", o->output_dir,
-                    "Write every result to DIR/<k>-<script>.npy (or .bin with --output-format raw)");
-  app->add_option("--output-format", o->output_format, "auto, npy, raw or text")
-      ->check(CLI::IsMember({"auto", "npy", "raw", "text"}))
+                    "Write every result to DIR/<k>-<script>.npy (.npz for several arrays, .bin with "
+                    "--output-format raw)");
+  app->add_option("--output-format", o->output_format,
+                  "auto, npy, npz (a dict, tuple or frame of arrays), raw or text")
+      ->check(CLI::IsMember({"auto", "npy", "npz", "raw", "text"}))
       ->capture_default_str();
 }
 

@@ -17,6 +17,8 @@
 #include "convert.h"
 #include "error.h"
 #include "npy.h"
+#include "npz.h"
+#include "table.h"
 #include "signals.h"
 
 namespace pyrmap::cli {
@@ -196,12 +198,82 @@ void CheckDirectory(const std::string& dir, const std::string& what) {
     Usage(fmt::format("{} '{}' is not writable ({})", what, dir, ErrnoText(errno)));
 }
 
+const char* EntryKindText(EntryKind k) {
+  switch (k) {
+    case EntryKind::kArray: return "an array";
+    case EntryKind::kString: return "strings";
+    case EntryKind::kCategory: return "a categorical (factor)";
+    case EntryKind::kDatetime: return "date-times";
+    case EntryKind::kList: return "a list";
+    case EntryKind::kFrame: return "a data frame";
+    case EntryKind::kNull: return "None";
+  }
+  return "an unknown kind";
+}
+
+// The arrays of a table result, named as .npz members: the elements of a
+// dict, list or tuple (unnamed ones arr_0, arr_1, ... as np.savez names
+// positional arrays) or the columns of a frame. Throws Error(kUsage) naming
+// the script and the element for anything else: strings, categories,
+// date-times, nested lists, None, or values with missing ones (a mask).
+std::vector<NpzArray> TableArrays(const Result& r) {
+  const Table& t = *r.table;
+  const TableEntry& root = t.entries.at(0);
+  const std::string who = fmt::format("the result of script '{}'", r.script.Display());
+  auto refuse = [&](uint32_t i, const std::string& what) {
+    Usage(fmt::format("{}: {} is {}, which an .npy/.npz file or text output cannot hold; return "
+                      "numeric arrays (or call the script from R or Python)",
+                      who, i == 0 ? std::string("it") : EntryPath(t, i), what));
+  };
+  auto array = [&](uint32_t i, std::string name) {
+    const TableEntry& e = t.entries[i];
+    if (e.kind != EntryKind::kArray) refuse(i, EntryKindText(e.kind));
+    if (e.mask != kNoIndex) refuse(i, "an array with missing values (a mask)");
+    NpzArray a;
+    a.name = std::move(name);
+    a.desc = t.buffers.at(e.buffer);
+    a.data = r.buffer(e.buffer);
+    return a;
+  };
+  std::vector<NpzArray> out;
+  if (root.kind == EntryKind::kArray) {
+    out.push_back(array(0, "arr_0"));
+    return out;
+  }
+  if (root.kind != EntryKind::kList && root.kind != EntryKind::kFrame) refuse(0, EntryKindText(root.kind));
+  const bool named = root.kind == EntryKind::kFrame || (root.flags & kEntryNamed);
+  for (uint32_t c : root.children) {
+    if (t.entries[c].role != EntryRole::kElement) continue;
+    out.push_back(array(c, named ? t.entries[c].name : fmt::format("arr_{}", out.size())));
+  }
+  return out;
+}
+
+// The arrays of any result: a table's (TableArrays), or the one array.
+std::vector<NpzArray> ResultArrays(const Result& r) {
+  if (r.kind == kKindTable) return TableArrays(r);
+  NpzArray a;
+  a.name = "arr_0";
+  a.desc = r.desc;
+  a.data = r.data();
+  return {a};
+}
+
+// Text of several arrays: each headed by "== name ==".
+void FormatTextArrays(const std::vector<NpzArray>& arrays, std::ostream& os) {
+  for (const NpzArray& a : arrays) {
+    os << "== " << a.name << " ==\n";
+    FormatTextArray(a.desc, a.data, os);
+  }
+}
+
 }  // namespace
 
 std::string FormatFor(const std::string& path, const std::string& format) {
   if (format != "auto") return format;
   if (path.empty() || path == "-") return "text";
   if (path.size() >= 4 && path.compare(path.size() - 4, 4, ".npy") == 0) return "npy";
+  if (path.size() >= 4 && path.compare(path.size() - 4, 4, ".npz") == 0) return "npz";
   return "raw";
 }
 
@@ -229,25 +301,52 @@ void CheckOutputWritable(const OutputOptions& o) {
 void WriteResult(const Result& r, const std::string& path, const std::string& format) {
   const std::string fmt_name = FormatFor(path, format);
   const bool to_stdout = path.empty() || path == "-";
+  // A table result (several arrays, or one with extras) is checked here,
+  // before anything is written.
+  const bool table = r.kind == kKindTable;
+  std::vector<NpzArray> arrays;
+  if (table || fmt_name == "npz") arrays = ResultArrays(r);
+  const bool several = table && !(arrays.size() == 1 && r.table->entries.at(0).kind == EntryKind::kArray);
+  if (several && (fmt_name == "npy" || fmt_name == "raw"))
+    Usage(fmt::format("the result of script '{}' is several arrays (a dict, list, tuple or frame); "
+                      "write it as .npz (an output path ending in .npz, or --output-format npz) or as text",
+                      r.script.Display()));
+  // The one array written as npy, raw or text: the result's, or a table's
+  // single unmasked array (e.g. a Series without its index).
+  const ArrayDesc& desc = table && !several ? arrays[0].desc : r.desc;
+  const uint8_t* data = table && !several ? arrays[0].data : r.data();
+  if (fmt_name == "text" && to_stdout && several) {
+    FormatTextArrays(arrays, std::cout);
+    std::cout.flush();
+    if (!std::cout) throw SystemError("write output", "stdout", "write", errno ? errno : EIO);
+    return;
+  }
   if (fmt_name == "text" && to_stdout) {
-    FormatTextArray(r.desc, r.data(), std::cout);
+    FormatTextArray(desc, data, std::cout);
     std::cout.flush();
     if (!std::cout) throw SystemError("write output", "stdout", "write", errno ? errno : EIO);
     return;
   }
   Emit emit = [&](int fd, const std::string& where) {
+    if (fmt_name == "npz") {
+      WriteNpz(arrays, [&](const void* p, uint64_t n) { WriteAll(fd, p, n, where); });
+      return;
+    }
     if (fmt_name == "text") {
       std::ostringstream os;
-      FormatTextArray(r.desc, r.data(), os);
+      if (several)
+        FormatTextArrays(arrays, os);
+      else
+        FormatTextArray(desc, data, os);
       const std::string s = os.str();
       WriteAll(fd, s.data(), s.size(), where);
       return;
     }
     if (fmt_name == "npy") {
-      const std::string header = FormatNpyHeader(r.desc);
+      const std::string header = FormatNpyHeader(desc);
       WriteAll(fd, header.data(), header.size(), where);
     }
-    WriteAll(fd, r.data(), r.desc.nbytes, where);
+    WriteAll(fd, data, desc.nbytes, where);
   };
   if (to_stdout) {
     std::cout.flush();
@@ -260,13 +359,17 @@ void WriteResult(const Result& r, const std::string& path, const std::string& fo
 void WriteResults(const std::vector<Result>& results, const std::vector<std::string>& titles,
                   const OutputOptions& o, size_t first_number) {
   if (!o.output_dir.empty()) {
-    std::string f = o.output_format == "auto" ? "npy" : o.output_format;
-    const char* ext = f == "npy" ? "npy" : f == "raw" ? "bin" : "txt";
-    for (size_t k = 0; k < results.size(); ++k)
+    for (size_t k = 0; k < results.size(); ++k) {
+      // Automatically: .npy for an array, .npz for several (a table).
+      std::string f = o.output_format != "auto"        ? o.output_format
+                      : results[k].kind == kKindTable ? "npz"
+                                                      : "npy";
+      const char* ext = f == "npy" ? "npy" : f == "npz" ? "npz" : f == "raw" ? "bin" : "txt";
       WriteResult(results[k],
                   fmt::format("{}/{}-{}.{}", o.output_dir, k + first_number,
                               Stem(results[k].script.path), ext),
                   f);
+    }
     return;
   }
   for (size_t k = 0; k < results.size(); ++k) {

@@ -1,5 +1,5 @@
-// output.h — writing results: as text on stdout, or to a file (.npy, raw
-// bytes or text), or one file per result in a directory.
+// output.h — writing results: as text on stdout, or to a file (.npy, .npz,
+// raw bytes or text), or one file per result in a directory.
 //
 // Writing to a path never replaces what is there with something else:
 //  - a device, a FIFO or another non-regular file is opened and written in
@@ -25,8 +25,13 @@
 namespace pyrmap::cli {
 
 // The format a result is written in: `format` unless it is "auto", else
-// text for stdout (empty or "-"), npy for a path ending in ".npy", raw for
-// any other path.
+// text for stdout (empty or "-"), npy for a path ending in ".npy", npz for
+// one ending in ".npz", raw for any other path. A result of several arrays
+// (a dict, list, tuple or frame of numeric arrays) is written as .npz (its
+// names as member names; unnamed ones arr_0, arr_1, ...) or as text (each
+// array headed by "== name =="); npy or raw output refuses it, and so does
+// every format a result holding strings, categories, date-times, nested
+// lists or missing values (Error(kUsage) naming the element).
 std::string FormatFor(const std::string& path, const std::string& format);
 
 // Checks, before any script runs, that the outputs can be written: the

@@ -8,6 +8,7 @@
 
 #include "dtype.h"
 #include "header.h"
+#include "table.h"
 
 namespace pyrmap::cli {
 
@@ -45,6 +46,8 @@ std::string ProtocolConstantsJson() {
   num("OFF_OWNER_PID", off::kOwnerPid);
   num("OFF_WORKER_PID", off::kWorkerPid);
   num("OFF_RESULT_LOCATION", off::kResultLocation);
+  num("OFF_INPUT_KIND", off::kInputKind);
+  num("OFF_RESULT_KIND", off::kResultKind);
   num("OFF_INPUT", off::kInput);
   num("OFF_RESULT", off::kResult);
   num("OFF_ERROR_TYPE", off::kErrorType);
@@ -74,6 +77,48 @@ std::string ProtocolConstantsJson() {
   num("RESULT_IN_RESULT_SEGMENT", kResultInResultSegment);
   num("RESULT_IN_INPUT_SEGMENT", kResultInInputSegment);
   num("ERROR_FLAG_TRUNCATED", kErrorFlagTruncated);
+  num("FLAG_TABLES_SHIFT", kFlagTablesShift);
+  num("FLAG_TABLES_MASK", kFlagTablesMask);
+  num("TABLES_AUTO", kTablesAuto);
+  num("TABLES_PANDAS", kTablesPandas);
+  num("TABLES_NUMPY", kTablesNumpy);
+  num("FLAG_INPUT_REFS", kFlagInputRefs);
+  num("KIND_ARRAY", kKindArray);
+  num("KIND_TABLE", kKindTable);
+  // table.h (python/pyrmap/_table.py, without the prefix)
+  {
+    std::string m;
+    for (uint8_t b : kTableMagic) m += (m.empty() ? "" : ", ") + std::to_string(b);
+    kv.emplace_back("TABLE_MAGIC", "[" + m + "]");
+  }
+  num("TABLE_VERSION", kTableVersion);
+  num("TABLE_HEADER_SIZE", kTableHeaderSize);
+  num("TABLE_ENTRY_SIZE", kTableEntrySize);
+  num("TABLE_NO_INDEX", kNoIndex);
+  num("TABLE_MAX_ENTRIES", kMaxTableEntries);
+  num("TABLE_IN_BLOCK", kInBlock);
+  num("TABLE_IN_INPUT", kInInput);
+  num("TABLE_KIND_ARRAY", static_cast<uint32_t>(EntryKind::kArray));
+  num("TABLE_KIND_STRING", static_cast<uint32_t>(EntryKind::kString));
+  num("TABLE_KIND_CATEGORY", static_cast<uint32_t>(EntryKind::kCategory));
+  num("TABLE_KIND_DATETIME", static_cast<uint32_t>(EntryKind::kDatetime));
+  num("TABLE_KIND_LIST", static_cast<uint32_t>(EntryKind::kList));
+  num("TABLE_KIND_FRAME", static_cast<uint32_t>(EntryKind::kFrame));
+  num("TABLE_KIND_NULL", static_cast<uint32_t>(EntryKind::kNull));
+  num("TABLE_ROLE_ELEMENT", static_cast<uint32_t>(EntryRole::kElement));
+  num("TABLE_ROLE_NAMES", static_cast<uint32_t>(EntryRole::kNames));
+  num("TABLE_ROLE_LEVELS", static_cast<uint32_t>(EntryRole::kLevels));
+  num("TABLE_ENTRY_MASKED", kEntryMasked);
+  num("TABLE_ENTRY_NAMED", kEntryNamed);
+  num("TABLE_ENTRY_ORDERED", kEntryOrdered);
+  num("TABLE_ENTRY_INTEGER64", kEntryInteger64);
+  num("TABLE_ENTRY_NO_TZONE", kEntryNoTzone);
+  num("TABLE_ENTRY_LOCAL_TIME", kEntryLocalTime);
+  num("TABLE_UNIT_DAY", static_cast<uint32_t>(TimeUnit::kDay));
+  num("TABLE_UNIT_SECOND", static_cast<uint32_t>(TimeUnit::kSecond));
+  num("TABLE_UNIT_MILLI", static_cast<uint32_t>(TimeUnit::kMilli));
+  num("TABLE_UNIT_MICRO", static_cast<uint32_t>(TimeUnit::kMicro));
+  num("TABLE_UNIT_NANO", static_cast<uint32_t>(TimeUnit::kNano));
 
   std::string names, codes, sizes, typestrs;
   for (Dtype d : kDtypes) {

@@ -23,6 +23,15 @@ namespace {
               fmt::format("invalid header in segment '{}': {}", where, why));
 }
 
+// A table block is described as uint8[n], 1-D (or not yet: dtype none).
+void CheckKind(uint32_t kind, const ArrayDesc& d, const std::string& where, const char* what) {
+  if (kind > kKindTable) Reject(where, fmt::format("{}_kind {} is unknown", what, kind));
+  if (kind == kKindTable && d.dtype != Dtype::kNone &&
+      (d.dtype != Dtype::kUInt8 || d.shape.size() != 1))
+    Reject(where, fmt::format("{} is a table block described as {}, not as uint8[n]", what,
+                              d.Describe()));
+}
+
 bool IsContinuation(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; }
 
 // a * b, or false on overflow.
@@ -145,6 +154,8 @@ void EncodeHeader(const ExchangeHeader& h, uint8_t* dst, size_t dst_size) {
   Store<int64_t>(dst + off::kOwnerPid, h.owner_pid);
   Store<int64_t>(dst + off::kWorkerPid, h.worker_pid);
   Store<uint32_t>(dst + off::kResultLocation, h.result_location);
+  Store<uint32_t>(dst + off::kInputKind, h.input_kind);
+  Store<uint32_t>(dst + off::kResultKind, h.result_kind);
   EncodeArrayDesc(h.input, dst + off::kInput);
   EncodeArrayDesc(h.result, dst + off::kResult);
   // Texts are cut on UTF-8 character boundaries: the type keeps its start,
@@ -199,6 +210,12 @@ ExchangeHeader DecodeHeader(const uint8_t* src, size_t size,
     Reject(where, "result_location says the input's segment, which the caller did not hand over");
   h.input = DecodeArrayDesc(src + off::kInput, where, "input");
   h.result = DecodeArrayDesc(src + off::kResult, where, "result");
+  if (h.version_major >= 2) {
+    h.input_kind = Load<uint32_t>(src + off::kInputKind);
+    h.result_kind = Load<uint32_t>(src + off::kResultKind);
+  }
+  CheckKind(h.input_kind, h.input, where, "input");
+  CheckKind(h.result_kind, h.result, where, "result");
   const char* type = reinterpret_cast<const char*>(src + off::kErrorType);
   h.error_type.assign(type, strnlen(type, kErrorTypeSize));
   uint32_t elen = Load<uint32_t>(src + off::kErrorLength);

@@ -7,14 +7,16 @@
 // the C++ and the Python tests decode, so the two sides cannot drift.
 //
 // All integers are little-endian. Offsets are in bytes from the start of the
-// meta segment. Version 1.1 (1.1 added result_location; a 1.0 header has 0
-// there):
+// meta segment. Version 2.0 (1.1 added result_location; a 1.0 header has 0
+// there. 2.0 added input_kind and result_kind: a descriptor may describe a
+// table block (table.h) instead of one array; a 1.x reader refuses 2.0, so
+// that it never takes a table for an array of bytes):
 //
 //   offset size type      field
 //   ------ ---- --------  ---------------------------------------------------
 //        0    8 u8[8]     magic: 89 50 59 52 4D 41 50 0A ("\x89PYRMAP\n")
-//        8    2 u16       version_major (1); readers reject a newer major
-//       10    2 u16       version_minor (1); newer minors only add fields in
+//        8    2 u16       version_major (2); readers reject a newer major
+//       10    2 u16       version_minor (0); newer minors only add fields in
 //                         reserved space, so readers accept them
 //       12    4 u32       header_size: bytes of this header (4096)
 //       16    4 u32       state: 0 input ready, 1 result ready, 2 error
@@ -24,12 +26,18 @@
 //                         layout; bit 0 then only breaks ties); bit 2 = the
 //                         input's segment belongs to this script alone and
 //                         was handed over writable: the result may be
-//                         written into it instead of the result segment
+//                         written into it instead of the result segment;
+//                         bits 3-4 = how tables reach Python: 0 auto
+//                         (pandas when importable), 1 pandas, 2 numpy only;
+//                         bit 5 = a result table may refer to buffers of
+//                         the input's table block (table.h)
 //       24    8 i64       owner_pid: the process that created the segments
 //       32    8 i64       worker_pid: the Python process (0 until it starts)
 //       40    4 u32       result_location: 0 = the result segment, 1 = the
 //                         input's segment (only with flag bit 2) (1.1)
-//       44   20 -         reserved (0)
+//       44    4 u32       input_kind: 0 one array, 1 a table block (2.0)
+//       48    4 u32       result_kind: 0 one array, 1 a table block (2.0)
+//       52   12 -         reserved (0)
 //       64  192 ArrayDesc input: the array in the data segment
 //      256  192 ArrayDesc result: the array in the result segment
 //      448   64 char[64]  error_type: Python exception type, NUL-padded UTF-8
@@ -70,8 +78,8 @@
 namespace pyrmap {
 
 inline constexpr uint8_t kMagic[8] = {0x89, 'P', 'Y', 'R', 'M', 'A', 'P', '\n'};
-inline constexpr uint16_t kVersionMajor = 1;
-inline constexpr uint16_t kVersionMinor = 1;
+inline constexpr uint16_t kVersionMajor = 2;
+inline constexpr uint16_t kVersionMinor = 0;
 inline constexpr size_t kHeaderSize = 4096;
 inline constexpr size_t kMaxDims = 16;
 inline constexpr size_t kPayloadAlignment = 64;
@@ -87,6 +95,8 @@ inline constexpr size_t kFlags = 20;
 inline constexpr size_t kOwnerPid = 24;
 inline constexpr size_t kWorkerPid = 32;
 inline constexpr size_t kResultLocation = 40;
+inline constexpr size_t kInputKind = 44;
+inline constexpr size_t kResultKind = 48;
 inline constexpr size_t kInput = 64;
 inline constexpr size_t kResult = 256;
 inline constexpr size_t kErrorType = 448;
@@ -116,6 +126,17 @@ inline constexpr uint32_t kFlagInPlace = 1u << 2;
 inline constexpr uint32_t kResultInResultSegment = 0;
 inline constexpr uint32_t kResultInInputSegment = 1;
 inline constexpr uint32_t kErrorFlagTruncated = 1u << 0;
+// Flags bits 3-4: how a table input reaches Python.
+inline constexpr uint32_t kFlagTablesShift = 3;
+inline constexpr uint32_t kFlagTablesMask = 3u << kFlagTablesShift;
+inline constexpr uint32_t kTablesAuto = 0;
+inline constexpr uint32_t kTablesPandas = 1;
+inline constexpr uint32_t kTablesNumpy = 2;
+// Flag bit 5: a result table may refer to the input block's buffers.
+inline constexpr uint32_t kFlagInputRefs = 1u << 5;
+// What an input or result descriptor describes.
+inline constexpr uint32_t kKindArray = 0;
+inline constexpr uint32_t kKindTable = 1;
 
 // An array's type and geometry. count and nbytes are derived from shape and
 // dtype by Make(); readers check that stored values agree.
@@ -144,6 +165,8 @@ struct ExchangeHeader {
   int64_t owner_pid = 0;
   int64_t worker_pid = 0;
   uint32_t result_location = kResultInResultSegment;
+  uint32_t input_kind = kKindArray;   // kKindTable: `input` is a table block
+  uint32_t result_kind = kKindArray;  // kKindTable: `result` is a table block
   ArrayDesc input;
   ArrayDesc result;
   std::string error_type;
@@ -162,7 +185,8 @@ void EncodeHeader(const ExchangeHeader& h, uint8_t* dst, size_t dst_size);
 // segment too small for a header, a bad magic, a newer major version, a
 // header_size that does not fit the segment, an unknown state, a descriptor
 // that is inconsistent (unknown dtype, ndim > 16, count/nbytes that do not
-// match the shape, a misaligned offset) and an error_length beyond its area.
+// match the shape, a misaligned offset), an error_length beyond its area,
+// and an unknown kind or a table described as anything but uint8[n].
 ExchangeHeader DecodeHeader(const uint8_t* src, size_t size,
                             const std::string& where);
 

@@ -7,12 +7,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <sstream>
 
 #include <fmt/format.h>
 
 #include "error.h"
 #include "npy.h"
+#include "npz.h"
 
 namespace pyrmap {
 
@@ -80,6 +82,13 @@ void CheckNpy(const NpyHeader& h, uint64_t size, const InputLayout& layout, cons
     Usage(fmt::format("{}: a shape applies to raw and text input; a .npy file has its own", name));
 }
 
+// An archive's arrays have their own dtypes and shapes.
+void CheckNpz(const InputLayout& layout, const std::string& name) {
+  if (layout.dtype || layout.shape)
+    Usage(fmt::format("{}: a dtype or shape applies to one array; an .npz archive's arrays have their own",
+                      name));
+}
+
 // Whitespace-separated numbers, parsed now into the asked dtype.
 Input TextInput(const std::string& text, const InputLayout& layout, const std::string& name) {
   std::istringstream in(text);
@@ -94,8 +103,10 @@ Input TextInput(const std::string& text, const InputLayout& layout, const std::s
   return SourceInput(std::move(src), InputGeometry(dtype, count, layout.shape, layout.order, name));
 }
 
-void Fill(const InputSource& src, Dtype to, uint64_t count, Segment& seg, void (*check)(void*),
-          void* arg) {
+}  // namespace
+
+void FillSource(const InputSource& src, Dtype to, uint64_t count, Segment& seg, uint64_t base,
+                void (*check)(void*), void* arg) {
   const std::string& name = src.rules.name;
   const size_t in_item = ItemSize(src.dtype), out_item = ItemSize(to);
   const bool same = src.dtype == to;
@@ -105,6 +116,9 @@ void Fill(const InputSource& src, Dtype to, uint64_t count, Segment& seg, void (
     // In-kernel copy: no user-space buffer, no page faults on our side.
     off_t off = static_cast<off_t>(src.file_offset);
     uint64_t left = count * in_item;
+    // sendfile writes at the segment descriptor's file position.
+    if (lseek(seg.fd(), static_cast<off_t>(base), SEEK_SET) < 0)
+      throw SystemError("copy input", name, "lseek", errno);
     while (left > 0) {
       if (check) check(arg);
       ssize_t n = sendfile(seg.fd(), *src.fd, &off, std::min(left, kSendfileChunk));
@@ -116,7 +130,7 @@ void Fill(const InputSource& src, Dtype to, uint64_t count, Segment& seg, void (
     return;
   }
   if (as_is) {
-    seg.Write(0, src.data, count * in_item, check, arg);
+    seg.Write(base, src.data, count * in_item, check, arg);
     return;
   }
   const uint64_t per_chunk = std::min(count, kChunkElements);
@@ -132,21 +146,19 @@ void Fill(const InputSource& src, Dtype to, uint64_t count, Segment& seg, void (
     }
     if (same) {
       RefuseMissing(src.dtype, from, k, i, to, src.rules);
-      seg.Write(i * out_item, from, k * out_item);
+      seg.Write(base + i * out_item, from, k * out_item);
     } else {
       ConvertElements(src.dtype, from, to, out_buf.data(), k, i, src.rules);
-      seg.Write(i * out_item, out_buf.data(), k * out_item);
+      seg.Write(base + i * out_item, out_buf.data(), k * out_item);
     }
   }
 }
-
-}  // namespace
 
 Input SourceInput(InputSource src, const ArrayDesc& desc) {
   Input in;
   in.desc = desc;
   in.fill = [src = std::move(src), to = desc.dtype, count = desc.count](
-                Segment& seg, void (*check)(void*), void* arg) { Fill(src, to, count, seg, check, arg); };
+                Segment& seg, void (*check)(void*), void* arg) { FillSource(src, to, count, seg, 0, check, arg); };
   return in;
 }
 
@@ -185,6 +197,13 @@ Input FileInput(const std::string& path, const InputLayout& layout) {
     return SourceInput(std::move(src), ArrayDesc::Make(layout.dtype.value_or(h.desc.dtype),
                                                        h.desc.shape, h.desc.order));
   }
+  if (layout.format == "npz" || (layout.format == "auto" && IsZip(pre, pre_size))) {
+    CheckNpz(layout, path);
+    const int f = *fd;
+    auto members = ReadNpzDirectory(
+        [f, &path](void* dst, uint64_t n, uint64_t off) { PreadAll(f, dst, n, off, path); }, size, path);
+    return NpzInput(members, src, path);
+  }
   if (layout.format == "text") {
     std::string text(size, '\0');
     PreadAll(*fd, text.data(), size, 0, path);
@@ -208,6 +227,18 @@ Input BytesInput(std::shared_ptr<const std::vector<uint8_t>> bytes, const InputL
     src.data = bytes->data() + h.payload_offset;
     return SourceInput(std::move(src), ArrayDesc::Make(layout.dtype.value_or(h.desc.dtype),
                                                        h.desc.shape, h.desc.order));
+  }
+  if (layout.format == "npz" || (layout.format == "auto" && IsZip(bytes->data(), bytes->size()))) {
+    CheckNpz(layout, name);
+    const std::vector<uint8_t>& b = *bytes;
+    auto members = ReadNpzDirectory(
+        [&b, &name](void* dst, uint64_t n, uint64_t off) {
+          if (off > b.size() || b.size() - off < n) Usage(fmt::format("{}: ends early", name));
+          std::memcpy(dst, b.data() + off, n);
+        },
+        b.size(), name);
+    src.data = bytes->data();
+    return NpzInput(members, src, name);
   }
   if (layout.format == "raw") {
     src.dtype = RawDtype(layout, name, false);

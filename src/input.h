@@ -3,7 +3,8 @@
 //
 // Both callers describe their data with the same pieces. The command reads
 // files and stdin: .npy (C or Fortran order), raw binary and whitespace-
-// separated text, told apart by FileInput/BytesInput. The R package passes
+// separated text, told apart by FileInput/BytesInput, and .npz archives
+// (several named arrays, npz.h). The R package passes
 // R's memory by pointer (MemoryInput) with its convention for missing
 // values as Missing::kSentinels (convert.h). Either way the elements reach
 // the segment through one chunked convert-and-write, so a value that does
@@ -28,6 +29,9 @@ namespace pyrmap {
 // data segment or an existing segment that already holds the payload.
 struct Input {
   ArrayDesc desc;
+  // kKindArray: desc is the array; kKindTable: desc is uint8[n], a table
+  // block (table.h).
+  uint32_t kind = kKindArray;
   // Writes desc.nbytes bytes into `seg` at offset 0 (e.g. with seg.Write,
   // passing `check` through). Called once, after the first interpreter has
   // been started. May throw (a value that does not fit, a read error, or
@@ -63,8 +67,10 @@ Input SourceInput(InputSource src, const ArrayDesc& desc);
 
 // How to read a file or a byte buffer.
 struct InputLayout {
-  // "auto" (.npy if it starts with the .npy magic, else raw for a file and
-  // text for bytes), "npy", "raw" or "text".
+  // "auto" (.npy if it starts with the .npy magic, .npz if it starts like a
+  // zip archive, else raw for a file and text for bytes), "npy", "npz",
+  // "raw" or "text". An .npz archive is a table input: a named list of its
+  // arrays (npz.h).
   std::string format = "auto";
   // The dtype Python gets; empty: the .npy file's own, float64 for text.
   // Raw input needs it.
@@ -84,6 +90,11 @@ Input FileInput(const std::string& path, const InputLayout& layout);
 // The same for bytes already read (stdin); `name` names them in messages.
 Input BytesInput(std::shared_ptr<const std::vector<uint8_t>> bytes, const InputLayout& layout,
                  const std::string& name);
+
+// Writes `count` elements of `src`, converted to `to`, into `seg` at byte
+// `offset` (the fill of SourceInput, at any offset). Throws as the fill does.
+void FillSource(const InputSource& src, Dtype to, uint64_t count, Segment& seg, uint64_t offset,
+                void (*check)(void*), void* arg);
 
 // The geometry of `count` elements of raw or text input: `shape` (whose
 // product must be count) or 1-D. Throws Error(kUsage) naming `name`.

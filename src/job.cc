@@ -31,14 +31,16 @@ Job::~Job() {
 }
 
 uint32_t ResultFlags(const RunOptions& o) {
-  return o.result_order == ResultOrder::kF     ? kFlagResultOrderF
-         : o.result_order == ResultOrder::kAny ? kFlagResultOrderAny
-                                               : 0u;
+  const uint32_t order = o.result_order == ResultOrder::kF     ? kFlagResultOrderF
+                         : o.result_order == ResultOrder::kAny ? kFlagResultOrderAny
+                                                               : 0u;
+  return order | ((o.tables << kFlagTablesShift) & kFlagTablesMask) |
+         (o.input_refs ? kFlagInputRefs : 0u);
 }
 
 std::unique_ptr<Job> StartJob(const RunOptions& o, const std::string& prefix, size_t k,
                               const Script& script, const std::string& data_name,
-                              const ArrayDesc* desc, SegmentGuard& guard) {
+                              const ArrayDesc* desc, uint32_t input_kind, SegmentGuard& guard) {
   auto job = std::make_unique<Job>();
   job->script = script;
   job->meta_name = fmt::format("{}-meta-{}", prefix, k);
@@ -55,7 +57,10 @@ std::unique_ptr<Job> StartJob(const RunOptions& o, const std::string& prefix, si
   h.state = State::kInputReady;
   h.flags = ResultFlags(o);
   h.owner_pid = getpid();
-  if (desc) h.input = *desc;
+  if (desc) {
+    h.input = *desc;
+    h.input_kind = input_kind;
+  }
   uint8_t buf[kHeaderSize];
   EncodeHeader(h, buf, sizeof buf);
   job->meta->Write(0, buf, sizeof buf);
@@ -104,12 +109,13 @@ bool SendReady(int sock, int pass_fd, const std::string& script) {
   throw SystemError("send the ready byte to script", script, "sendmsg", n < 0 ? errno : EIO);
 }
 
-void ReleaseJob(Job& job, const RunOptions& o, const ArrayDesc* desc,
+void ReleaseJob(Job& job, const RunOptions& o, const ArrayDesc* desc, uint32_t kind,
                 const std::shared_ptr<Segment>& input, bool in_place) {
   if (desc && !job.exited) {
     uint8_t buf[kArrayDescSize];
     EncodeArrayDesc(*desc, buf);
     job.meta->Write(off::kInput, buf, sizeof buf);
+    job.meta->Write(off::kInputKind, &kind, sizeof kind);
   }
   int fd = -1;
   if (input) {

@@ -68,9 +68,9 @@ uint32_t ResultFlags(const RunOptions& options);
 // interpreter cannot be started, kSystem for segment failures.
 std::unique_ptr<Job> StartJob(const RunOptions& options, const std::string& prefix, size_t k,
                               const Script& script, const std::string& data_name,
-                              const ArrayDesc* desc, SegmentGuard& guard);
+                              const ArrayDesc* desc, uint32_t input_kind, SegmentGuard& guard);
 
-// Gives `job` its input: writes `desc` first if given, then sends the ready
+// Gives `job` its input: writes `desc` (and `kind`) first if given, then sends the ready
 // byte with a descriptor of `input` (the segment holding the input). With
 // `in_place`, `input` must be writable and the script may put its result
 // there (header flag bit 2): only for a segment of this call that nobody
@@ -78,7 +78,7 @@ std::unique_ptr<Job> StartJob(const RunOptions& options, const std::string& pref
 // exactly the access of the descriptor it is sent). A script that already
 // died is not an error here (its exit is judged later); any other failure
 // to send throws kSystem.
-void ReleaseJob(Job& job, const RunOptions& options, const ArrayDesc* desc,
+void ReleaseJob(Job& job, const RunOptions& options, const ArrayDesc* desc, uint32_t kind,
                 const std::shared_ptr<Segment>& input, bool in_place);
 
 // Sends the one ready byte on `sock`, with descriptor `pass_fd` attached

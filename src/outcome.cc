@@ -32,6 +32,15 @@ ExchangeHeader ReadJobHeader(const Job& job) {
 
 }  // namespace
 
+void DecodeResultTable(Result& r, const std::string& who, std::optional<uint64_t> input_size) {
+  try {
+    r.table = std::make_shared<const Table>(
+        DecodeTable(r.data(), r.desc.nbytes, "the result of " + who, input_size));
+  } catch (const Error& e) {
+    throw Error(e.kind(), e.what()).with_script(r.script.Display());
+  }
+}
+
 std::string TailLines(const std::string& text, size_t max_lines) {
   size_t end = text.find_last_not_of(" \n\r\t");
   if (end == std::string::npos) return "";
@@ -113,6 +122,7 @@ Result JudgeOutcome(Job& job, const RunOptions& o, bool map) {
   Result r;
   r.script = job.script;
   r.desc = h.result;
+  r.kind = h.result_kind;
   r.warnings = warnings;
   if (h.result_location == kResultInInputSegment && !job.in_place)
     throw Error(ErrorKind::kProtocol,
@@ -127,8 +137,20 @@ Result JudgeOutcome(Job& job, const RunOptions& o, bool map) {
   } catch (const Error& e) {
     throw Error(e.kind(), fmt::format("{}: {}", who, e.what())).with_script(shown);
   }
-  if (map && h.result.nbytes > 0)
+  if (map && h.result.nbytes > 0) {
     r.mapping = std::make_shared<Mapping>(res.Map(o.result_map, h.result.offset, h.result.nbytes));
+    if (r.kind == kKindTable) {
+      const bool refs = (h.flags & kFlagInputRefs) && h.input_kind == kKindTable;
+      DecodeResultTable(r, who, refs ? std::optional<uint64_t>(h.input.nbytes) : std::nullopt);
+      if (RefersToInput(*r.table)) {
+        if (!job.input_ro)
+          throw Error(ErrorKind::kProtocol, fmt::format("{}: its result refers to an input it was not given", who));
+        r.input_mapping =
+            std::make_shared<Mapping>(job.input_ro->Map(o.result_map, h.input.offset, h.input.nbytes));
+        r.input_offset = 0;
+      }
+    }
+  }
   return r;
 }
 

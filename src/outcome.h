@@ -27,6 +27,13 @@ Result JudgeOutcome(Job& job, const RunOptions& options, bool map);
 // that), or it broke the protocol by writing a result without one.
 [[noreturn]] void JudgeEarlyExit(Job& job, const RunOptions& options);
 
+// Decodes the table of a mapped table result into r.table; throws
+// Error(kProtocol) naming `who` (e.g. "script 'a.py'") for a bad block.
+// Buffers in the input block are allowed when `input_size` (its size) is
+// given.
+void DecodeResultTable(Result& r, const std::string& who,
+                       std::optional<uint64_t> input_size = std::nullopt);
+
 // The last `max_lines` non-empty lines of `text`.
 std::string TailLines(const std::string& text, size_t max_lines);
 

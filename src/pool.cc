@@ -362,9 +362,11 @@ struct Pool::Impl {
 
   // The results of `reply` from worker `w` (the request's result region
   // was [roff, roff + rcap) of its area).
+  struct Staged;
   std::vector<Result> Collect(Worker& w, const Reply& reply, std::vector<int>& fds,
                               const std::vector<Script>& scripts, const RunOptions& ro, uint64_t roff,
-                              uint64_t rcap, bool keep_intermediate) {
+                              uint64_t rcap, bool keep_intermediate, const Staged& staged) {
+    std::shared_ptr<Mapping> input_map;
     struct Owned {
       std::vector<int>& fds;
       ~Owned() { CloseAll(fds); }
@@ -397,6 +399,7 @@ struct Pool::Impl {
       Result r;
       r.script = keep_intermediate ? scripts[i] : scripts.back();
       r.desc = rr.desc;
+      r.kind = rr.kind;
       if (rr.location == ReplyLocation::kArea) {
         uint64_t end;
         if (rr.desc.offset < roff || __builtin_add_overflow(rr.desc.offset, rr.desc.nbytes, &end) ||
@@ -421,6 +424,22 @@ struct Pool::Impl {
         if (rr.desc.nbytes > 0)
           r.mapping = std::make_shared<Mapping>(seg.Map(ro.result_map, rr.desc.offset, rr.desc.nbytes));
         r.offset = 0;
+      }
+      if (r.kind == kKindTable) {
+        if (!r.mapping) throw Error(ErrorKind::kProtocol, fmt::format("{}: an empty table block", where));
+        // A result may refer to the input's block only when that came in a
+        // passed segment (the worker maps it; area inputs are copied).
+        const bool refs = (ResultFlags(ro) & kFlagInputRefs) && staged.input->kind == kKindTable &&
+                          staged.location == InputLocation::kDescriptor;
+        DecodeResultTable(r, fmt::format("script '{}' in {}", r.script.Display(), where),
+                          refs ? std::optional<uint64_t>(staged.desc.nbytes) : std::nullopt);
+        if (RefersToInput(*r.table)) {
+          if (!input_map)
+            input_map = std::make_shared<Mapping>(
+                staged.seg->Map(ro.result_map, staged.desc.offset, staged.desc.nbytes));
+          r.input_mapping = input_map;
+          r.input_offset = 0;
+        }
       }
       out.push_back(std::move(r));
     }
@@ -477,6 +496,7 @@ struct Pool::Impl {
     req.flags = ResultFlags(ro);
     req.input_location = s.location;
     req.input = s.desc;
+    req.input_kind = s.input->kind;
     req.scripts = std::move(scripts);
     req.keep_intermediate = keep;
     req.args = ro.script_args;
@@ -541,7 +561,7 @@ struct Pool::Impl {
       running.erase(std::remove(running.begin(), running.end(), w), running.end());
       size_t k = call_of[w->index];
       results[k] = Collect(*w, reply, fds, calls[k], ro, kPoolSmallBytes, kAreaSize - kPoolSmallBytes,
-                           keep);
+                           keep, staged);
       // A result in this worker's area must be copied before the worker's
       // next call; a Shared call with more scripts than workers would reuse
       // it, so such results are copied into memory of their own here.
@@ -559,7 +579,7 @@ struct Pool::Impl {
     seg.Write(0, r.data(), r.desc.nbytes);
     r.mapping = std::make_shared<Mapping>(seg.Map(MapMode::kReadOnly, 0, r.desc.nbytes));
     r.offset = 0;
-    r.transient = false;
+    r.transient = false;  // (a table's directory stays as decoded: its offsets are the block's)
   }
 };
 

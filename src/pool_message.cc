@@ -94,6 +94,7 @@ std::vector<uint8_t> EncodeRequest(const Request& r) {
   Store<uint32_t>(w.at(24), static_cast<uint32_t>(r.scripts.size()));
   Store<uint32_t>(w.at(28), static_cast<uint32_t>(r.args.size()));
   Store<uint32_t>(w.at(32), r.keep_intermediate ? 1u : 0u);
+  Store<uint32_t>(w.at(36), r.input_kind);
   Store<uint64_t>(w.at(40), r.result_offset);
   Store<uint64_t>(w.at(48), r.result_capacity);
   EncodeArrayDesc(r.input, w.at(64));
@@ -117,6 +118,8 @@ Request DecodeRequest(const uint8_t* p, size_t n, const std::string& where) {
   r.input_location = static_cast<InputLocation>(loc);
   uint32_t nscripts = Load<uint32_t>(p + 24), nargs = Load<uint32_t>(p + 28);
   r.keep_intermediate = Load<uint32_t>(p + 32) != 0;
+  r.input_kind = Load<uint32_t>(p + 36);
+  if (r.input_kind > kKindTable) Bad(where, fmt::format("input kind {} is unknown", r.input_kind));
   r.result_offset = Load<uint64_t>(p + 40);
   r.result_capacity = Load<uint64_t>(p + 48);
   r.input = DecodeArrayDesc(p + 64, where, "input");
@@ -147,6 +150,7 @@ std::vector<uint8_t> EncodeReply(const Reply& r) {
     EncodeArrayDesc(res.desc, w.at(pos));
     Store<uint32_t>(w.at(pos + kArrayDescSize), static_cast<uint32_t>(res.location));
     Store<uint32_t>(w.at(pos + kArrayDescSize + 4), res.fd_index);
+    Store<uint32_t>(w.at(pos + kArrayDescSize + 8), res.kind);
   }
   w.Str(r.error_type);
   w.Str(r.error_text);
@@ -176,6 +180,8 @@ Reply DecodeReply(const uint8_t* p, size_t n, const std::string& where) {
     if (loc != 1 && loc != 2) Bad(where, fmt::format("result location {} is unknown", loc));
     res.location = static_cast<ReplyLocation>(loc);
     res.fd_index = Load<uint32_t>(q + kArrayDescSize + 4);
+    res.kind = Load<uint32_t>(q + kArrayDescSize + 8);
+    if (res.kind > kKindTable) Bad(where, fmt::format("result kind {} is unknown", res.kind));
     r.results.push_back(res);
   }
   r.error_type = rd.Str();

@@ -10,7 +10,7 @@
 //
 //   Request                          Reply
 //   0  u32 magic "PYRQ"              0  u32 magic "PYRS"
-//   4  u16 version (1)               4  u16 version (1)
+//   4  u16 version (2)               4  u16 version (2)
 //   6  u16 kind (1: call)            6  u16 status (0 ok, 1 error)
 //   8  u64 call id                   8  u64 call id (the request's)
 //  16  u32 header flags (layout)    16  u32 number of results
@@ -18,9 +18,9 @@
 //  24  u32 number of scripts        24  u32 the failing script's index
 //  28  u32 number of arguments      28  u32 reserved (0)
 //  32  u32 keep intermediates       32  results: each an ArrayDesc (192
-//  36  u32 reserved (0)                 bytes), u32 location, u32 index
+//  36  u32 input kind (header.h)        bytes), u32 location, u32 index
 //  40  u64 result region offset         of its descriptor among those
-//  48  u64 result region capacity       passed
+//  48  u64 result region capacity       passed, u32 kind, u32 reserved
 //  56  u64 reserved (0)              then error type and error text as
 //  64  ArrayDesc input (192 bytes)       strings (error replies), then
 // 256  per script: path, function        u32 number of warnings and the
@@ -40,11 +40,11 @@ namespace pyrmap {
 
 inline constexpr uint8_t kRequestMagic[4] = {'P', 'Y', 'R', 'Q'};
 inline constexpr uint8_t kReplyMagic[4] = {'P', 'Y', 'R', 'S'};
-inline constexpr uint16_t kPoolProtocolVersion = 1;
+inline constexpr uint16_t kPoolProtocolVersion = 2;
 inline constexpr uint16_t kRequestCall = 1;
 inline constexpr size_t kRequestFixedSize = 256;
 inline constexpr size_t kReplyFixedSize = 32;
-inline constexpr size_t kReplyResultSize = kArrayDescSize + 8;
+inline constexpr size_t kReplyResultSize = kArrayDescSize + 16;
 // The most a message may hold (tracebacks are cut to fit).
 inline constexpr size_t kMaxMessageSize = 64 * 1024;
 
@@ -65,6 +65,7 @@ struct Request {
   uint32_t flags = 0;  // exchange header flags: the layout of results
   InputLocation input_location = InputLocation::kArea;
   ArrayDesc input;
+  uint32_t input_kind = kKindArray;  // kKindTable: `input` is a table block
   std::vector<Script> scripts;  // more than one: a pipeline, run in order
   bool keep_intermediate = false;
   std::vector<std::string> args;  // sys.argv[1:] for every script
@@ -76,6 +77,7 @@ struct ReplyResult {
   ArrayDesc desc;
   ReplyLocation location = ReplyLocation::kArea;
   uint32_t fd_index = 0;
+  uint32_t kind = kKindArray;  // kKindTable: `desc` is a table block
 };
 
 struct Reply {

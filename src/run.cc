@@ -149,29 +149,30 @@ class Runner {
   // Starts the interpreter for `script`, whose input will be segment
   // `data_name` (handed over by a Release). `desc` is the input's geometry,
   // or nullptr when it is not known yet (a pipeline stage started early).
-  Job* Start(const Script& script, const std::string& data_name, const ArrayDesc* desc) {
-    jobs_.push_back(StartJob(o_, prefix_, jobs_.size(), script, data_name, desc, guard_));
+  Job* Start(const Script& script, const std::string& data_name, const ArrayDesc* desc,
+             uint32_t kind = kKindArray) {
+    jobs_.push_back(StartJob(o_, prefix_, jobs_.size(), script, data_name, desc, kind, guard_));
     return jobs_.back().get();
   }
 
   // Hands `job` the call's data: writable when `in_place`, else read-only.
   void ReleaseData(Job* job, bool in_place) {
-    ReleaseJob(*job, o_, nullptr, in_place ? data_ : data_ro_, in_place);
-    if (in_place) job->input_ro = data_ro_;
+    ReleaseJob(*job, o_, nullptr, kKindArray, in_place ? data_ : data_ro_, in_place);
+    job->input_ro = data_ro_;
   }
 
   // Hands `job` the result of finished job `prev` as its input (geometry
   // `desc`): writable when `in_place` (only for this call's own segment that
   // nobody reads afterwards), else read-only.
-  void ReleaseOutput(Job* job, const ArrayDesc& desc, Job* prev, bool in_place) {
+  void ReleaseOutput(Job* job, const ArrayDesc& desc, uint32_t kind, Job* prev, bool in_place) {
     // prev's result lies in its own result segment, or over its input
     // (this call's data or an earlier stage's result, held writable by it).
     const bool in_input = prev->result_location == kResultInInputSegment;
     const std::shared_ptr<Segment>& rw = in_input ? prev->input : prev->res;
     const std::shared_ptr<Segment>& ro = in_input ? prev->input_ro : prev->res_ro;
     ArrayDesc d = desc;
-    ReleaseJob(*job, o_, &d, in_place ? rw : ro, in_place);
-    if (in_place) job->input_ro = ro;
+    ReleaseJob(*job, o_, &d, kind, in_place ? rw : ro, in_place);
+    job->input_ro = ro;
   }
 
   // Waits until one of `jobs` exits (or times out) and returns it.
@@ -251,6 +252,14 @@ class Runner {
 
 }  // namespace
 
+const uint8_t* Result::buffer(size_t b) const {
+  const ArrayDesc& d = table->buffers.at(b);
+  if (d.nbytes == 0) return nullptr;
+  if (table->locations.at(b) == kInInput)
+    return input_mapping ? input_mapping->data() + input_offset + d.offset : nullptr;
+  return data() + d.offset;
+}
+
 std::string Script::Display() const {
   return function.empty() ? path : path + "::" + function;
 }
@@ -296,7 +305,7 @@ std::vector<Result> RunShared(const std::vector<Script>& scripts, const Input& i
   size_t next = 0;
   auto start_next = [&]() {
     if (next >= n) return;
-    by_index[next] = runner.Start(scripts[next], data, &input.desc);
+    by_index[next] = runner.Start(scripts[next], data, &input.desc, input.kind);
     ++next;
   };
   // The first wave, plus one started early to hide its start-up.
@@ -333,14 +342,17 @@ std::vector<Result> RunShared(const std::vector<Script>& scripts, const Input& i
 }
 
 std::vector<Result> RunPipeline(const std::vector<Script>& scripts, const Input& input,
-                                const RunOptions& o, bool keep_intermediate) {
+                                const RunOptions& options, bool keep_intermediate) {
   if (scripts.empty()) throw Error(ErrorKind::kUsage, "no script given");
+  // A stage's result is the next stage's input: it holds its own data.
+  RunOptions o = options;
+  o.input_refs = false;
   for (const auto& s : scripts) CheckScriptReadable(s);
   Runner runner(o);
   std::string data = runner.PrepareData(input);
   const size_t n = scripts.size();
   std::vector<Job*> stage(n, nullptr);
-  stage[0] = runner.Start(scripts[0], data, &input.desc);
+  stage[0] = runner.Start(scripts[0], data, &input.desc, input.kind);
   // Stage k+1 reads stage k's result; start it before stage k finishes, its
   // input follows on release.
   if (n > 1) stage[1] = runner.Start(scripts[1], stage[0]->res_name, nullptr);
@@ -361,7 +373,7 @@ std::vector<Result> RunPipeline(const std::vector<Script>& scripts, const Input&
     if (keep_intermediate || last) results.push_back(r);
     if (!last) {
       if (k + 2 < n) stage[k + 2] = runner.Start(scripts[k + 2], stage[k + 1]->res_name, nullptr);
-      runner.ReleaseOutput(stage[k + 1], r.desc, stage[k],
+      runner.ReleaseOutput(stage[k + 1], r.desc, r.kind, stage[k],
                            runner.OutputOwned(stage[k]) && !keep_intermediate);
       // Stage k+1 holds this result now; its memory goes when that stage is
       // done with it (or with the caller's mapping, when kept).

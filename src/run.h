@@ -34,6 +34,7 @@
 #include "header.h"
 #include "input.h"
 #include "segment.h"
+#include "table.h"
 
 namespace pyrmap {
 
@@ -85,6 +86,13 @@ struct RunOptions {
   bool reserve_results = true;
   // Extra variables for the scripts' environment.
   std::vector<std::pair<std::string, std::string>> env;
+  // How table inputs reach Python (header flag bits 3-4): kTablesAuto
+  // (pandas when it can be imported), kTablesPandas, kTablesNumpy.
+  uint32_t tables = kTablesAuto;
+  // Let table results refer to buffers of a table input that the script
+  // returned unchanged (header flag bit 5; never between pipeline stages):
+  // the result then keeps a mapping of the input (Result::input_mapping).
+  bool input_refs = false;
   // Where the call's segments are made: "" (PYRMAP_SEGMENT_DIR, else
   // /dev/shm), "RAM", "DISK" or a directory (segment_dir.h). The scripts
   // get the directory's path as PYRMAP_SEGMENT_DIR.
@@ -95,6 +103,14 @@ struct RunOptions {
 struct Result {
   Script script;
   ArrayDesc desc;
+  // kKindArray: desc is the array; kKindTable: desc is the table block
+  // (uint8[n]) and `table` its decoded directory (when mapped).
+  uint32_t kind = kKindArray;
+  std::shared_ptr<const Table> table;
+  // The input's table block, when buffers of `table` lie there (kInInput):
+  // their data is at input_mapping->data() + input_offset + desc.offset.
+  std::shared_ptr<Mapping> input_mapping;
+  uint64_t input_offset = 0;
   // Holds the payload; null when desc.nbytes is 0. The segment's name is
   // gone; the memory lives as long as this mapping.
   std::shared_ptr<Mapping> mapping;
@@ -106,6 +122,8 @@ struct Result {
   // pool's next call; copy it before then.
   bool transient = false;
   const uint8_t* data() const { return mapping ? mapping->data() + offset : nullptr; }
+  // The first byte of buffer `b` of a table result.
+  const uint8_t* buffer(size_t b) const;
 };
 
 Result RunScript(const Script& script, const Input& input, const RunOptions& options);

@@ -28,7 +28,7 @@ enter <- normalizePath(file.path(dirname(self), "..", "..", "r-pkg", "tests", "t
 if (!nzchar(Sys.getenv("B10_INSIDE"))) {
   # The hosts, held by sleeping processes; then this script again, in h1.
   if (!identical(as.integer(system2("id", "-u", stdout = TRUE)), 0L)) {
-    cat("B10 skipped: simulated hosts need root (mount and IPC namespaces)\n")
+    cat("BENCH_SKIP simulated hosts need root (mount and IPC namespaces)\n")
     quit(status = 0)
   }
   base <- tempfile("pyrmap-b10-hosts")
@@ -104,6 +104,9 @@ for (r in seq_len(reps)) for (m in names(methods)) {
 }
 med_t <- apply(secs, 2, stats::median)
 med_b <- apply(bytes, 2, stats::median)
+for (m in names(methods))
+  cat(sprintf("BENCH_B10 %s %s %s\n", m, paste(format(secs[, m], digits = 6), collapse = ","),
+              paste(format(bytes[, m], scientific = FALSE), collapse = ",")))
 cat(sprintf("B10 — memLapply across 2 simulated hosts x 2 workers (master on h1), whole %d x %d matrix (%.0f MB) as side data, %d tasks, %d rounds\n\n",
             n, p, 8 * n * p / 1e6, tasks, reps))
 cat("| method | median time (s) | time vs export+parLapply | median MB received by the workers | bytes vs export+parLapply |\n")

@@ -76,6 +76,20 @@ def map_input(name: str, desc: H.ArrayDesc, fd: int = -1) -> np.ndarray:
     return flat.reshape(desc.shape, order=order)
 
 
+def map_block(name: str, desc: H.ArrayDesc, fd: int = -1):
+    """A read-only shared mapping of segment ``name`` holding the table block
+    ``desc`` describes (uint8[n] at desc.offset), checked to fit. ``fd`` as
+    for map_input (closed here)."""
+    if fd < 0:
+        fd = open_segment(name, os.O_RDONLY, ENV_DATA)
+    try:
+        H.check_payload_fits(desc, os.fstat(fd).st_size, name)
+        return mmap.mmap(fd, desc.offset + desc.nbytes, flags=mmap.MAP_SHARED,
+                         prot=mmap.PROT_READ)
+    finally:
+        os.close(fd)
+
+
 def detach_input(arr: np.ndarray, keep):
     """The mapping under the input array ``arr`` if it may be released once
     ``arr`` is dropped (the caller's last reference), else None: ``keep``
@@ -186,7 +200,7 @@ def _byte_view(flat: np.ndarray) -> memoryview:
     return memoryview(flat.reshape(-1).view(np.uint8))
 
 
-def _write_staged(fd: int, src: np.ndarray, target: np.dtype) -> int:
+def _write_staged(fd: int, src: np.ndarray, target: np.dtype, base: int = 0) -> int:
     """Writes src's elements in C order, converted to ``target``, through a
     staging buffer of at most STAGING_BYTES: slabs along the first axis, or
     along deeper axes when one slab is too large."""
@@ -211,12 +225,12 @@ def _write_staged(fd: int, src: np.ndarray, target: np.dtype) -> int:
             pos = emit(a[i:i + step], pos)
         return pos
 
-    return walk(src, 0)
+    return walk(src, base) - base
 
 
-def write_payload(fd: int, arr: np.ndarray, code: int, fortran: bool) -> int:
-    """Writes arr's elements as dtype ``code`` at offset 0 of ``fd``, in
-    column-major order when ``fortran`` else row-major. Returns the bytes
+def write_payload(fd: int, arr: np.ndarray, code: int, fortran: bool, base: int = 0) -> int:
+    """Writes arr's elements as dtype ``code`` at offset ``base`` of ``fd``,
+    in column-major order when ``fortran`` else row-major. Returns the bytes
     written. The file must already be large enough (fallocate)."""
     target = NUMPY_DTYPES[code]
     if arr.size == 0:
@@ -224,8 +238,8 @@ def write_payload(fd: int, arr: np.ndarray, code: int, fortran: bool) -> int:
     # F-order bytes of arr are the C-order bytes of arr.T.
     src = arr.T if fortran else arr
     if arr.dtype == target and src.flags.c_contiguous:
-        return _pwrite_all(fd, _byte_view(src), 0)
-    return _write_staged(fd, src, target)
+        return _pwrite_all(fd, _byte_view(src), base) - base
+    return _write_staged(fd, src, target, base)
 
 
 def _wants_fortran(arr: np.ndarray, flags: int) -> bool:
@@ -260,9 +274,18 @@ def store_array(fd: int, arr: np.ndarray, code: int, flags: int, write=None) -> 
     with ftruncate if the segment was larger. Returns the descriptor."""
     fortran = _wants_fortran(arr, flags)
     desc = H.ArrayDesc.make(code, arr.shape, H.ORDER_F if fortran else H.ORDER_C, 0)
-    if desc.nbytes:
+    reserve(fd, desc.nbytes, desc.describe())
+    (write or write_payload)(fd, arr, code, fortran)
+    return desc
+
+
+def reserve(fd: int, nbytes: int, what: str) -> None:
+    """Sizes the segment open as ``fd`` to exactly ``nbytes``: reserved with
+    posix_fallocate (a full segment directory is an OSError naming ``what``
+    and the remedy, never a SIGBUS), cut with ftruncate if it was larger."""
+    if nbytes:
         try:
-            os.posix_fallocate(fd, 0, desc.nbytes)
+            os.posix_fallocate(fd, 0, nbytes)
         except OSError as e:
             if e.errno == errno.ENOSPC:
                 where = segment_dir()
@@ -270,13 +293,11 @@ def store_array(fd: int, arr: np.ndarray, code: int, flags: int, write=None) -> 
                               "%s (%s; free space in %s, choose a larger segment directory "
                               "(path = \"DISK\" / segment_dir = in R, --segment-dir, "
                               "PYRMAP_SEGMENT_DIR) or return a smaller result)"
-                              % (where, desc.nbytes, e.strerror, desc.describe(), where)) from None
+                              % (where, nbytes, e.strerror, what, where)) from None
             if e.errno == errno.EFBIG:
                 raise OSError(e.errno, "the result of %d bytes (%s) exceeds the file size "
                               "limit of this process: %s (see ulimit -f)"
-                              % (desc.nbytes, desc.describe(), e.strerror)) from None
+                              % (nbytes, what, e.strerror)) from None
             raise
-    if os.fstat(fd).st_size > desc.nbytes:
-        os.ftruncate(fd, desc.nbytes)
-    (write or write_payload)(fd, arr, code, fortran)
-    return desc
+    if os.fstat(fd).st_size > nbytes:
+        os.ftruncate(fd, nbytes)

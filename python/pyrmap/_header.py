@@ -6,23 +6,28 @@ C++ build's (`pyrmap --protocol-constants`), and tests/golden/ holds header
 images that both sides decode (and encode back byte for byte), so the two
 cannot drift apart.
 
-All integers are little-endian. Version 1.1 (1.1 added result_location; a
-1.0 header has 0 there):
+All integers are little-endian. Version 2.0 (1.1 added result_location; a
+1.0 header has 0 there; 2.0 added input_kind and result_kind: a descriptor
+may describe a table block, pyrmap._table, and a 1.x reader refuses 2.0):
 
     offset size type      field
          0    8 u8[8]     magic b"\\x89PYRMAP\\n"
-         8    2 u16       version_major (1); a newer major is rejected
-        10    2 u16       version_minor (1); a newer minor is accepted
+         8    2 u16       version_major (2); a newer major is rejected
+        10    2 u16       version_minor (0); a newer minor is accepted
         12    4 u32       header_size (4096)
         16    4 u32       state: 0 input ready, 1 result ready, 2 error
         20    4 u32       flags: bit 0 = results of ndim >= 2 in column-major;
                           bit 1 = keep the result's own layout; bit 2 = the
                           input's segment was handed over writable and may
-                          receive the result
+                          receive the result; bits 3-4 = how tables reach
+                          Python: 0 auto, 1 pandas, 2 numpy only; bit 5 =
+                          a result table may refer to the input block
         24    8 i64       owner_pid
         32    8 i64       worker_pid (0 until the Python side starts)
         40    4 u32       result_location: 0 = the result segment, 1 = the
                           input's segment (only with flag bit 2)
+        44    4 u32       input_kind: 0 one array, 1 a table block (2.0)
+        48    4 u32       result_kind: 0 one array, 1 a table block (2.0)
         64  192 ArrayDesc input
        256  192 ArrayDesc result
        448   64 char[64]  error_type, NUL-padded UTF-8
@@ -50,8 +55,8 @@ import struct
 from ._errors import ProtocolError
 
 MAGIC = b"\x89PYRMAP\n"
-VERSION_MAJOR = 1
-VERSION_MINOR = 1
+VERSION_MAJOR = 2
+VERSION_MINOR = 0
 HEADER_SIZE = 4096
 MAX_DIMS = 16
 PAYLOAD_ALIGNMENT = 64
@@ -66,6 +71,8 @@ OFF_FLAGS = 20
 OFF_OWNER_PID = 24
 OFF_WORKER_PID = 32
 OFF_RESULT_LOCATION = 40
+OFF_INPUT_KIND = 44
+OFF_RESULT_KIND = 48
 OFF_INPUT = 64
 OFF_RESULT = 256
 OFF_ERROR_TYPE = 448
@@ -99,6 +106,16 @@ FLAG_IN_PLACE = 1 << 2
 RESULT_IN_RESULT_SEGMENT = 0
 RESULT_IN_INPUT_SEGMENT = 1
 ERROR_FLAG_TRUNCATED = 1 << 0
+# Flags bits 3-4: how a table input reaches Python.
+FLAG_TABLES_SHIFT = 3
+FLAG_TABLES_MASK = 3 << FLAG_TABLES_SHIFT
+TABLES_AUTO = 0
+TABLES_PANDAS = 1
+TABLES_NUMPY = 2
+FLAG_INPUT_REFS = 1 << 5
+# What an input or result descriptor describes.
+KIND_ARRAY = 0
+KIND_TABLE = 1
 
 # Dtype codes (src/dtype.h); they never change.
 DTYPE_NONE = 0
@@ -243,13 +260,14 @@ class Header(_Record):
     that the start of the traceback was cut to fit its area. Fields:
     version_major, version_minor, state, flags, owner_pid, worker_pid,
     input, result (ArrayDesc), error_type, error_text, error_truncated,
-    result_location."""
+    result_location, input_kind, result_kind (KIND_ARRAY or KIND_TABLE)."""
 
     __slots__ = ("version_major", "version_minor", "state", "flags", "owner_pid",
                  "worker_pid", "input", "result", "error_type", "error_text",
-                 "error_truncated", "result_location")
+                 "error_truncated", "result_location", "input_kind", "result_kind")
     _defaults = (VERSION_MAJOR, VERSION_MINOR, STATE_INPUT_READY, 0, 0, 0,
-                 ArrayDesc, ArrayDesc, "", "", False, RESULT_IN_RESULT_SEGMENT)
+                 ArrayDesc, ArrayDesc, "", "", False, RESULT_IN_RESULT_SEGMENT,
+                 KIND_ARRAY, KIND_ARRAY)
 
 
 # ---------------------------------------------------------------- encoding
@@ -308,7 +326,8 @@ def encode(header: Header) -> bytes:
     struct.pack_into("<HHIIIqq", buf, OFF_VERSION_MAJOR,
                      header.version_major, header.version_minor, HEADER_SIZE,
                      header.state, header.flags, header.owner_pid, header.worker_pid)
-    struct.pack_into("<I", buf, OFF_RESULT_LOCATION, header.result_location)
+    struct.pack_into("<III", buf, OFF_RESULT_LOCATION, header.result_location,
+                     header.input_kind, header.result_kind)
     buf[OFF_INPUT:OFF_INPUT + ARRAY_DESC_SIZE] = encode_desc(header.input)
     buf[OFF_RESULT:OFF_RESULT + ARRAY_DESC_SIZE] = encode_desc(header.result)
     buf[OFF_ERROR_TYPE:OFF_ERROR_TYPE + ERROR_TYPE_SIZE] = encode_error_type(header.error_type)
@@ -355,6 +374,15 @@ def decode_desc(buf, pos: int, where: str, what: str) -> ArrayDesc:
     return desc
 
 
+def _check_kind(kind, desc, where, what):
+    if kind > KIND_TABLE:
+        _reject(where, "%s_kind %d is unknown" % (what, kind))
+    if kind == KIND_TABLE and desc.dtype != DTYPE_NONE and (
+            desc.dtype != DTYPE_UINT8 or len(desc.shape) != 1):
+        _reject(where, "%s is a table block described as %s, not as uint8[n]"
+                % (what, desc.describe()))
+
+
 def decode(buf, where: str = "?") -> Header:
     """Reads and validates a header from ``buf`` (bytes, bytearray, mmap or
     memoryview holding the meta segment from its start). ``where`` names the
@@ -363,7 +391,8 @@ def decode(buf, where: str = "?") -> Header:
     header_size that does not fit, an unknown state, an inconsistent
     descriptor (unknown dtype code or order, more than 16 dimensions, count
     or nbytes that do not match the shape, an offset not a multiple of 64),
-    an error_length beyond its area, and state 1 with no result described."""
+    an error_length beyond its area, state 1 with no result described, and
+    an unknown kind or a table block described as anything but uint8[n]."""
     size = len(buf)
     # The fixed preamble first: magic and version decide how to read the rest.
     if size < 16:
@@ -391,6 +420,10 @@ def decode(buf, where: str = "?") -> Header:
                 "not hand over")
     h.input = decode_desc(buf, OFF_INPUT, where, "input")
     h.result = decode_desc(buf, OFF_RESULT, where, "result")
+    if major >= 2:
+        h.input_kind, h.result_kind = struct.unpack_from("<II", buf, OFF_INPUT_KIND)
+    _check_kind(h.input_kind, h.input, where, "input")
+    _check_kind(h.result_kind, h.result, where, "result")
     raw_type = bytes(buf[OFF_ERROR_TYPE:OFF_ERROR_TYPE + ERROR_TYPE_SIZE])
     h.error_type = raw_type.split(b"\0", 1)[0].decode("utf-8", "replace")
     length, error_flags = struct.unpack_from("<II", buf, OFF_ERROR_LENGTH)

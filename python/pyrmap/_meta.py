@@ -385,9 +385,12 @@ class Meta:
     def set_worker_pid(self) -> None:
         self.write(H.OFF_WORKER_PID, struct.pack("<q", os.getpid()))
 
-    def write_result_desc(self, desc: H.ArrayDesc, location: int = 0) -> None:
+    def write_result_desc(self, desc: H.ArrayDesc, location: int = 0,
+                          kind: int = H.KIND_ARRAY) -> None:
         self.write(H.OFF_RESULT, H.encode_desc(desc))
         self.write(H.OFF_RESULT_LOCATION, struct.pack("<I", location))
+        if kind != H.KIND_ARRAY:
+            self.write(H.OFF_RESULT_KIND, struct.pack("<I", kind))
 
     def write_error(self, error_type: str, error_text: str) -> None:
         """Records an error: the type, the text (its start cut to fit), the

@@ -23,7 +23,7 @@ import sys
 
 from . import _header as H
 from . import _meta
-from ._errors import NotConnectedError, ProtocolError
+from ._errors import NotConnectedError, ProtocolError, ResultTypeError
 
 # True while a pool worker loads a script (pyrmap._worker): a decorated
 # function called without arguments at the script's top level is then not
@@ -39,6 +39,16 @@ def np_may_share_memory(a, b) -> bool:
     import numpy as np
 
     return bool(np.may_share_memory(a, b))
+
+
+def _overlaps(arr, span) -> bool:
+    """Whether array ``arr`` may lie in the block at span (address, size)."""
+    if span is None or arr.size == 0:
+        return False
+    import numpy as np
+
+    lo, hi = np.byte_bounds(arr)
+    return lo < span[0] + span[1] and span[0] < hi
 
 
 def recorded_exception():
@@ -59,6 +69,8 @@ class Connection:
     ``with`` block is recorded, then propagates."""
 
     def __init__(self, meta_name: str, data_name: str, result_name: str):
+        self._reader = None  # the input's table (pyrmap._frames.Reader), if it is one
+        self._span = None    # (address, size) of the input's table block
         self.meta_name = meta_name
         self.data_name = data_name
         self.result_name = result_name
@@ -83,27 +95,85 @@ class Connection:
             fd = _meta.take_input_fd() if data_name == os.environ.get(_meta.ENV_DATA) else -1
             if fd >= 0 and self.header.flags & H.FLAG_IN_PLACE:
                 self._input_fd = os.dup(fd)
-            self.input = _array.map_input(data_name, self.header.input, fd)
+            if self.header.input_kind == H.KIND_TABLE:
+                self._open_table(data_name, fd)
+            else:
+                self.input = _array.map_input(data_name, self.header.input, fd)
         except BaseException:
             self._close_input_fd()
             self._meta.close()
             raise
         self.result = None  # the stored result's ArrayDesc, once stored
 
+    def _open_table(self, data_name, fd):
+        from . import _array, _frames, _table
+
+        desc = self.header.input
+        mm = _array.map_block(data_name, desc, fd)
+        where = "the input of segment '%s'" % data_name
+        table = _table.decode(memoryview(mm)[desc.offset:desc.offset + desc.nbytes], where)
+        self._reader = _frames.reader_for_block(mm, desc.offset, table, self.header.flags, where)
+        self._span = _frames.input_span(mm, desc.offset, desc.nbytes)
+        self._table_mm = mm
+        self.input = self._reader.root()
+
+    def call(self, func):
+        """Calls ``func`` with the input: a table whose root is a named list
+        as keyword arguments, an unnamed list as positional arguments,
+        anything else as the one argument."""
+        if self._reader is not None:
+            e = self._reader.t.entries[0]
+            from . import _table
+
+            if e.kind == _table.KIND_LIST:
+                return func(**self.input) if e.flags & _table.ENTRY_NAMED else func(*self.input)
+        return func(self.input)
+
+    def _write_table(self, value) -> H.ArrayDesc:
+        from . import _frames
+
+        if self.header.version_major < 2:
+            raise ResultTypeError(
+                "cannot store the result: %s needs a table, which the caller cannot read (it "
+                "speaks exchange protocol %d.%d; tables came with 2.0): update the caller, or "
+                "return one numpy array" % (_frames._describe(value), self.header.version_major,
+                                             self.header.version_minor))
+        span = self._span if self.header.flags & H.FLAG_INPUT_REFS else None
+        writer = _frames.Writer(self.header.flags, span)
+        writer.add(value)
+        fd = _meta.open_segment(self.result_name, os.O_RDWR, _meta.ENV_RESULT)
+        try:
+            desc = writer.store(_frames.FdSink(fd))
+        finally:
+            os.close(fd)
+        # The input goes only now: the writer read it (or refers to it).
+        self.release_input()
+        self._close_input_fd()
+        self._meta.write_result_desc(desc, H.RESULT_IN_RESULT_SEGMENT, H.KIND_TABLE)
+        self._meta.set_worker_pid()
+        self._meta.set_state(H.STATE_RESULT_READY)  # last: it publishes the result
+        self.result = desc
+        return desc
+
     def write_result(self, value, _write=None) -> H.ArrayDesc:
         """Stores ``value`` as the run's result and returns its descriptor.
         Raises ResultTypeError for a value the exchange cannot hold and
         OSError when /dev/shm has no room; the header then keeps state 0."""
-        from . import _array
+        from . import _array, _frames
 
         if self.result is not None:
             raise ProtocolError("this run's result was already stored")
+        if _frames.plan_size_hint(value):
+            return self._write_table(value)
         arr, code = _array.as_storable(value)
         # Unless the result is (a view of) the input, the input is let go of
         # first: its memory is freed while the result is written, and, when
         # the runner allowed it and nothing else still views the input (an
         # array the script kept), the result is written over it.
-        shares = self.input is not None and np_may_share_memory(arr, self.input)
+        if self._reader is not None:
+            shares = _overlaps(arr, self._span)
+        else:
+            shares = self.input is not None and np_may_share_memory(arr, self.input)
         unviewed = False
         if not shares:
             unviewed = self.release_input()
@@ -133,6 +203,14 @@ class Connection:
         no buffer of it): only then may its pages be written over."""
         from . import _array
 
+        if self._reader is not None:
+            # A table: its views are the script's objects; the mapping goes
+            # when the last of them does (no writing over it).
+            self.input = self._reader = None
+            mm, self._table_mm = self._table_mm, None
+            if mm is not None:
+                _array.close_in_background(mm)
+            return False
         mm = _array.detach_input(self.input, keep) if self.input is not None else None
         self.input = None  # the last reference here: no array holds `mm` now
         if mm is None:
@@ -203,7 +281,7 @@ def run_function(func):
     SystemExit is left to the bootstrap."""
     run = connect()
     try:
-        value = func(run.input)
+        value = run.call(func)
         run.write_result(value)
     except SystemExit:
         raise

@@ -46,7 +46,8 @@ _MAX_FDS = 4
 _REQUEST = struct.Struct("<HHQIIIIIIQQ")
 _DESC = struct.Struct("<III4xQQQ8x16Q16x")  # 192 bytes
 _REPLY = struct.Struct("<4sHHQIIII")
-_RESULT_TAIL = struct.Struct("<II")
+_RESULT_TAIL = struct.Struct("<IIII")  # location, descriptor index, kind, reserved
+_VERSION = 2
 _U32 = struct.Struct("<I")
 
 # Bound by main() once numpy is imported (imports inside the per-call
@@ -54,6 +55,8 @@ _U32 = struct.Struct("<I")
 np = None
 _array = None
 H = None
+_frames = None
+_table = None
 
 
 def main():
@@ -88,13 +91,16 @@ def main():
 
 
 def _bind():
-    global np, _array, H
+    global np, _array, H, _frames, _table
     import numpy
 
     from . import _array as array_module
+    from . import _frames as frames_module
     from . import _header as header_module
+    from . import _table as table_module
 
     np, _array, H = numpy, array_module, header_module
+    _frames, _table = frames_module, table_module
 
 
 def _end():
@@ -165,9 +171,9 @@ class Request:
     def __init__(self, buf):
         if len(buf) < _REQ_FIXED or buf[:4] != b"PYRQ":
             raise ValueError("not a request")
-        (version, kind, self.call_id, self.flags, self.input_location, nscripts, nargs, keep, _,
-         self.result_offset, self.result_capacity) = _REQUEST.unpack_from(buf, 4)
-        if version != 1 or kind != 1:
+        (version, kind, self.call_id, self.flags, self.input_location, nscripts, nargs, keep,
+         self.input_kind, self.result_offset, self.result_capacity) = _REQUEST.unpack_from(buf, 4)
+        if version != _VERSION or kind != 1 or self.input_kind > 1:
             raise ValueError("request version %d kind %d" % (version, kind))
         self.keep = bool(keep)
         self.input = Desc.unpack(buf, 64)
@@ -197,6 +203,7 @@ class Worker:
                               prot=mmap.PROT_READ | mmap.PROT_WRITE)
         os.close(area_fd)
         self.scripts = {}  # path -> (file key, module)
+        self.span = None    # (address, size) of the call's input block, when results may refer to it
         self.warnings = _meta.WarningSink()
         self.segment_dir = os.environ.get("PYRMAP_SEGMENT_DIR") or _meta.SHM_DIR
 
@@ -257,15 +264,20 @@ class Worker:
                 failed = k
                 func = self.function(path, function)
                 sys.argv = [path] + req.args
-                value = func(current)
-                arr, code = _storable(value)
+                value = _call(func, current)
+                if _frames.plan_size_hint(value):
+                    item = (value, None)
+                    current = _Passed(value)
+                else:
+                    arr, code = _storable(value)
+                    item = (arr, code)
+                    current = _Passed(_read_only(arr))
                 if req.keep or k == len(req.scripts) - 1:
-                    stored.append((arr, code))
-                if k + 1 < len(req.scripts):
-                    current = _read_only(arr)
-                value = None
+                    stored.append(item)
+                value = item = None
             current = None
             results = self.store(req, stored, out_fds)
+            self.span = None
             return _ok_reply(req.call_id, len(self.scripts), results, self.warnings.take()), out_fds
         except BaseException as e:  # the worker keeps serving whatever happened
             for fd in out_fds:
@@ -280,6 +292,46 @@ class Worker:
     # ---------------------------------------------------------------- input
 
     def input(self, req, fds):
+        """The call's input: a read-only array, or for a table the Reader
+        that calls the first script."""
+        self.span = None
+        if req.input_kind == 1:
+            return self.table_input(req, fds)
+        return _Passed(self.array_input(req, fds))
+
+    def table_input(self, req, fds):
+        desc = req.input
+        where = "the input of a pool call"
+        if req.input_location == 1:  # the area: a private copy
+            for fd in fds:
+                os.close(fd)
+            if desc.offset + desc.nbytes > len(self.area) // 2:
+                raise ValueError("the input does not fit the area's input region")
+            buf = bytearray(self.area[desc.offset:desc.offset + desc.nbytes])
+            base = 0
+        else:
+            if not fds:
+                raise ValueError("the request's input segment was not passed")
+            for extra in fds[1:]:
+                os.close(extra)
+            import mmap
+
+            fd = fds[0]
+            try:
+                if desc.offset + desc.nbytes > os.fstat(fd).st_size:
+                    raise ValueError("the input (%d bytes at offset %d) does not fit its segment"
+                                     % (desc.nbytes, desc.offset))
+                buf = mmap.mmap(fd, desc.offset + desc.nbytes, flags=mmap.MAP_SHARED,
+                                prot=mmap.PROT_READ)
+            finally:
+                os.close(fd)
+            base = desc.offset
+            if req.flags & H.FLAG_INPUT_REFS:
+                self.span = _frames.input_span(buf, base, desc.nbytes)
+        table = _table.decode(memoryview(buf)[base:base + desc.nbytes], where)
+        return _frames.reader_for_block(buf, base, table, req.flags, where)
+
+    def array_input(self, req, fds):
         desc = req.input
         dtype = _array.NUMPY_DTYPES[desc.dtype]
         order = "F" if desc.order == 1 else "C"
@@ -365,12 +417,38 @@ class Worker:
 
     # ---------------------------------------------------------------- results
 
+    def store_table(self, req, value, pos, end, out_fds):
+        """Writes a table result into the area's result region when it fits,
+        else into an unnamed segment; returns (Desc, location, fd index)."""
+        writer = _frames.Writer(req.flags, self.span)
+        writer.add(value)
+        start = (pos + 63) // 64 * 64
+        cap = min(end, len(self.area)) - start
+        try:
+            d = writer.store(_frames.MemorySink(self.area, start, max(cap, 0)))
+            return (Desc.make(d.dtype, d.shape, 0, start), 1, 0, 1)
+        except MemoryError:
+            pass
+        fd = os.open(self.segment_dir, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        try:
+            d = writer.store(_frames.FdSink(fd))
+        except BaseException:
+            os.close(fd)
+            raise
+        out_fds.append(fd)
+        return (Desc.make(d.dtype, d.shape, 0, 0), 2, len(out_fds) - 1, 1)
+
     def store(self, req, stored, out_fds):
         """Writes the results; returns [(Desc, location, fd index)]."""
         results = []
         pos = req.result_offset
         end = req.result_offset + req.result_capacity
         for arr, code in stored:
+            if code is None:
+                results.append(self.store_table(req, arr, pos, end, out_fds))
+                if results[-1][1] == 1:
+                    pos = results[-1][0].offset + results[-1][0].nbytes
+                continue
             fortran = _array._wants_fortran(arr, req.flags)
             order = 1 if fortran else 0
             start = (pos + 63) // 64 * 64
@@ -381,7 +459,7 @@ class Worker:
                                         offset=start, order="F" if fortran else "C")
                     np.copyto(target, arr, casting="unsafe")
                     del target
-                results.append((desc, 1, 0))
+                results.append((desc, 1, 0, 0))
                 pos = start + desc.nbytes
             else:
                 fd = os.open(self.segment_dir, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
@@ -392,8 +470,31 @@ class Worker:
                     raise
                 desc = Desc.make(code, stored_desc.shape, stored_desc.order, stored_desc.offset)
                 out_fds.append(fd)
-                results.append((desc, 2, len(out_fds) - 1))
+                results.append((desc, 2, len(out_fds) - 1, 0))
         return results
+
+
+def _call(func, current):
+    """Calls a stage's function with its input: a table's root as the
+    one-shot runs do (a named list as keyword arguments, an unnamed one as
+    positional arguments), a previous stage's dict or tuple likewise."""
+    if isinstance(current, _frames.Reader):
+        return current.call(func)
+    value = current.value
+    if isinstance(value, dict) and not isinstance(value, _frames.Frame):
+        return func(**value)
+    if isinstance(value, tuple):
+        return func(*value)
+    return func(value)
+
+
+class _Passed:
+    """A value handed to a stage as it is."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
 
 
 def _passed_fds(ancillary):
@@ -462,10 +563,10 @@ def _pack_warnings(warnings):
 
 
 def _ok_reply(call_id, loaded, results, warnings=()):
-    parts = [_REPLY.pack(b"PYRS", 1, 0, call_id, len(results), loaded, 0, 0)]
-    for desc, location, index in results:
+    parts = [_REPLY.pack(b"PYRS", _VERSION, 0, call_id, len(results), loaded, 0, 0)]
+    for desc, location, index, kind in results:
         parts.append(desc.pack())
-        parts.append(_RESULT_TAIL.pack(location, index))
+        parts.append(_RESULT_TAIL.pack(location, index, kind, 0))
     parts.append(b"\0\0\0\0\0\0\0\0")  # two empty strings: no error
     parts.append(_pack_warnings(warnings))
     return b"".join(parts)
@@ -477,5 +578,5 @@ def _error_reply(call_id, loaded, error_type, text, failed, warnings=()):
     if len(raw) > room:  # keep the end: the last frames and the message
         raw = b"[...]\n" + raw[len(raw) - room:]
         text = raw.decode("utf-8", "replace")
-    return b"".join([_REPLY.pack(b"PYRS", 1, 1, call_id, 0, loaded, failed, 0),
+    return b"".join([_REPLY.pack(b"PYRS", _VERSION, 1, call_id, 0, loaded, failed, 0),
                      _pack_string(error_type), _pack_string(text), _pack_warnings(warnings)])

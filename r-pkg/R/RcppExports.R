@@ -13,7 +13,7 @@
     .Call(`_pyrmap_pyrmap_pool_info`, ptr)
 }
 
-.pyrmap_run <- function(data, scripts, mode, dtype, python, package_dir, timeout, jobs, keep_intermediate, args, bit64_available, pool, segment_dir) {
-    .Call(`_pyrmap_pyrmap_run`, data, scripts, mode, dtype, python, package_dir, timeout, jobs, keep_intermediate, args, bit64_available, pool, segment_dir)
+.pyrmap_run <- function(data, scripts, mode, dtype, python, package_dir, timeout, jobs, keep_intermediate, args, bit64_available, pool, segment_dir, tables) {
+    .Call(`_pyrmap_pyrmap_run`, data, scripts, mode, dtype, python, package_dir, timeout, jobs, keep_intermediate, args, bit64_available, pool, segment_dir, tables)
 }
 

@@ -150,8 +150,17 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
   if (!is.null(ref$ns)) {
     dir <- ref$dir %||% job$dir
     meta <- .metadata(ref$ns, ref$var, dir)
-    n <- .task_count(kind, meta, margin, what, xexpr)
-    mode <- if (kind == "apply") "matrix" else if (identical(meta$type, "list")) "list" else "split"
+    if (kind == "apply" && identical(meta$type, "data.frame")) {
+      # A registered data.frame: its page is the list of its columns.
+      if (margin != 2L)
+        .usage_error(sprintf("%s: X ('%s') is a registered data.frame: MARGIN = 2 hands each column; for rows register as.matrix() of it",
+                             what, .xlabel(xexpr)))
+      n <- as.integer(meta$n)
+      mode <- "list"
+    } else {
+      n <- .task_count(kind, meta, margin, what, xexpr)
+      mode <- if (kind == "apply") "matrix" else if (meta$type %in% c("list", "data.frame")) "list" else "split"
+    }
     job$x <- list(src = "page", ns = ref$ns, var = ref$var, dir = dir, mode = mode)
   } else {
     mode <- NULL

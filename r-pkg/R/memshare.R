@@ -8,8 +8,12 @@
 #' of the same user — cluster workers included — then gets read-only ALTREP
 #' *views* of it with `retrieveViews()`, without a copy. Supported: double,
 #' integer, logical and raw vectors, matrices and arrays (and
-#' `bit64::integer64` vectors), and lists of them; anything else (character,
-#' factor, data.frame, ...) is an error.
+#' `bit64::integer64` vectors), lists of them, and data.frames whose columns
+#' are such vectors (with automatic row names): their columns form one page,
+#' and `retrieveViews()` gives back a data.frame of views (`memApply(X,
+#' 2, FUN)` over it hands FUN each column as it is). Anything else
+#' (character, factor, Date, a data.frame with such columns or with row
+#' names, ...) is an error naming the variable (and the column).
 #'
 #' Views are read-only: modifying one makes an ordinary private copy (R's copy
 #' on write), and C code writing through its data pointer writes into private
@@ -191,6 +195,11 @@ memshare_gc <- function(namespace, cluster = NULL) {
 .shown_names <- function(entries) lapply(unname(entries), function(e) paste0(e$ns, ".", e$var))
 
 .register_one <- function(ns, var, x) {
+  # A data.frame page keeps its columns; row names other than the automatic
+  # ones would be lost, so they are refused.
+  if (is.data.frame(x) && .row_names_info(x) > 0L)
+    .usage_error(sprintf("data.frame '%s' has row names, which a page cannot keep; register it without them (rownames(x) <- NULL) or register them separately",
+                         var))
   info <- .pyrmap_register(ns, var, x)
   if (!isTRUE(info$ok)) .raise(info, sys.call(-1L))
   .state$pages[[.key(ns, var)]] <- list(ns = ns, var = var, generation = info$generation,
@@ -219,6 +228,9 @@ memshare_gc <- function(namespace, cluster = NULL) {
 .metadata <- function(ns, var, dir = .segment_dir()) {
   info <- .pyrmap_page_info(ns, var, dir)
   if (!isTRUE(info$ok)) .raise(info, sys.call(-1L))
+  if (isTRUE(info$is_frame))
+    return(list(type = "data.frame", mode = "list", n = as.numeric(length(info$arrays)),
+                nrow = info$arrays[[1L]]$length, ncol = length(info$arrays)))
   if (info$is_list)
     return(list(type = "list", mode = "list", n = as.numeric(length(info$arrays))))
   a <- info$arrays[[1L]]

@@ -15,10 +15,12 @@
 #' with `fun` (or write `"script.py::name"`); it is called with the array.
 #'
 #' @param data A numeric (double), integer, logical or raw vector, matrix or
-#'   array (or a `bit64::integer64` vector). Views returned by pyrmap and
-#'   registered variables are handed to Python without any copy. Other
-#'   classed vectors (factor, Date, POSIXct, difftime, ts, ...) are refused,
-#'   naming the class; `unclass()` passes their bare numbers.
+#'   array (or a `bit64::integer64` vector); a character vector, factor,
+#'   Date or POSIXct; a data.frame; or a list of any of these (see "Data
+#'   frames, lists, strings, factors, dates and NA"). Views returned by
+#'   pyrmap and registered variables are handed to Python without any copy.
+#'   Other classed vectors (difftime, ts, ...) are refused, naming the
+#'   class; `unclass()` passes their bare numbers.
 #' @param python_script_path Path of the Python script.
 #' @param script_paths Paths of the Python scripts.
 #' @param dtype The element type Python receives: `"int32"`, `"int64"`,
@@ -26,9 +28,12 @@
 #'   the data: double -> float64, integer -> int32, logical -> bool, raw ->
 #'   uint8, integer64 -> int64. Values that the dtype cannot hold exactly
 #'   (300 as uint8, 3e9 as int32, 1.5 as an integer type) are an error. `NA`
-#'   arrives as NaN in float64 and float32 (and comes back as `NA`); the
+#'   arrives as NaN in float64 and float32 (and comes back as `NA`). With
+#'   the default dtype, `NA` in an integer, logical or integer64 vector
+#'   arrives masked (a `numpy.ma` masked array); asked for explicitly, the
 #'   other dtypes cannot represent it, so `NA` there is an error naming its
-#'   position.
+#'   position. `dtype` applies to one vector; with a data.frame or list it
+#'   is an error.
 #' @param ... Not used; named arguments must be spelled out.
 #' @param fun Name of a function in the script to call with the input instead
 #'   of running the script as `__main__` (R reserves the word `function`, hence
@@ -58,6 +63,10 @@
 #'   pool's workers use the directory chosen when the pool was made.)
 #' @param path The seed's (PyRMap's) name of `segment_dir`: `"RAM"` or
 #'   `"DISK"` (or a directory). Give one of the two, not both.
+#' @param pandas How data.frames reach Python: `TRUE` as `pandas.DataFrame`
+#'   (an error naming the interpreter when pandas cannot be imported),
+#'   `FALSE` as a `pyrmap.Frame` (a dict of numpy arrays), `NULL` (default:
+#'   `getOption("pyrmap.pandas")`, else pandas when it can be imported).
 #' @param python_scripts_paths,initial_data,required_intermediate_results The
 #'   seed's names of `script_paths`, `data` and `keep_intermediate`, accepted
 #'   so that its calls run unchanged. Giving both spellings of one argument
@@ -78,6 +87,41 @@
 #'   after the scripts. `run_python_pipeline()`: the last stage's result, or
 #'   with `keep_intermediate = TRUE` a list of every stage's result, named
 #'   after the scripts.
+#'
+#' @section Data frames, lists, strings, factors, dates and NA: A list
+#'   (or data.frame) travels as one table block: numeric, integer, logical
+#'   and raw columns stay zero-copy views on both sides; strings are copied
+#'   once (R keeps them in its own string cache, so Python gets `str`
+#'   objects). A named list calls the function with keyword arguments
+#'   (`run_python(list(X = X, y = y), "fit.py", fun = "fit")` calls
+#'   `fit(X=..., y=...)`), an unnamed one with positional arguments.
+#'
+#'   In Python (pandas / without pandas): a data.frame is a
+#'   `pandas.DataFrame` / a `pyrmap.Frame` (a dict of column name -> array,
+#'   with `.index`, the row names or `None`); factor -> `Categorical` /
+#'   `pyrmap.Categorical` (codes shared, levels strings, ordered kept); Date
+#'   -> `datetime64[ns]` / `datetime64[D]`; POSIXct -> `datetime64[ns]` with
+#'   its time zone (a POSIXct in R's local time or without a tzone comes
+#'   back as it went); character -> `str`; integer64 -> int64; row and
+#'   column names kept. `NA` in integer, logical and character columns is a
+#'   missing value -- pandas' nullable `Int32`/`boolean` dtypes or `None`,
+#'   or a `numpy.ma` mask -- never -2147483648. Doubles keep R's `NA` and
+#'   `NaN` bit patterns (a column returned unchanged comes back identical);
+#'   pandas' float64 cannot tell them apart (`isna()` is true for both), and
+#'   what numpy computes from either is NaN or NA as the hardware propagates
+#'   it (as in R's own arithmetic); a pandas `Float64` result tells them
+#'   apart (masked -> `NA`, NaN stays NaN).
+#'
+#'   Results: a dict -> a named list, a tuple or list -> a list, a
+#'   DataFrame or `pyrmap.Frame` -> a data.frame (numeric columns as views),
+#'   a Series -> a vector with names, strings -> character, Categorical ->
+#'   factor, `datetime64[D]` -> Date, other `datetime64` -> POSIXct (UTC when
+#'   naive), masked values and pandas' missing values -> `NA`; int64 -> double, or `bit64::integer64` when it came from one (pandas'
+#'   `Int64`) or a value is beyond 2^53.
+#'   Whatever cannot be exact -- an object column holding other than
+#'   strings, date-times of mixed time zones, a dtype R lacks, a fraction of
+#'   a day in a Date, a list column -- is an error naming the column and the
+#'   type. The same holds with `pool =`, and between pipeline stages.
 #'
 #' @section The seed's argument names: Calls written for the seed (PyRMap),
 #'   such as `run_python(data, python_script_path, dtype, path = "DISK")`,
@@ -133,12 +177,12 @@
 #' @export
 run_python <- function(data, python_script_path, dtype = NULL, ..., fun = NULL,
                        timeout = NULL, python = NULL, args = character(), pool = NULL,
-                       segment_dir = NULL, path = NULL) {
+                       segment_dir = NULL, path = NULL, pandas = NULL) {
   .no_dots(...)
   .check_scalar_string(python_script_path, "python_script_path")
   .run(data, python_script_path, "run", dtype, fun, timeout, python, args,
        jobs = 1L, keep_intermediate = FALSE, pool = pool,
-       segment_dir = .segment_dir_arg(segment_dir, path))[[1L]]
+       segment_dir = .segment_dir_arg(segment_dir, path), pandas = pandas)[[1L]]
 }
 
 #' @rdname run_python
@@ -146,7 +190,7 @@ run_python <- function(data, python_script_path, dtype = NULL, ..., fun = NULL,
 run_python_shared_data <- function(data, script_paths, dtype = NULL, ..., jobs = 1L,
                                    fun = NULL, timeout = NULL, python = NULL,
                                    args = character(), pool = NULL, segment_dir = NULL,
-                                   path = NULL, python_scripts_paths) {
+                                   path = NULL, python_scripts_paths, pandas = NULL) {
   .no_dots(...)
   if (!missing(python_scripts_paths)) {
     if (!missing(script_paths)) .both_spellings("script_paths", "python_scripts_paths")
@@ -156,7 +200,7 @@ run_python_shared_data <- function(data, script_paths, dtype = NULL, ..., jobs =
   if (missing(data)) .usage_error("data is missing")
   res <- .run(data, script_paths, "shared", dtype, fun, timeout, python, args,
               jobs = jobs, keep_intermediate = FALSE, pool = pool,
-              segment_dir = .segment_dir_arg(segment_dir, path))
+              segment_dir = .segment_dir_arg(segment_dir, path), pandas = pandas)
   names(res) <- .result_names(script_paths)
   res
 }
@@ -167,7 +211,8 @@ run_python_pipeline <- function(data, script_paths, dtype = NULL, ...,
                                 keep_intermediate = FALSE, fun = NULL, timeout = NULL,
                                 python = NULL, args = character(), pool = NULL,
                                 segment_dir = NULL, path = NULL, initial_data,
-                                python_scripts_paths, required_intermediate_results) {
+                                python_scripts_paths, required_intermediate_results,
+                                pandas = NULL) {
   .no_dots(...)
   if (!missing(initial_data)) {
     if (!missing(data)) .both_spellings("data", "initial_data")
@@ -187,7 +232,7 @@ run_python_pipeline <- function(data, script_paths, dtype = NULL, ...,
     .usage_error("keep_intermediate must be TRUE or FALSE")
   res <- .run(data, script_paths, "pipeline", dtype, fun, timeout, python, args,
               jobs = 1L, keep_intermediate = keep_intermediate, pool = pool,
-              segment_dir = .segment_dir_arg(segment_dir, path))
+              segment_dir = .segment_dir_arg(segment_dir, path), pandas = pandas)
   if (!keep_intermediate) return(res[[1L]])
   names(res) <- .result_names(script_paths)
   res
@@ -244,7 +289,7 @@ pyrmap_command <- function() {
 # ---- internals --------------------------------------------------------------
 
 .run <- function(data, scripts, mode, dtype, fun, timeout, python, args, jobs,
-                 keep_intermediate, pool = NULL, segment_dir = "") {
+                 keep_intermediate, pool = NULL, segment_dir = "", pandas = NULL) {
   if (!is.character(scripts) || length(scripts) == 0L || anyNA(scripts) || !all(nzchar(scripts)))
     .usage_error("script paths must be a non-empty character vector")
   if (!is.null(dtype)) .check_scalar_string(dtype, "dtype")
@@ -263,12 +308,30 @@ pyrmap_command <- function() {
                       # jobs = Inf: all scripts at once (as.integer(Inf) would be NA).
                       as.integer(min(jobs, length(scripts))),
                       keep_intermediate, args, .bit64_available(),
-                      if (is.null(pool)) NULL else pool$xp, segment_dir)
+                      if (is.null(pool)) NULL else pool$xp, segment_dir, .tables_mode(pandas))
   .python_warnings(info$warnings, sys.call(-1L))
   if (!isTRUE(info$ok)) .raise(info, sys.call(-1L))
   res <- info$results
-  if (any(vapply(res, inherits, logical(1), "integer64"))) loadNamespace("bit64")
+  if (.has_integer64(res)) loadNamespace("bit64")
   res
+}
+
+# Whether x (or an element of x, at any depth) is an integer64.
+.has_integer64 <- function(x) {
+  if (inherits(x, "integer64")) return(TRUE)
+  if (is.list(x)) for (el in x) if (.has_integer64(el)) return(TRUE)
+  FALSE
+}
+
+# How data frames reach Python: `pandas` (TRUE, FALSE or NULL), else
+# getOption("pyrmap.pandas"), else NULL = auto (pandas when it can be
+# imported). The header's codes: 0 auto, 1 pandas, 2 numpy only.
+.tables_mode <- function(pandas) {
+  if (is.null(pandas)) pandas <- getOption("pyrmap.pandas")
+  if (is.null(pandas)) return(0L)
+  if (!is.logical(pandas) || length(pandas) != 1L)
+    .usage_error("pandas must be TRUE (data frames as pandas.DataFrame), FALSE (dicts of numpy arrays) or NULL (pandas when it can be imported)")
+  if (is.na(pandas)) 0L else if (pandas) 1L else 2L
 }
 
 # "script.py" + fun "f" -> "script.py::f".

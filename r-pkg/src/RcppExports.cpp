@@ -46,8 +46,8 @@ BEGIN_RCPP
 END_RCPP
 }
 // pyrmap_run
-SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, std::string dtype, std::string python, std::string package_dir, double timeout, int jobs, bool keep_intermediate, std::vector<std::string> args, bool bit64_available, SEXP pool, std::string segment_dir);
-RcppExport SEXP _pyrmap_pyrmap_run(SEXP dataSEXP, SEXP scriptsSEXP, SEXP modeSEXP, SEXP dtypeSEXP, SEXP pythonSEXP, SEXP package_dirSEXP, SEXP timeoutSEXP, SEXP jobsSEXP, SEXP keep_intermediateSEXP, SEXP argsSEXP, SEXP bit64_availableSEXP, SEXP poolSEXP, SEXP segment_dirSEXP) {
+SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, std::string dtype, std::string python, std::string package_dir, double timeout, int jobs, bool keep_intermediate, std::vector<std::string> args, bool bit64_available, SEXP pool, std::string segment_dir, int tables);
+RcppExport SEXP _pyrmap_pyrmap_run(SEXP dataSEXP, SEXP scriptsSEXP, SEXP modeSEXP, SEXP dtypeSEXP, SEXP pythonSEXP, SEXP package_dirSEXP, SEXP timeoutSEXP, SEXP jobsSEXP, SEXP keep_intermediateSEXP, SEXP argsSEXP, SEXP bit64_availableSEXP, SEXP poolSEXP, SEXP segment_dirSEXP, SEXP tablesSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::RNGScope rcpp_rngScope_gen;
@@ -64,7 +64,8 @@ BEGIN_RCPP
     Rcpp::traits::input_parameter< bool >::type bit64_available(bit64_availableSEXP);
     Rcpp::traits::input_parameter< SEXP >::type pool(poolSEXP);
     Rcpp::traits::input_parameter< std::string >::type segment_dir(segment_dirSEXP);
-    rcpp_result_gen = Rcpp::wrap(pyrmap_run(data, scripts, mode, dtype, python, package_dir, timeout, jobs, keep_intermediate, args, bit64_available, pool, segment_dir));
+    Rcpp::traits::input_parameter< int >::type tables(tablesSEXP);
+    rcpp_result_gen = Rcpp::wrap(pyrmap_run(data, scripts, mode, dtype, python, package_dir, timeout, jobs, keep_intermediate, args, bit64_available, pool, segment_dir, tables));
     return rcpp_result_gen;
 END_RCPP
 }
@@ -105,7 +106,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"_pyrmap_pyrmap_pool_new", (DL_FUNC) &_pyrmap_pyrmap_pool_new, 4},
     {"_pyrmap_pyrmap_pool_close", (DL_FUNC) &_pyrmap_pyrmap_pool_close, 1},
     {"_pyrmap_pyrmap_pool_info", (DL_FUNC) &_pyrmap_pyrmap_pool_info, 1},
-    {"_pyrmap_pyrmap_run", (DL_FUNC) &_pyrmap_pyrmap_run, 13},
+    {"_pyrmap_pyrmap_run", (DL_FUNC) &_pyrmap_pyrmap_run, 14},
     {"pyrmap_call_cancel",          (DL_FUNC) &pyrmap_call_cancel,          3},
     {"pyrmap_call_close",           (DL_FUNC) &pyrmap_call_close,           1},
     {"pyrmap_call_gather",          (DL_FUNC) &pyrmap_call_gather,          4},

@@ -9,8 +9,9 @@ namespace pyrmap::r {
 RKind ClassifyInput(SEXP x) {
   auto refuse = [&](const std::string& what, const std::string& hint) -> RKind {
     throw Error(ErrorKind::kUsage,
-                fmt::format("data of {} is not supported: give a numeric, integer, logical or raw "
-                            "vector, matrix or array{}",
+                fmt::format("data of {} is not supported: give a numeric, integer, logical, raw or "
+                            "character vector, matrix or array, a factor, Date or POSIXct, a "
+                            "data.frame or a list of these{}",
                             what, hint));
   };
   const std::string type = Rf_type2char(TYPEOF(x));

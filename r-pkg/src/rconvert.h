@@ -32,10 +32,11 @@ namespace pyrmap::r {
 // How R stores the elements of a supported vector.
 enum class RKind { kDouble, kInteger, kLogical, kRaw, kInteger64 };
 
-// The kind of `x`; throws Error(kUsage) naming its class or type for
-// anything else: character, list, complex, ..., and classed vectors other
-// than matrix, array and integer64 (factor, Date, POSIXct, difftime, ts,
-// data.frame, ...), which would otherwise arrive as bare numbers.
+// The kind of `x` as one array; throws Error(kUsage) naming its class or
+// type for anything else (complex, ..., classed vectors other than matrix,
+// array and integer64: difftime, ts, ..., which would otherwise arrive as
+// bare numbers). Data frames, lists, factors, Date, POSIXct and character
+// vectors travel as tables (rtable.h) and never come here.
 RKind ClassifyInput(SEXP x);
 
 // The dtype a vector gets when none is asked: double -> float64, integer ->

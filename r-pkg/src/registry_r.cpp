@@ -35,6 +35,19 @@ namespace pyrmap::r {
 
 uint32_t ArrayTag(RKind k, bool has_dim) { return (static_cast<uint32_t>(k) + 1) | (has_dim ? kTagHasDim : 0u); }
 
+// Set on every column of a data.frame page (a list page whose arrays are
+// the frame's columns, with automatic row names): retrieveViews() gives a
+// data.frame of views back. Readers that do not know the bit see a list.
+constexpr uint32_t kTagFrameColumn = 0x200;
+
+// Whether page `p` holds a data.frame (every array a column of one).
+bool IsFramePage(const PageInfo& info) {
+  if (!info.is_list || info.arrays.empty()) return false;
+  for (const PageArray& a : info.arrays)
+    if (!(a.tag & kTagFrameColumn)) return false;
+  return true;
+}
+
 RKind TagKind(uint32_t tag) {
   uint32_t k = (tag & kTagKindMask) - 1;
   if (k > static_cast<uint32_t>(RKind::kInteger64))
@@ -160,6 +173,14 @@ SEXP ListToR(const OpenedPage& p) {
     SET_VECTOR_ELT(lst, i, ArrayToR(p, static_cast<size_t>(i)));
     named = named || !p.info.arrays[i].name.empty();
   }
+  const bool frame = IsFramePage(p.info);
+  const uint64_t rows = frame ? p.info.arrays[0].desc.count : 0;
+  for (const PageArray& a : p.info.arrays)
+    if (frame && (a.desc.count != rows || a.desc.shape.size() != 1 || rows > static_cast<uint64_t>(INT_MAX)))
+      throw Error(ErrorKind::kProtocol,
+                  fmt::format("variable '{}' of namespace '{}' is a data.frame page whose columns are "
+                              "not all one vector of the same length (at most {})",
+                              p.info.var, p.info.ns, INT_MAX));
   SEXP ans = R_NilValue;
   RCall([&] {
     SEXP names = R_NilValue;
@@ -173,11 +194,18 @@ SEXP ListToR(const OpenedPage& p) {
 #else
     ans = lst;
 #endif
-    if (named) {
-      PROTECT(ans);
-      Rf_setAttrib(ans, R_NamesSymbol, names);
-      UNPROTECT(2);
+    PROTECT(ans);
+    if (named) Rf_setAttrib(ans, R_NamesSymbol, names);
+    if (frame) {
+      // Automatic row names in R's compact form: c(NA, -rows).
+      SEXP rn = PROTECT(Rf_allocVector(INTSXP, 2));
+      INTEGER(rn)[0] = NA_INTEGER;
+      INTEGER(rn)[1] = -static_cast<int>(rows);
+      Rf_setAttrib(ans, R_RowNamesSymbol, rn);
+      Rf_setAttrib(ans, R_ClassSymbol, Rf_mkString("data.frame"));
+      UNPROTECT(1);
     }
+    UNPROTECT(named ? 2 : 1);
   });
   UNPROTECT(1);
   return ans;
@@ -295,17 +323,38 @@ SEXP Build(F&& f) {
 
 }  // namespace
 
-// Copies `x` (a supported vector/matrix/array, or a list of them when it is
-// a list) into the page (ns, var) in segment directory `dir`. Returns
+// Copies `x` (a supported vector/matrix/array, a list of them, or a
+// data.frame of such vector columns with automatic row names) into the page (ns, var) in segment directory `dir`. Returns
 // list(ok, segment, generation, dir) (dir: the directory's path).
 extern "C" SEXP pyrmap_register(SEXP ns_, SEXP var_, SEXP x, SEXP dir_) {
   return Guarded([&] {
     const std::string ns = StringArg(ns_, "namespace"), var = StringArg(var_, "variable name");
     const SegmentDir dir = DirArg(dir_);
-    const bool is_list = TYPEOF(x) == VECSXP && !Rf_isFrame(x);
+    const bool is_frame = Rf_isFrame(x);
+    const bool is_list = TYPEOF(x) == VECSXP;
     std::vector<PageArray> arrays;
     std::vector<SEXP> parts;
-    if (is_list) {
+    if (is_frame) {
+      // Its columns as one page; the R side checked the row names.
+      SEXP names = Rf_getAttrib(x, R_NamesSymbol);
+      if (XLENGTH(x) == 0)
+        throw Error(ErrorKind::kUsage,
+                    fmt::format("variable '{}': a data.frame without columns cannot be registered "
+                                "(a page keeps its rows in its columns)", var));
+      for (R_xlen_t i = 0; i < XLENGTH(x); ++i) {
+        SEXP el = VECTOR_ELT(x, i);
+        const std::string col =
+            names != R_NilValue ? Utf8(STRING_ELT(names, i), fmt::format("the name of column {} of '{}'", i + 1, var))
+                                : std::to_string(i + 1);
+        const std::string what = fmt::format("column '{}' of data.frame '{}'", col, var);
+        if (Rf_getAttrib(el, R_DimSymbol) != R_NilValue)
+          throw Error(ErrorKind::kUsage, fmt::format("{}: a matrix column cannot be registered", what));
+        arrays.push_back(Describe(el, what));
+        arrays.back().tag |= kTagFrameColumn;
+        arrays.back().name = col;
+        parts.push_back(el);
+      }
+    } else if (is_list) {
       SEXP names = Rf_getAttrib(x, R_NamesSymbol);
       for (R_xlen_t i = 0; i < XLENGTH(x); ++i) {
         SEXP el = VECTOR_ELT(x, i);
@@ -389,9 +438,10 @@ extern "C" SEXP pyrmap_page_info(SEXP ns_, SEXP var_, SEXP dir_) {
     std::vector<const char*> types;
     for (const PageArray& a : info.arrays) types.push_back(kTypes[static_cast<int>(TagKind(a.tag))]);
     return Build([&] {
-      SEXP out = PROTECT(NamedList({"ok", "is_list", "owner_pid", "arrays"}));
+      SEXP out = PROTECT(NamedList({"ok", "is_list", "is_frame", "owner_pid", "arrays"}));
       SetField(out, "ok", Rf_ScalarLogical(TRUE));
       SetField(out, "is_list", Rf_ScalarLogical(info.is_list));
+      SetField(out, "is_frame", Rf_ScalarLogical(IsFramePage(info)));
       SetField(out, "owner_pid", Rf_ScalarReal(static_cast<double>(info.owner_pid)));
       SEXP arrays = Rf_allocVector(VECSXP, static_cast<R_xlen_t>(info.arrays.size()));
       SetField(out, "arrays", arrays);

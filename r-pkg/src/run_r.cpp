@@ -19,6 +19,7 @@
 #include "registry.h"
 #include "registry_r.h"
 #include "rlist.h"
+#include "rtable.h"
 #include "run.h"
 #include "views.h"
 
@@ -328,21 +329,34 @@ void pyrmap_init_views(DllInfo* dll) { InitViewClasses(dll); }
 SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, std::string dtype,
                 std::string python, std::string package_dir, double timeout, int jobs,
                 bool keep_intermediate, std::vector<std::string> args, bool bit64_available,
-                SEXP pool, std::string segment_dir) {
+                SEXP pool, std::string segment_dir, int tables) {
   std::vector<Result> results;
   bool input_integer64 = false;
   try {
-    RKind kind = ClassifyInput(data);
-    input_integer64 = kind == RKind::kInteger64;
-    Dtype to = DefaultDtype(kind);
-    if (!dtype.empty()) {
-      auto d = ParseDtype(dtype);
-      if (!d)
+    const bool as_table = NeedsTable(data, !dtype.empty());
+    Input input;
+    if (as_table) {
+      if (!dtype.empty())
         throw Error(ErrorKind::kUsage,
-                    fmt::format("unknown dtype '{}' (choose one of: {})", dtype, DtypeNameList()));
-      to = *d;
+                    fmt::format("dtype = '{}' applies to one numeric vector, matrix or array; a {} "
+                                "goes with each element's own type (leave dtype out)",
+                                dtype, Rf_inherits(data, "data.frame") ? "data.frame"
+                                       : TYPEOF(data) == VECSXP      ? "list"
+                                                                     : "classed or character vector"));
+      input = TableInputOf(data);
+    } else {
+      RKind kind = ClassifyInput(data);
+      input_integer64 = kind == RKind::kInteger64;
+      Dtype to = DefaultDtype(kind);
+      if (!dtype.empty()) {
+        auto d = ParseDtype(dtype);
+        if (!d)
+          throw Error(ErrorKind::kUsage,
+                      fmt::format("unknown dtype '{}' (choose one of: {})", dtype, DtypeNameList()));
+        to = *d;
+      }
+      input = MakeInput(data, kind, to);
     }
-    Input input = MakeInput(data, kind, to);
     RunOptions o;
     o.python = python;
     o.package_dir = package_dir;
@@ -352,6 +366,8 @@ SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, s
     o.result_map = MapMode::kPrivate;
     o.jobs = jobs;
     o.segment_dir = segment_dir;
+    o.tables = static_cast<uint32_t>(tables);
+    o.input_refs = as_table;
     o.on_stdout = [](std::string_view s) { Rprintf("%.*s", static_cast<int>(s.size()), s.data()); };
     o.on_stderr = [](std::string_view s) { REprintf("%.*s", static_cast<int>(s.size()), s.data()); };
     o.check_interrupt = CheckInterrupt;
@@ -378,7 +394,7 @@ SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, s
     // results' mappings are released before R's error goes on.
     int na = -1;  // whether the input held NA: found out when first needed
     auto input_na = [&] {
-      if (na < 0) na = InputHoldsNA(data) ? 1 : 0;
+      if (na < 0) na = !as_table && InputHoldsNA(data) ? 1 : 0;
       return na == 1;
     };
     // (Rcpp::List protects for its lifetime: a core error thrown by a later
@@ -388,7 +404,10 @@ SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, s
     Rcpp::List list(made);
     for (size_t i = 0; i < results.size(); ++i)
       SET_VECTOR_ELT(list, static_cast<R_xlen_t>(i),
-                     ResultToR(results[i], input_integer64, bit64_available, data, input_na));
+                     results[i].kind == kKindTable
+                         ? TableToR(results[i], bit64_available)
+                         : ResultToR(results[i], input_integer64, bit64_available,
+                                     as_table ? R_NilValue : data, input_na));
     std::vector<std::string> warnings;
     for (const Result& r : results)
       for (const std::string& w : r.warnings)

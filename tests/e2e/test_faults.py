@@ -176,14 +176,22 @@ def test_script_exits_0_without_a_result(cli, scripts):
 
 
 def test_result_of_unsupported_type(cli, scripts):
-    s = scripts.func("strings.py", "['a', 'bb']")
+    s = scripts.func("cplx.py", "np.array([1j, 2])")
     o = cli("run", s, input="1")
-    expect_failure(o, 3, "strings.py", "ResultTypeError", "not supported", "<U")
+    expect_failure(o, 3, "cplx.py", "ResultTypeError", "not supported", "complex128")
+
+
+def test_result_the_command_cannot_write(cli, scripts):
+    # Strings are a result Python can give (R reads them as character), but
+    # no file format of the command holds them: refused by name, not written
+    # as bytes.
+    s = scripts.func("strings.py", "['a', 'bb']")
+    expect_failure(cli("run", s, input="1"), 2, "strings.py", "it is strings", "cannot hold")
 
 
 def test_result_of_unsupported_type_object(cli, scripts):
-    s = scripts.func("dict.py", "{'a': 1}")
-    expect_failure(cli("run", s, input="1"), 3, "dict.py", "ResultTypeError")
+    s = scripts.func("obj.py", "{'a': {1, 2}}")
+    expect_failure(cli("run", s, input="1"), 3, "obj.py", "ResultTypeError", "element 'a'")
 
 
 def test_timeout(cli, scripts, work):
@@ -435,7 +443,7 @@ ROGUE = """
                 f.write(b"NOTMAGIC")
             elif kind == "major":
                 f.seek(8)
-                f.write(struct.pack("<H", 2))
+                f.write(struct.pack("<H", 3))  # one beyond the current major (2)
             elif kind == "nbytes":
                 n = 1 << 24  # a result of 16 Mi float64 in a 24-byte segment
                 f.seek(256 + 16)

@@ -70,7 +70,8 @@ def put_desc(buf, base, d):
 
 def image(state=0, flags=0, owner_pid=4242, worker_pid=0, inp=None, res=None,
           error_type="", error_text="", error_truncated=False, major=1, minor=0,
-          header_size=SIZE, magic=MAGIC, error_length=None, result_location=0):
+          header_size=SIZE, magic=MAGIC, error_length=None, result_location=0,
+          input_kind=0, result_kind=0):
     buf = bytearray(SIZE)
     buf[0:8] = magic
     struct.pack_into("<H", buf, 8, major)
@@ -81,6 +82,9 @@ def image(state=0, flags=0, owner_pid=4242, worker_pid=0, inp=None, res=None,
     struct.pack_into("<q", buf, 24, owner_pid)
     struct.pack_into("<q", buf, 32, worker_pid)
     struct.pack_into("<I", buf, 40, result_location)
+    # 2.0: input_kind @44, result_kind @48 (0 = one array, 1 = a table block).
+    struct.pack_into("<I", buf, 44, input_kind)
+    struct.pack_into("<I", buf, 48, result_kind)
     inp = inp or desc()
     res = res or desc()
     put_desc(buf, 64, inp)
@@ -97,6 +101,8 @@ def image(state=0, flags=0, owner_pid=4242, worker_pid=0, inp=None, res=None,
         "version_major": major, "version_minor": minor, "state": state,
         "flags": flags, "owner_pid": owner_pid, "worker_pid": worker_pid,
         "result_location": result_location,
+        "input_kind": input_kind if major >= 2 else 0,
+        "result_kind": result_kind if major >= 2 else 0,
         "input": {k: v for k, v in inp.items() if not k.startswith("_")},
         "result": {k: v for k, v in res.items() if not k.startswith("_")},
         "error_type": error_type, "error_text": error_text,
@@ -157,10 +163,21 @@ def cases():
         # Version 1.1: the result written into the input's segment (flag bit 2).
         "result_in_input": image(state=1, flags=4 | 1, worker_pid=4243, minor=1, inp=f64_32,
                                  res=desc("float64", (3, 2), "F"), result_location=1),
+        # Version 2.0: tables (flags bits 3-4 = tables mode, bit 5 = input refs).
+        "v2_array": image(flags=1, major=2, minor=0, inp=f64_32),
+        "v2_table_input": image(flags=1 | (2 << 3) | (1 << 5), major=2, minor=0,
+                             inp=desc("uint8", (1216,)), input_kind=1),
+        "v2_table_result": image(state=1, flags=1, worker_pid=4243, major=2, minor=0,
+                              inp=desc("uint8", (1216,)), input_kind=1,
+                              res=desc("uint8", (2048,)), result_kind=1),
     }
     invalid = {
         "bad_magic": (image(inp=f64_32, magic=b"\x89PYRMAQ\n")[0], "bad magic"),
-        "newer_major": (image(inp=f64_32, major=2)[0], "is newer than this pyrmap"),
+        "newer_major": (image(inp=f64_32, major=3)[0], "is newer than this pyrmap"),
+        "unknown_input_kind": (image(major=2, inp=f64_32, input_kind=2)[0],
+                               "input_kind 2 is unknown"),
+        "v2_table_not_bytes": (image(major=2, inp=f64_32, input_kind=1)[0],
+                            "is a table block described as float64[3, 2]"),
         "version_zero": (image(inp=f64_32, major=0)[0], "header version 0.0 is unknown"),
         "header_size_too_big": (image(inp=f64_32, header_size=8192)[0], "header_size"),
         "header_size_too_small": (image(inp=f64_32, header_size=1024)[0], "header_size"),
@@ -195,7 +212,193 @@ def cases():
     return valid, invalid
 
 
+# ------------------------------------------------------------------ tables
+#
+# Table blocks (src/table.h), spelled out with struct as well. tables.json
+# maps each table_*.bin to its decoded structure
+#   {"entries": [{"kind", "parent", "role", "flags", "length", "buffer",
+#                 "mask", "name", "tz", "unit", "children"}],
+#    "buffers": [{"dtype", "order", "shape", "offset", "nbytes", "location"}],
+#    "size": block size}
+# (kind and role by name, -1 for "none") or {"error": PHRASE}.
+
+TKINDS = {"array": 1, "string": 2, "category": 3, "datetime": 4, "list": 5, "frame": 6, "null": 7}
+TROLES = {"element": 0, "names": 1, "levels": 2}
+NONE = 0xFFFFFFFF
+
+
+def table_block(entries, buffers, magic=b"\x89PYRTAB\n", version=1):
+    """entries: dicts (kind, parent, role, flags, length, buffer, mask, name,
+    tz, unit); buffers: (dtype, shape, order, payload bytes, location,
+    offset or None). Returns (bytes, spec)."""
+    n, nb = len(entries), len(buffers)
+    children = [[] for _ in entries]
+    for i, e in enumerate(entries):
+        if e["parent"] >= 0:
+            children[e["parent"]].append(i)
+    strings = bytearray()
+    name_at = []
+    for e in entries:
+        a = len(strings)
+        strings += e["name"].encode("utf-8")
+        b = len(strings)
+        strings += e["tz"].encode("utf-8")
+        name_at.append((a, b))
+    buffers_offset = 64 + 64 * n
+    strings_offset = buffers_offset + 192 * nb
+    pos = (strings_offset + len(strings) + 63) // 64 * 64
+    descs = []
+    for dtype, shape, order, payload, location, offset in buffers:
+        count = 1
+        for d in shape:
+            count *= d
+        nbytes = count * DTYPES[dtype][1]
+        assert len(payload) == nbytes, (dtype, shape, len(payload))
+        if offset is None:
+            offset = pos
+            pos += (nbytes + 63) // 64 * 64
+        descs.append(dict(dtype=dtype, shape=list(shape), order=order, offset=offset,
+                          nbytes=nbytes, count=count, location=location, payload=payload))
+    size = pos
+    buf = bytearray(size)
+    buf[0:8] = magic
+    struct.pack_into("<IIII", buf, 8, version, n, nb, 0)
+    struct.pack_into("<QQQQQ", buf, 24, 64, buffers_offset, strings_offset, len(strings), size)
+    for i, e in enumerate(entries):
+        q = 64 + 64 * i
+        a, b = name_at[i]
+        struct.pack_into("<IIIIQIIIIIIII", buf, q, TKINDS[e["kind"]],
+                         NONE if e["parent"] < 0 else e["parent"], TROLES[e["role"]], e["flags"],
+                         e["length"], NONE if e["buffer"] < 0 else e["buffer"],
+                         NONE if e["mask"] < 0 else e["mask"], a, len(e["name"].encode("utf-8")),
+                         b, len(e["tz"].encode("utf-8")), e["unit"], len(children[i]))
+    for i, d in enumerate(descs):
+        q = buffers_offset + 192 * i
+        put_desc(buf, q, desc(d["dtype"], tuple(d["shape"]), d["order"], d["offset"]))
+        struct.pack_into("<I", buf, q + 12, d["location"])
+        if d["location"] == 0:
+            buf[d["offset"]:d["offset"] + d["nbytes"]] = d["payload"]
+    buf[strings_offset:strings_offset + len(strings)] = strings
+    spec = {"size": size,
+            "entries": [dict(e, children=children[i]) for i, e in enumerate(entries)],
+            "buffers": [{k: v for k, v in d.items() if k not in ("payload", "count")}
+                        for d in descs]}
+    return bytes(buf), spec
+
+
+def ent(kind, parent, length=0, role="element", flags=0, buffer=-1, mask=-1, name="", tz="",
+        unit=0):
+    return dict(kind=kind, parent=parent, role=role, flags=flags, length=length, buffer=buffer,
+                mask=mask, name=name, tz=tz, unit=unit)
+
+
+def strings_payload(values):
+    raw = [v.encode("utf-8") for v in values]
+    offs = [0]
+    for r in raw:
+        offs.append(offs[-1] + len(r))
+    return struct.pack("<%dq" % len(offs), *offs), b"".join(raw)
+
+
+def table_cases():
+    na_real = struct.pack("<Q", 0x7FF00000000007A2)
+    i64min = -(1 << 63)
+    s_off, s_bytes = strings_payload(["a", "", "\u00e9"])
+    l_off, l_bytes = strings_payload(["u", "v"])
+    r_off, r_bytes = strings_payload(["r1", "r2", "r3"])
+    frame_entries = [
+        ent("frame", -1, 3),
+        ent("array", 0, 3, name="x", buffer=0),
+        ent("array", 0, 3, name="i", flags=1, buffer=1, mask=2),
+        ent("string", 0, 3, name="s", flags=1, buffer=3, mask=5),
+        ent("category", 0, 3, name="f", buffer=6, unit=1),
+        ent("string", 4, 2, role="levels", buffer=7),
+        ent("datetime", 0, 3, name="d", buffer=9, unit=0),
+        ent("datetime", 0, 3, name="t\u00e4", buffer=10, unit=4, tz="Europe/Berlin"),
+        ent("string", 0, 3, role="names", buffer=11),
+    ]
+    frame_buffers = [
+        ("float64", (3,), "C", struct.pack("<d", 1.5) + na_real + struct.pack("<d", 3.0), 0, None),
+        ("int32", (3,), "C", struct.pack("<3i", 1, -(1 << 31), 3), 0, None),
+        ("bool", (3,), "C", bytes([0, 1, 0]), 0, None),
+        ("int64", (4,), "C", s_off, 0, None),
+        ("uint8", (len(s_bytes),), "C", s_bytes, 0, None),
+        ("bool", (3,), "C", bytes([0, 1, 0]), 0, None),
+        ("uint8", (3,), "C", struct.pack("<3b", 0, -1, 1), 0, None),
+        ("int64", (3,), "C", l_off, 0, None),
+        ("uint8", (len(l_bytes),), "C", l_bytes, 0, None),
+        ("int64", (3,), "C", struct.pack("<3q", 18262, i64min, 18808), 0, None),
+        ("int64", (3,), "C", struct.pack("<3q", 1577869200 * 10**9, i64min, 1609455601 * 10**9),
+         0, None),
+        ("int64", (4,), "C", r_off, 0, None),
+        ("uint8", (len(r_bytes),), "C", r_bytes, 0, None),
+    ]
+    list_entries = [
+        ent("list", -1, 4, flags=2),
+        ent("array", 0, 6, name="X", buffer=0),
+        ent("array", 0, 3, name="y", buffer=1),
+        ent("null", 0, 0, name="none"),
+        ent("list", 0, 1, name="tup"),
+        ent("array", 4, 2, buffer=2),
+    ]
+    list_buffers = [
+        ("float64", (3, 2), "F", struct.pack("<6d", 1, 2, 3, 4, 5, 6), 0, None),
+        ("int32", (3,), "C", struct.pack("<3i", 1, 2, 3), 0, None),
+        ("bool", (2,), "C", bytes([1, 0]), 0, None),
+    ]
+    # A result whose column refers to the input's block (location 1).
+    ref_entries = [ent("frame", -1, 2), ent("array", 0, 2, name="x", buffer=0)]
+    ref_buffers = [("float64", (2,), "C", b"\0" * 16, 1, 4096)]
+    valid = {
+        "table_frame": table_block(frame_entries, frame_buffers),
+        "table_list": table_block(list_entries, list_buffers),
+        "table_input_ref": table_block(ref_entries, ref_buffers),
+    }
+
+    def broken(entries, buffers, phrase, **kw):
+        return table_block(entries, buffers, **kw)[0], phrase
+
+    bad_width = [dict(e) for e in frame_entries]
+    bad_width[4]["unit"] = 3
+    bad_parent = [dict(e) for e in list_entries]
+    bad_parent[1]["parent"] = 3
+    bad_mask = [dict(e) for e in frame_entries]
+    bad_mask[2]["flags"] = 0
+    short_col = [dict(e) for e in frame_entries]
+    short_col[1]["length"] = 2
+    short_buffers = list(frame_buffers)
+    short_buffers[0] = ("float64", (2,), "C", struct.pack("<2d", 1, 2), 0, None)
+    invalid = {
+        "table_bad_magic": broken(list_entries, list_buffers, "bad magic",
+                                  magic=b"\x89PYRTAX\n"),
+        "table_newer": broken(list_entries, list_buffers, "table version 2 is not", version=2),
+        "table_bad_width": broken(bad_width, frame_buffers, "code width 3 is not 1, 2 or 4"),
+        "table_parent_after": broken(bad_parent, list_buffers, "does not come before it"),
+        "table_mask_flag": broken(bad_mask, frame_buffers, "its mask flag and mask buffer disagree"),
+        "table_short_column": broken(short_col, short_buffers, "is not a column of 3 rows"),
+        "table_ref_without_input": (table_block(ref_entries, ref_buffers)[0],
+                                    "lies in the input block"),
+    }
+    data = bytearray(valid["table_list"][0])
+    struct.pack_into("<Q", data, 56, len(data) + 64)  # block_size beyond the bytes
+    invalid["table_too_big"] = (bytes(data), "exceeds the")
+    return valid, invalid
+
+
 def main():
+    tvalid, tinvalid = table_cases()
+    tables = {}
+    for name, (data, spec) in tvalid.items():
+        tables[name + ".bin"] = spec
+        with open(os.path.join(HERE, name + ".bin"), "wb") as f:
+            f.write(data)
+    for name, (data, phrase) in tinvalid.items():
+        tables[name + ".bin"] = {"error": phrase}
+        with open(os.path.join(HERE, name + ".bin"), "wb") as f:
+            f.write(data)
+    with open(os.path.join(HERE, "tables.json"), "w", encoding="utf-8") as f:
+        json.dump(tables, f, indent=1, sort_keys=True, ensure_ascii=False)
+        f.write("\n")
     valid, invalid = cases()
     expected = {}
     for name, (data, fields) in valid.items():

@@ -207,12 +207,12 @@ def test_long_traceback_keeps_its_end(call, script):
 def test_unstorable_result_from_a_script(call, script):
     call.setup(np.zeros(2))
     path = script("from pyrmap import process_via_mmap\n\n@process_via_mmap\n"
-                  "def process(data):\n    return ['a', 'b']\n\nprocess()\n")
+                  "def process(data):\n    return [1j, 2j]\n\nprocess()\n")
     p = call.run(path)
     assert p.returncode == 1
     h = call.read_header()
     assert h.error_type == "pyrmap.ResultTypeError"
-    assert "a list with numpy dtype <U1" in h.error_text
+    assert "a list with numpy dtype complex128" in h.error_text
     assert 'line 7, in <module>\n    process()' in h.error_text
     frames_are_the_users(h.error_text, path)
 

@@ -1,5 +1,6 @@
 """The header codec against the golden images and src/header.h."""
 
+import inspect
 import json
 import os
 import random
@@ -12,6 +13,7 @@ import pytest
 from conftest import GOLDEN_DIR, REPO
 from pyrmap import ProtocolError
 from pyrmap import _header as H
+from pyrmap import _table as T
 
 with open(os.path.join(GOLDEN_DIR, "expected.json"), encoding="utf-8") as _f:
     EXPECTED = json.load(_f)
@@ -34,7 +36,8 @@ def header_from_spec(spec):
     return H.Header(spec["version_major"], spec["version_minor"], spec["state"], spec["flags"],
                     spec["owner_pid"], spec["worker_pid"], desc_from_spec(spec["input"]),
                     desc_from_spec(spec["result"]), spec["error_type"], spec["error_text"],
-                    spec["error_truncated"], spec["result_location"])
+                    spec["error_truncated"], spec["result_location"], spec["input_kind"],
+                    spec["result_kind"])
 
 
 def test_golden_set_is_complete():
@@ -111,6 +114,8 @@ def test_specific_golden_values():
 
 # Names of _header.py that the C++ side has no counterpart for, and why.
 PYTHON_ONLY = {"STATE_NAMES": "the states' names, for Python's own messages"}
+TABLE_PYTHON_ONLY = {"KIND_NAMES": "the kinds' names, for messages",
+                     "UNIT_CODES": "numpy's unit names to codes", "UNIT_NAMES": "the inverse"}
 
 
 def cpp_constants():
@@ -136,6 +141,10 @@ def as_json(value):
 def test_protocol_constants_are_the_cpp_builds():
     cpp = cpp_constants()
     python = {k: getattr(H, k) for k in dir(H) if k.isupper() and not k.startswith("_")}
+    # src/table.h's constants, which python/pyrmap/_table.py holds unprefixed.
+    python.update({"TABLE_" + k: getattr(T, k) for k in dir(T)
+                   if k.isupper() and not k.startswith("_") and k not in TABLE_PYTHON_ONLY
+                   and not inspect.ismodule(getattr(T, k))})
     assert sorted(set(python) - set(PYTHON_ONLY)) == sorted(cpp)
     different = {k: (as_json(python[k]), cpp[k]) for k in cpp if as_json(python[k]) != cpp[k]}
     assert different == {}, "python/pyrmap/_header.py vs src/header.h, src/dtype.h (python, C++)"
@@ -151,7 +160,7 @@ def test_encode_layout_and_reserved_bytes_zero():
                  result=H.ArrayDesc.make("bool", ()), error_type="E", error_text="t")
     b = H.encode(h)
     assert len(b) == 4096 and b[:8] == b"\x89PYRMAP\n"
-    assert struct.unpack_from("<HHIIIqq", b, 8) == (1, 1, 4096, 2, 1, -5, 1 << 40)
+    assert struct.unpack_from("<HHIIIqq", b, 8) == (2, 0, 4096, 2, 1, -5, 1 << 40)
     assert struct.unpack_from("<IIIIQQQ", b, 64) == (2, 1, 2, 0, 6, 64, 48)
     assert struct.unpack_from("<3Q", b, 64 + 48) == (2, 3, 0)
     assert struct.unpack_from("<IIIIQQQ", b, 256) == (6, 0, 0, 0, 1, 0, 1)

@@ -112,14 +112,14 @@ def test_unstorable_result_through_the_wrapper(call, monkeypatch):
 
     @process_via_mmap
     def process(data):
-        return {"not": "an array"}
+        return {"not": 1j}
 
     with pytest.raises(pyrmap.ResultTypeError):
         process()
     h = call.read_header()
     assert h.error_type == "pyrmap.ResultTypeError"
-    assert "pyrmap.ResultTypeError: cannot store the result: a dict with numpy dtype object" \
-        in h.error_text
+    assert ("pyrmap.ResultTypeError: cannot store element 'not' of the result: numpy dtype "
+            "complex128 is not supported") in h.error_text
 
 
 def test_connect_context_manager_records_errors(call, monkeypatch):

@@ -65,6 +65,8 @@ TEST_CASE("every golden header decodes to its described fields, or is rejected w
     CHECK(h.owner_pid == want["owner_pid"].get<int64_t>());
     CHECK(h.worker_pid == want["worker_pid"].get<int64_t>());
     CHECK(h.result_location == want["result_location"].get<uint32_t>());
+    CHECK(h.input_kind == want["input_kind"].get<uint32_t>());
+    CHECK(h.result_kind == want["result_kind"].get<uint32_t>());
     CheckDesc(h.input, want["input"], "input");
     CheckDesc(h.result, want["result"], "result");
     CHECK(h.error_type == want["error_type"].get<std::string>());

@@ -43,7 +43,7 @@ test_that("a result Python cannot store is a Python error naming the type", {
                              "not supported")
   expect_identical(err$python_type, "pyrmap.ResultTypeError")
   expect_pyrmap_error(py_eval(1, "np.array([1 + 2j])"), "pyrmap_python_error", "complex128")
-  expect_pyrmap_error(py_eval(1, "None"), "pyrmap_python_error", "NoneType")
+  expect_pyrmap_error(py_eval(1, "object()"), "pyrmap_python_error", "a object with numpy dtype object")
   expect_pyrmap_error(py_eval(1, "np.array([2**64 - 1], dtype=np.uint64)"),
                       "pyrmap_python_error", "uint64")
 })
@@ -130,17 +130,19 @@ test_that("a segment that cannot be reserved is a pyrmap_system_error, nothing l
 })
 
 test_that("unsupported data is a clear usage error naming what was given", {
-  bad <- list(letters, list(1, 2), factor(c("a", "b")), data.frame(a = 1:2), 1i, NULL,
-              as.POSIXlt("2020-01-01"), sum)
-  what <- c("character", "list", "factor", "data.frame", "complex", "NULL", "list", "closure|builtin")
+  # (Character vectors, lists, factors, data.frames and NULL go: test-frames.R.)
+  bad <- list(1i, sum, mean, new.env(), quote(x))
+  what <- c("complex", "builtin", "closure", "environment", "symbol")
   for (i in seq_along(bad)) {
     err <- expect_pyrmap_error(run_python(bad[[i]], py("identity.py")), "pyrmap_usage_error",
                                "not supported")
     expect_match(conditionMessage(err), what[[i]])
-    expect_match(conditionMessage(err), "numeric, integer, logical or raw")
+    expect_match(conditionMessage(err), "numeric, integer, logical, raw or character")
   }
-  expect_pyrmap_error(run_python_shared_data(letters, py("identity.py")), "pyrmap_usage_error", "character")
-  expect_pyrmap_error(run_python_pipeline(factor("a"), py("identity.py")), "pyrmap_usage_error", "factor")
+  expect_pyrmap_error(run_python(as.POSIXlt("2020-01-01"), py("identity.py")), "pyrmap_usage_error",
+                      "list of class 'POSIXlt'")
+  expect_pyrmap_error(run_python_shared_data(1i, py("identity.py")), "pyrmap_usage_error", "complex")
+  expect_pyrmap_error(run_python_pipeline(sum, py("identity.py")), "pyrmap_usage_error", "builtin")
 })
 
 test_that("bad arguments are usage errors that name the user's call", {

@@ -204,7 +204,9 @@ test_that("character, factor, data.frame and other unsupported X are a pyrmap_us
   bad_matrix <- list(matrix(letters[1:4], 2), data.frame(a = 1:2, b = c("x", "y")), factor(c("a", "b")),
                      1:10, list(1, 2), matrix(list(1, 2, 3, 4), 2), matrix(complex(4), 2))
   for (x in bad_matrix) expect_error(memApply(x, 2, identity, CLUSTER = cl), class = "pyrmap_usage_error")
-  bad_list <- list(data.frame(a = 1:2), factor(c("a", "b")), c("a", "b"), list(1, "a"),
+  # A data.frame of numeric columns goes column by column (as lapply does).
+  expect_identical(unname(memLapply(data.frame(a = 1:2, b = c(1.5, 2)), sum, CLUSTER = cl)), list(3L, 3.5))
+  bad_list <- list(data.frame(a = 1:2, s = c("x", "y")), factor(c("a", "b")), c("a", "b"), list(1, "a"),
                    list(factor("a")), list(list(1)), NULL, mean)
   for (x in bad_list) expect_error(memLapply(x, identity, CLUSTER = cl), class = "pyrmap_usage_error")
   e <- expect_error(memLapply(list(1, factor("a")), identity, CLUSTER = cl), class = "pyrmap_usage_error")

@@ -102,7 +102,7 @@ test_that("unsupported objects are a pyrmap_usage_error and leave nothing behind
   ns <- ms_ns("bad")
   before <- shm_snapshot()
   pages <- pageList()
-  bad <- list(chr = letters, fac = factor(c("a", "b")), df = data.frame(a = 1:2),
+  bad <- list(chr = letters, fac = factor(c("a", "b")), df = data.frame(a = 1:2, s = c("x", "y")),
               cplx = complex(real = 1, imaginary = 2), fun = mean,
               lst_chr = list(1, "a"), lst_df = list(data.frame(a = 1)),
               nested = list(list(1)), date = Sys.Date())
@@ -112,8 +112,9 @@ test_that("unsupported objects are a pyrmap_usage_error and leave nothing behind
   }
   e <- expect_error(registerVariables(ns, list(f = factor("a"))), class = "pyrmap_usage_error")
   expect_match(conditionMessage(e), "factor")
-  e <- expect_error(registerVariables(ns, list(df = data.frame(a = 1))), class = "pyrmap_usage_error")
-  expect_match(conditionMessage(e), "data.frame")
+  e <- expect_error(registerVariables(ns, list(df = data.frame(a = 1, f = factor("a")))),
+                    class = "pyrmap_usage_error")
+  expect_match(conditionMessage(e), "column 'f' of data.frame 'df'")
   # Not a named list.
   expect_error(registerVariables(ns, 1:3), class = "pyrmap_usage_error")
   expect_error(registerVariables(ns, data.frame(a = 1:3)), class = "pyrmap_usage_error")

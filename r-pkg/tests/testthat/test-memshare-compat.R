@@ -328,7 +328,9 @@ test_that("releaseViews errors on unknown variable", {
 test_that("registerVariables errors on unsupported object type (wording check replaced by the class)", {
 
   ns <- paste0("unsupported_type_", as.integer(Sys.time()))
-  bad <- data.frame(a = 1:3)  # not double matrix/vector/list of doubles
+  # A data.frame of numeric columns registers here (memshare refuses it);
+  # one with a character column does not.
+  bad <- data.frame(a = c("x", "y", "z"))
 
   expect_error(
     pyrmap::registerVariables(ns, list(bad = bad)),

@@ -1,10 +1,10 @@
-"""Returns a value that has no exchange dtype (a string)."""
+"""Returns a value that has no exchange dtype (a set)."""
 from pyrmap import process_via_mmap
 
 
 @process_via_mmap
 def process(data):
-    return "not an array"
+    return {"not", "an", "array"}
 
 
 if __name__ == "__main__":
