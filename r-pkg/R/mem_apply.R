@@ -95,7 +95,9 @@
 #'   logical or raw vector (or array): the template of every result, as in
 #'   [vapply()].
 #' @return A list with one result per row, column or element, in order; with
-#'   `FUN.VALUE`, what [vapply()] returns (unnamed along the tasks).
+#'   `FUN.VALUE`, what [vapply()] returns. Named as [apply()] and [lapply()]
+#'   name theirs: by the matrix's `dimnames` on `MARGIN`, the data.frame's
+#'   column names, the list's or vector's names.
 #' @examples
 #' \dontrun{
 #' X <- matrix(rnorm(1e6), 1000, 1000)
@@ -147,6 +149,7 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
   # The data: a registered name, a view of a registered variable (both used
   # where they are), or an object (packed into the call's segment).
   ref <- .variable_ref(X, NAMESPACE, what, "X")
+  along <- .names_along(kind, X, margin, ref)
   if (!is.null(ref$ns)) {
     dir <- ref$dir %||% job$dir
     meta <- .metadata(ref$ns, ref$var, dir)
@@ -212,11 +215,43 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
     (identical(environment(FUN), globalenv()) || isNamespace(environment(FUN)) ||
      identical(environment(FUN), baseenv())))
   shape <- .out_shape(out, n)
-  if (is.null(CLUSTER)) return(.engine_call(job, objects, n, what, unit, shape, MAX.CORES))
-  # Workers outside the master's shared memory (other hosts): see domains.R.
-  if (any(.domains(CLUSTER, what)$domain != 1L))
-    return(.domain_call(CLUSTER, job, objects, n, what, unit, out, shape))
-  .cluster_call(CLUSTER, job, objects, n, what, unit, shape)
+  res <- if (is.null(CLUSTER)) .engine_call(job, objects, n, what, unit, shape, MAX.CORES)
+         # Workers outside the master's shared memory (other hosts): see domains.R.
+         else if (any(.domains(CLUSTER, what)$domain != 1L))
+           .domain_call(CLUSTER, job, objects, n, what, unit, out, shape)
+         else .cluster_call(CLUSTER, job, objects, n, what, unit, shape)
+  .named(res, along)
+}
+
+# The names of X along the tasks, as apply() and lapply() give them to
+# their results: a matrix's dimnames on MARGIN, a data.frame's column names
+# (its row names, if it has its own, for MARGIN = 1), a list's or vector's
+# names. A registered variable given by name is looked at through a view.
+.names_along <- function(kind, X, margin, ref) {
+  if (!is.null(ref$ns) && is.character(X)) {
+    info <- .pyrmap_open(ref$ns, ref$var, ref$dir %||% .segment_dir())
+    if (!isTRUE(info$ok)) return(NULL)
+    X <- info$value
+  }
+  if (kind == "lapply") return(names(X))
+  if (is.data.frame(X))
+    return(if (margin == 2L) names(X) else if (.row_names_info(X) > 0L) row.names(X))
+  dimnames(X)[[margin]]
+}
+
+# `res` with the names of its tasks: a list's or vector's names, or the
+# dimnames of its last dimension (FUN.VALUE of length > 1).
+.named <- function(res, along) {
+  if (is.null(along)) return(res)
+  d <- dim(res)
+  if (is.null(d)) {
+    names(res) <- along
+  } else {
+    dn <- dimnames(res) %||% vector("list", length(d))
+    dn[[length(d)]] <- along
+    dimnames(res) <- dn
+  }
+  res
 }
 
 # The chunks a worker claims: at most what takes about .chunk_seconds at
