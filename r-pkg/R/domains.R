@@ -13,9 +13,11 @@
 # sends (domains - 1) copies of its data, not one per worker.
 #
 # The grouping is cached per cluster (by its connections, which cannot move
-# to another host while open) and rechecked by every call: each worker is
-# told the token of its domain with the job and refuses the job if it
-# cannot read it, after which the domains are found anew. Variables a
+# to another host while open) and rechecked by every call across domains:
+# each worker outside the master's domain is told the token of its domain
+# with the job and refuses the job if it cannot read it, after which the
+# domains are found anew. (The master's own token lives only while the
+# domains are found.) Variables a
 # domain received are remembered with the master's generation of the page:
 # a registered variable is sent again only when it changed; the copies of
 # a call's temporary variables are released at the end of the call, those
@@ -96,6 +98,10 @@
     tokens[[length(tokens) + 1L]] <- tok
     domain[todo[seen]] <- length(tokens)
   }
+  # The master's token is needed no more: its workers cannot leave its
+  # memory while their connections stay open (the others' tokens stay, for
+  # the check each job makes).
+  .release_domain_token()
   leaders <- c(NA_integer_, vapply(seq_along(tokens)[-1L], function(d) match(d, domain), 1L))
   entry <- list(cl = cl, domain = domain, leaders = leaders, tokens = tokens, dirs = dirs,
                 shipped = rep(list(list()), length(tokens)))
@@ -165,8 +171,8 @@
   jobs <- lapply(seq_along(cl), function(i) {
     d <- doms$domain[[i]]
     j <- job
-    j$domain_token <- doms$tokens[[d]]
     if (d != 1L) {
+      j$domain_token <- doms$tokens[[d]]
       j$dir <- doms$dirs[[doms$leaders[[d]]]]
       j$x$dir <- j$dir
       j$vars <- lapply(j$vars, function(v) { v$dir <- j$dir; v })
@@ -351,10 +357,9 @@
 # array of double, integer, logical or raw (with no attributes but its
 # dimensions), or a list of them.
 .page_can_hold <- function(x) {
-  ok <- function(v, keep) is.atomic(v) && !is.null(v) && typeof(v) %in% c("double", "integer", "logical", "raw") &&
-    all(names(attributes(v)) %in% keep)
-  if (is.list(x) && !is.object(x)) length(x) > 0L && all(vapply(x, ok, logical(1), "dim"))
-  else ok(x, c("dim", "dimnames"))
+  if (is.list(x) && !is.object(x)) return(length(x) > 0L && all(vapply(x, .packable, logical(1))))
+  is.atomic(x) && !is.null(x) && typeof(x) %in% c("double", "integer", "logical", "raw") &&
+    all(names(attributes(x)) %in% c("dim", "dimnames"))
 }
 
 # (worker) Takes a call's job: maps its pages in this worker's domain and

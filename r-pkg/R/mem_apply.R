@@ -145,6 +145,7 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
   job <- list(kind = kind, margin = margin, first = names(formals(FUN))[1L], out = out$spec,
               chunk_seconds = .chunk_seconds, dir = pyrmap_segment_dir())
   objects <- list()
+  serialized <- FALSE
 
   # The data: a registered name, a view of a registered variable (both used
   # where they are), or an object (packed into the call's segment).
@@ -186,16 +187,24 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
       mode <- "matrix"
     }
     if (kind == "lapply") {
-      if (is.data.frame(X))
-        .usage_error(sprintf("%s: X must be a list (or vector), or the name of a registered list; give a data.frame's columns with memApply(X, 2, FUN)", what))
-      if (is.atomic(X) && !is.null(X)) {
-        # A plain vector is taken element by element, in place; a classed
-        # one (integer64, factor, ...) as the list of its elements.
-        if (is.object(X)) X <- as.list(X) else mode <- "split"
+      if (is.data.frame(X)) X <- as.list(X)  # its columns, as lapply() takes them
+      if (is.null(X)) X <- list()
+      if (is.atomic(X)) {
+        # A plain numeric, logical or raw vector is taken element by element,
+        # in place; any other (character, factor, integer64, ...) as the
+        # list of its elements.
+        if (is.object(X) || !(typeof(X) %in% c("double", "integer", "logical", "raw"))) X <- as.list(X)
+        else mode <- "split"
       }
       if (is.null(mode)) {
         if (!is.list(X)) .usage_error(sprintf("%s: X must be a list (or vector), or the name of a registered list", what))
         mode <- "list"
+        # Elements the packed data cannot hold as they are (strings, names,
+        # factors, lists, ...) travel serialized, each unserialized for FUN.
+        if (!all(vapply(X, .packable, logical(1)))) {
+          X <- lapply(X, serialize, connection = NULL, xdr = FALSE)
+          serialized <- TRUE
+        }
       }
     }
     n <- if (mode == "matrix") dim(X)[margin] else length(X)
@@ -208,6 +217,11 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
   job$vars <- side$refs
   objects <- c(objects, side$objects)
   if (n == 0L) return(.empty_result(out))
+  if (serialized) {
+    f <- FUN
+    FUN <- function(.pyrmap_element, ...) f(unserialize(.pyrmap_element), ...)
+    job$first <- ".pyrmap_element"
+  }
   job$fun <- .pack_fun(FUN, what)
   # A FUN without an environment of its own may be kept by the workers
   # from one call to the next (its unserialized copy is then reused).
@@ -221,6 +235,14 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
            .domain_call(CLUSTER, job, objects, n, what, unit, out, shape)
          else .cluster_call(CLUSTER, job, objects, n, what, unit, shape)
   .named(res, along)
+}
+
+# TRUE if the packed data of a call holds list element `v` exactly: a
+# double, integer, logical or raw vector, matrix or array without other
+# attributes.
+.packable <- function(v) {
+  is.atomic(v) && !is.null(v) && typeof(v) %in% c("double", "integer", "logical", "raw") &&
+    all(names(attributes(v)) %in% "dim")
 }
 
 # The names of X along the tasks, as apply() and lapply() give them to

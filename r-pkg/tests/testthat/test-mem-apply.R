@@ -34,18 +34,18 @@ test_that("a data.frame of numeric, integer and logical columns: MARGIN = 2 give
   shm <- shm_snapshot()
   df <- data.frame(x = c(1.5, 2.5, 3.5), n = 1:3, ok = c(TRUE, NA, FALSE))
   # Each column reaches FUN with its own type, without a matrix copy of the
-  # frame (which would make them all double). Results are unnamed, as
-  # memshare's always are.
+  # frame (which would make them all double). Results are named by the
+  # columns, as apply()'s are.
   res <- memApply(df, 2, function(v) list(type = typeof(v), v = v), CLUSTER = cl)
-  expect_null(names(res))
-  expect_identical(lapply(res, `[[`, "type"), list("double", "integer", "logical"))
-  expect_identical(lapply(res, `[[`, "v"), unname(as.list(df)))
+  expect_identical(names(res), names(df))
+  expect_identical(lapply(res, `[[`, "type"), list(x = "double", n = "integer", ok = "logical"))
+  expect_identical(lapply(res, `[[`, "v"), as.list(df))
   expect_identical(unlist(memApply(df[c("x", "n")], 2, sum, CLUSTER = cl)),
-                   unname(apply(df[c("x", "n")], 2, sum)))
+                   apply(df[c("x", "n")], 2, sum))
   # VARS as usual.
   expect_identical(memApply(df, 2, function(v, w) sum(v * w, na.rm = TRUE), VARS = list(w = c(1, 10, 100)),
                             CLUSTER = cl),
-                   list(376.5, 321, 1))
+                   list(x = 376.5, n = 321, ok = 1))
   expect_identical(memApply(df[0], 2, sum, CLUSTER = cl), list())
   expect_call_cleaned_up(pages, shm)
 })
@@ -55,10 +55,11 @@ test_that("a data.frame with MARGIN = 1 goes through a matrix, said once in a me
   st <- pyrmap:::.state
   st$said_frame_rows <- NULL
   expect_message(res <- memApply(df, 1, function(v) v, CLUSTER = cl), "matrix copy")
-  # (FUN gets the rows without names: the shared matrix has no dimnames.)
-  expect_identical(res, list(c(1.5, 1), c(2.5, 2)))
+  # (FUN gets the rows without names: the shared matrix has no dimnames;
+  # the results are named by the row names.)
+  expect_identical(res, list(first = c(1.5, 1), second = c(2.5, 2)))
   expect_silent(res2 <- memApply(df, 1, sum, CLUSTER = cl))
-  expect_identical(unlist(res2), unname(apply(df, 1, sum)))
+  expect_identical(unlist(res2), apply(df, 1, sum))
 })
 
 test_that("double, integer, logical and raw matrices reach FUN with their storage type", {
@@ -83,12 +84,12 @@ test_that("memLapply takes lists of vectors, matrices and arrays as they are", {
   L <- list(a = c(0.5, NA), b = 1:3, c = c(TRUE, NA), d = as.raw(1:4), e = matrix(1:6, 2),
             f = array(as.numeric(1:8), c(2, 2, 2)), g = numeric(0))
   got <- memLapply(L, function(el) list(type = typeof(el), dim = dim(el), el = el), CLUSTER = cl)
-  expect_identical(vapply(got, `[[`, "", "type"), unname(vapply(L, typeof, "")))
-  expect_identical(lapply(got, `[[`, "el"), unname(L))
+  expect_identical(vapply(got, `[[`, "", "type"), vapply(L, typeof, ""))
+  expect_identical(lapply(got, `[[`, "el"), L)
   expect_identical(got[[5]]$dim, c(2L, 3L))
   expect_identical(got[[6]]$dim, c(2L, 2L, 2L))
-  # Results are unnamed, as memshare's (a list in the order of X).
-  expect_null(names(got))
+  # Results are named as lapply()'s (a list in the order of X).
+  expect_identical(names(got), names(L))
   # An atomic vector is taken element by element.
   expect_identical(memLapply(c(3L, 1L, 2L), function(el) el * 2L, CLUSTER = cl), list(6L, 2L, 4L))
   expect_identical(memLapply(c(TRUE, FALSE), function(el) typeof(el), CLUSTER = cl),
@@ -205,12 +206,13 @@ test_that("character, factor, data.frame and other unsupported X are a pyrmap_us
                      1:10, list(1, 2), matrix(list(1, 2, 3, 4), 2), matrix(complex(4), 2))
   for (x in bad_matrix) expect_error(memApply(x, 2, identity, CLUSTER = cl), class = "pyrmap_usage_error")
   # A data.frame of numeric columns goes column by column (as lapply does).
-  expect_identical(unname(memLapply(data.frame(a = 1:2, b = c(1.5, 2)), sum, CLUSTER = cl)), list(3L, 3.5))
-  bad_list <- list(data.frame(a = 1:2, s = c("x", "y")), factor(c("a", "b")), c("a", "b"), list(1, "a"),
-                   list(factor("a")), list(list(1)), NULL, mean)
-  for (x in bad_list) expect_error(memLapply(x, identity, CLUSTER = cl), class = "pyrmap_usage_error")
-  e <- expect_error(memLapply(list(1, factor("a")), identity, CLUSTER = cl), class = "pyrmap_usage_error")
-  expect_match(conditionMessage(e), "factor")
+  expect_identical(memLapply(data.frame(a = 1:2, b = c(1.5, 2)), sum, CLUSTER = cl), list(a = 3L, b = 3.5))
+  # Any list or vector goes element by element, as lapply() takes it.
+  as_lapply <- list(data.frame(a = 1:2, s = c("x", "y")), factor(c("a", "b")), c("a", "b"), list(1, "a"),
+                    list(factor("a")), list(list(1)), NULL)
+  for (x in as_lapply) expect_identical(memLapply(x, identity, CLUSTER = cl), lapply(x, identity))
+  for (x in list(mean, new.env(), quote(a)))
+    expect_error(memLapply(x, identity, CLUSTER = cl), class = "pyrmap_usage_error")
   # A data.frame with a column that cannot be shared: the error names it.
   e <- expect_error(memApply(data.frame(a = 1:2, f = factor(c("u", "v")), s = c("x", "y")), 2, identity,
                              CLUSTER = cl), class = "pyrmap_usage_error")

@@ -35,3 +35,18 @@ test_that("registered variables and a user's cluster keep the names too", {
   on.exit(parallel::stopCluster(cl), add = TRUE)
   expect_identical(memLapply(list(a = 1, b = 2), sqrt, CLUSTER = cl), lapply(list(a = 1, b = 2), sqrt))
 })
+
+test_that("memLapply gives FUN every element as it is: names, strings, factors, lists, NULL", {
+  l <- list(c(a = 1, b = 2), "text", factor(c("x", "y")), list(k = 1:2), NULL, 1:3,
+            matrix(1:4, 2, dimnames = list(c("r", "s"), NULL)))
+  expect_identical(memLapply(l, identity), lapply(l, identity))
+  expect_identical(memLapply(l, function(e, k) list(e, k), VARS = list(k = 2)),
+                   lapply(l, function(e, k) list(e, k), k = 2))
+  expect_identical(memLapply(factor(c("u", "v")), as.character), lapply(factor(c("u", "v")), as.character))
+  cl <- parallel::makePSOCKcluster(1)
+  on.exit(parallel::stopCluster(cl), add = TRUE)
+  expect_identical(memLapply(l, identity, CLUSTER = cl), lapply(l, identity))
+  err <- expect_error(memLapply(l, function(e) if (is.character(e)) stop("no strings") else e),
+                      class = "pyrmap_fun_error")
+  expect_match(conditionMessage(err), "element 2: no strings")
+})
