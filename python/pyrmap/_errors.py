@@ -28,7 +28,12 @@ class NotConnectedError(PyrmapError, RuntimeError):
     pyrmap runner, or the runner went away before the input was ready."""
 
 
-for _cls in (PyrmapError, ProtocolError, ResultTypeError, NotConnectedError):
+class FunctionNotFound(PyrmapError, AttributeError):
+    """The script has no function of the name the runner was asked to call
+    (``SCRIPT::NAME`` on the command line, ``fun =`` in R)."""
+
+
+for _cls in (PyrmapError, ProtocolError, ResultTypeError, NotConnectedError, FunctionNotFound):
     # So tracebacks and the recorded error_type read "pyrmap.ProtocolError".
     _cls.__module__ = "pyrmap"
 del _cls
