@@ -18,6 +18,7 @@
 #include "error.h"
 #include "npy.h"
 #include "signals.h"
+#include "unix_io.h"
 
 namespace pyrmap::cli {
 
@@ -226,13 +227,25 @@ void CheckOutputWritable(const OutputOptions& o) {
                  "the directory of --output");
 }
 
-void WriteResult(const Result& r, const std::string& path, const std::string& format) {
+void WriteResult(const Result& r, const std::string& path, const std::string& format,
+                 const Progress* progress) {
+  const double start = MonotonicSeconds();
   const std::string fmt_name = FormatFor(path, format);
   const bool to_stdout = path.empty() || path == "-";
+  struct Told {
+    const Progress* progress;
+    std::string where;
+    uint64_t bytes;
+    double start;
+    void Done() const {
+      if (progress) progress->Output(where, bytes, MonotonicSeconds() - start);
+    }
+  } told{progress, to_stdout ? "stdout (" + fmt_name + ")" : path, r.desc.nbytes, start};
   if (fmt_name == "text" && to_stdout) {
     FormatTextArray(r.desc, r.data(), std::cout);
     std::cout.flush();
     if (!std::cout) throw SystemError("write output", "stdout", "write", errno ? errno : EIO);
+    told.Done();
     return;
   }
   Emit emit = [&](int fd, const std::string& where) {
@@ -252,13 +265,15 @@ void WriteResult(const Result& r, const std::string& path, const std::string& fo
   if (to_stdout) {
     std::cout.flush();
     emit(1, "stdout");
+    told.Done();
     return;
   }
   WriteToPath(path, emit);
+  told.Done();
 }
 
 void WriteResults(const std::vector<Result>& results, const std::vector<std::string>& titles,
-                  const OutputOptions& o, size_t first_number) {
+                  const OutputOptions& o, size_t first_number, const Progress* progress) {
   if (!o.output_dir.empty()) {
     std::string f = o.output_format == "auto" ? "npy" : o.output_format;
     const char* ext = f == "npy" ? "npy" : f == "raw" ? "bin" : "txt";
@@ -266,12 +281,12 @@ void WriteResults(const std::vector<Result>& results, const std::vector<std::str
       WriteResult(results[k],
                   fmt::format("{}/{}-{}.{}", o.output_dir, k + first_number,
                               Stem(results[k].script.path), ext),
-                  f);
+                  f, progress);
     return;
   }
   for (size_t k = 0; k < results.size(); ++k) {
     std::cout << "== " << titles[k] << " ==\n";
-    WriteResult(results[k], "", "text");
+    WriteResult(results[k], "", "text", progress);
   }
 }
 
