@@ -28,7 +28,7 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 # What a build needs from this directory (the sdist holds the same).
-SOURCES = ("pyproject.toml", "README.md", "MANIFEST.in", "build_backend.py", "pyrmap")
+SOURCES = ("pyproject.toml", "README.md", "LICENSE", "MANIFEST.in", "build_backend.py", "pyrmap")
 NEEDED = ("setuptools", "wheel")
 
 

@@ -133,6 +133,17 @@ def test_every_part_carries_the_release_of_version_h():
     assert p.stdout.strip() == version, "python/pyrmap/__init__.py"
 
 
+def test_every_part_carries_the_license_of_the_license_file():
+    """LICENSE is the Apache License 2.0; the R package's DESCRIPTION and the
+    Python package's metadata say so, and the Python package ships the file."""
+    text = read("LICENSE")
+    assert text.lstrip().startswith("Apache License\n                           Version 2.0, January 2004")
+    assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in text
+    assert re.search(r"^License: Apache License \(== 2\.0\)$", read("r-pkg", "DESCRIPTION"), re.M)
+    assert re.search(r'^license = \{text = "Apache-2\.0"\}$', read("python", "pyproject.toml"), re.M)
+    assert read("python", "LICENSE") == text
+
+
 @pytest.mark.parametrize("args,needle", [
     ([], "subcommand is required"),
     (["run"], "script is required"),

@@ -90,6 +90,8 @@ def test_wheel(tmp_path):
         assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
         assert not [n for n in names if n.startswith("build_backend")]
         assert "Generator: bdist_wheel" in zf.read(dist + "WHEEL").decode()
+        with open(os.path.join(PYTHON_DIR, "LICENSE"), "rb") as f:
+            assert zf.read(dist + "LICENSE") == f.read()
         check_metadata(metadata_fields(zf.read(dist + "METADATA").decode()))
         entry_points = zf.read(dist + "entry_points.txt").decode()
         assert "[console_scripts]\npyrmap-py = pyrmap.__main__:main" in entry_points
@@ -113,7 +115,7 @@ def test_sdist_holds_what_a_build_needs_and_builds_again(tmp_path):
     assert name == base + ".tar.gz"
     with tarfile.open(str(tmp_path / name)) as tf:
         names = set(tf.getnames())
-        for n in ["PKG-INFO", "pyproject.toml", "build_backend.py", "README.md"] + PACKAGE_FILES:
+        for n in ["PKG-INFO", "pyproject.toml", "build_backend.py", "README.md", "LICENSE"] + PACKAGE_FILES:
             assert base + "/" + n in names, n
         check_metadata(metadata_fields(tf.extractfile(base + "/PKG-INFO").read().decode()),
                        requirements=False)
