@@ -217,17 +217,25 @@ std::vector<pid_t> Processes() {
 }  // namespace
 
 std::vector<UnnamedSegment> ListUnnamedSegments(const std::vector<std::string>& dirs) {
-  // Directories as /proc shows them: real paths.
+  // Directories as /proc shows them (real paths), and their devices: a
+  // process in another mount namespace shows its own /dev/shm under the
+  // same path, and its files are not this directory's.
   std::vector<std::string> real;
+  std::map<std::string, uint64_t> device;
   for (const auto& d : dirs) {
     char buf[PATH_MAX];
-    real.push_back(realpath(d.c_str(), buf) ? std::string(buf) : d);
+    std::string r = realpath(d.c_str(), buf) ? std::string(buf) : d;
+    struct stat st;
+    if (stat(r.c_str(), &st) != 0) continue;
+    real.push_back(r);
+    device[r] = static_cast<uint64_t>(st.st_dev);
   }
   const uid_t me = geteuid();
   // Keyed by (device, inode): one entry per file, whoever holds it.
   std::map<std::pair<uint64_t, uint64_t>, UnnamedSegment> found;
   auto note = [&](uint64_t dev, uint64_t ino, const std::string& dir, const std::string& name, pid_t pid,
                   uint64_t size, bool from_mappings) {
+    if (device[dir] != dev) return;  // the same path in another mount namespace
     UnnamedSegment& u = found[{dev, ino}];
     if (u.name.empty()) {
       NameParts parts;

@@ -68,9 +68,11 @@ struct UnnamedSegment {
 };
 
 // The unnamed pyrmap segments of `dirs` that this user's processes hold
-// (every user's for root), found in /proc/<pid>/fd and /proc/<pid>/maps.
-// A process whose /proc entries cannot be read is passed over. One entry
-// per file, in name order.
+// (every user's for root), found in /proc/<pid>/fd and /proc/<pid>/maps;
+// only files on the directory's own device count (a process in another
+// mount namespace shows its own /dev/shm under the same path). A process
+// whose /proc entries cannot be read is passed over. One entry per file,
+// in name order.
 std::vector<UnnamedSegment> ListUnnamedSegments(const std::vector<std::string>& dirs);
 
 // True if `pid` is a live process: kill(pid, 0) succeeds or fails with EPERM,

@@ -5,9 +5,12 @@ with it (its parent-death signal); the segment names stay until gc."""
 import json
 import os
 import re
+import shutil
 import signal
+import subprocess
 
 import numpy as np
+import pytest
 
 from conftest import base_env, pid_alive, segment_owner, segments, wait_for_file, wait_gone
 
@@ -126,8 +129,11 @@ def test_ls_shows_the_input_of_a_running_call_after_its_name_is_gone(cli, spawn,
         data = [n for n in os.listdir("/dev/shm") if n.startswith("pyrmap-%d-%d-" % (os.getuid(), proc.pid))
                 and n.endswith("-data")]
         assert data == [], data  # no name
+        # (Other users of this machine's pyrmap may have segments of their
+        # own: only this run's count.)
+        mine_prefix = "pyrmap-%d-%d-" % (os.getuid(), proc.pid)
         o, rows = ls_rows(cli)
-        gone = [r for r in rows.values() if "data (name removed)" in r]
+        gone = [r for n, r in rows.items() if n.startswith(mine_prefix) and "data (name removed)" in r]
         assert len(gone) == 1, o
         row = gone[0]
         assert row.startswith("pyrmap-%d-%d-" % (os.getuid(), proc.pid)), o
@@ -138,7 +144,7 @@ def test_ls_shows_the_input_of_a_running_call_after_its_name_is_gone(cli, spawn,
         j = cli("ls", "--json")
         assert j.rc == 0, j
         entries = json.loads(j.out)
-        unnamed = [e for e in entries if not e["named"]]
+        unnamed = [e for e in entries if not e["named"] and e["name"].startswith(mine_prefix)]
         assert len(unnamed) == 1, entries
         e = unnamed[0]
         assert e["holds"] == "data" and e["size"] == 3 << 20 and child in e["holders"], e
@@ -154,7 +160,8 @@ def test_ls_shows_the_input_of_a_running_call_after_its_name_is_gone(cli, spawn,
     finally:
         proc.kill()
         proc.wait(timeout=10)
-        kill_child(child)
+        if child is not None:
+            kill_child(child)
         cli("gc")
 
 
@@ -167,3 +174,29 @@ def test_ls_json_of_nothing_is_an_empty_array(cli, tmp_path):
     entries = json.loads(o.out)
     assert isinstance(entries, list)
     assert not [e for e in entries if e["dir"] == str(d)], entries
+
+
+def test_ls_leaves_out_the_segments_of_another_mount_namespace(cli, scripts, work, pyrmap_bin):
+    """A process in another mount namespace has its own /dev/shm, whose
+    files /proc shows under the same path: they are not this /dev/shm's."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) to make a mount namespace")
+    pidfile = work / "other.pid"
+    s = scripts.func("other.py", SLEEPER)
+    np.save(work / "other.npy", np.zeros(1 << 20, dtype=np.uint8))
+    inner = "mount -t tmpfs -o size=64m tmpfs /dev/shm && exec %s run %s -i %s" % (
+        pyrmap_bin, s, work / "other.npy")
+    proc = subprocess.Popen(["unshare", "-m", "sh", "-c", inner], env=base_env(PIDFILE=str(pidfile)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = None
+    try:
+        child = int(wait_for_file(pidfile, proc=proc))
+        o = cli("ls", "--json")
+        assert o.rc == 0, o
+        held = [e for e in json.loads(o.out) if not e["named"] and child in e["holders"]]
+        assert held == [], held
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        if child is not None:
+            kill_child(child)
