@@ -193,38 +193,6 @@ run_python_pipeline <- function(data, script_paths, dtype = NULL, ...,
   res
 }
 
-#' The Python interpreter pyrmap uses, the segment directory, and the pyrmap command
-#'
-#' `pyrmap_python()` resolves the interpreter as the run functions do:
-#' `getOption("pyrmap.python")`, else the environment variable
-#' `PYRMAP_PYTHON`, else `"python3"`. `pyrmap_segment_dir()` resolves the
-#' segment directory as the run functions and the shared-variable functions
-#' do: `segment_dir` (`"RAM"`, `"DISK"` or a path), else
-#' `getOption("pyrmap.segment_dir")`, else the environment variable
-#' `PYRMAP_SEGMENT_DIR`, else `/dev/shm`; it makes the `"DISK"` directory
-#' if needed, checks that no other user can replace files in it, and returns
-#' its path. `pyrmap_command()` is the path of the `pyrmap` command installed
-#' with this package (the same core, for the shell: `pyrmap run`, `pyrmap
-#' ls`, `pyrmap gc`, ...).
-#'
-#' @param python An explicit choice, returned as is when not `NULL`.
-#' @param segment_dir An explicit choice, or `NULL`.
-#' @return A string.
-#' @export
-pyrmap_python <- function(python = NULL) {
-  if (!is.null(python)) {
-    .check_scalar_string(python, "python")
-    return(python)
-  }
-  opt <- getOption("pyrmap.python")
-  if (!is.null(opt)) {
-    .check_scalar_string(opt, "options(pyrmap.python)")
-    return(opt)
-  }
-  env <- Sys.getenv("PYRMAP_PYTHON")
-  if (nzchar(env)) env else "python3"
-}
-
 #' @rdname pyrmap_python
 #' @export
 pyrmap_segment_dir <- function(segment_dir = NULL) {
@@ -389,9 +357,7 @@ pyrmap_command <- function() {
 
 .raise <- function(info, call = NULL) {
   msg <- .valid_utf8(info$message)
-  if (identical(info$kind, "interpreter"))
-    msg <- paste0(msg, "\nChoose the interpreter with python = , options(pyrmap.python = ) ",
-                  "or the environment variable PYRMAP_PYTHON.")
+  if (identical(info$kind, "interpreter")) msg <- paste0(msg, "\n", .interpreter_advice())
   # An interrupt stays an interrupt (caught by tryCatch(interrupt = ), not
   # by try() or tryCatch(error = )), after the core has cleaned up.
   base <- if (identical(info$kind, "interrupt")) c("interrupt", "condition")
