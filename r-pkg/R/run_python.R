@@ -256,6 +256,7 @@ pyrmap_command <- function() {
 # The scripts' Python warnings as R warnings (class pyrmap_python_warning),
 # so that suppressWarnings() and options(warn = ) apply to them.
 .python_warnings <- function(texts, call) {
+  if (length(texts)) call <- .user_call(call)
   for (text in texts)
     warning(structure(class = c("pyrmap_python_warning", "warning", "condition"),
                       list(message = text, call = call)))
@@ -355,7 +356,12 @@ pyrmap_command <- function() {
     "pyrmap_other_error")
 }
 
+# Signals the core's error `info` as a classed condition. Its call is the
+# outermost call of an exported function on the stack -- what the user
+# typed, run_python(...) or memApply(...), never a helper of ours -- and
+# `call` only when there is none.
 .raise <- function(info, call = NULL) {
+  call <- .user_call(call)
   msg <- .valid_utf8(info$message)
   if (identical(info$kind, "interpreter")) msg <- paste0(msg, "\n", .interpreter_advice())
   # An interrupt stays an interrupt (caught by tryCatch(interrupt = ), not
