@@ -29,11 +29,11 @@ UNIT_OBJ := $(UNIT_SRC:tests/unit/%.cc=$(BUILD)/unit/%.o)
 VERSION  := $(shell sed -n 's/^\#define PYRMAP_VERSION "\(.*\)"/\1/p' src/version.h)
 RLIB     := $(BUILD)/Rlib
 R_TARBALL := $(BUILD)/pyrmap_$(VERSION).tar.gz
-R_SOURCES := $(shell find r-pkg src cli python -type f ! -name '*.o' ! -name '*.so' ! -path '*/__pycache__/*' ! -path 'r-pkg/inst/bin/*' 2>/dev/null)
+R_SOURCES := $(shell find r-pkg src cli python examples -type f ! -name '*.o' ! -name '*.so' ! -path '*/__pycache__/*' ! -path 'r-pkg/inst/bin/*' 2>/dev/null)
 # R reads the installed package from build/Rlib, and the interpreter from PYRMAP_PYTHON.
 RENV     := R_LIBS=$(abspath $(RLIB)) PYRMAP_PYTHON=$(PYTHON)
 
-.PHONY: all core cli python-bytecode r-pkg demo demo-run test test-unit test-python test-e2e test-r test-large \
+.PHONY: all core cli python-bytecode r-pkg demo demo-run test test-unit test-python test-e2e test-r test-vignette test-large \
         bench bench-quick deps clean check-python check-r
 
 all: cli r-pkg

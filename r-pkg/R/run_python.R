@@ -118,17 +118,35 @@
 #'   unreachable views never pin more than about R's heap — the slack R's
 #'   collector allows its own heap.
 #'
+#' @section Python warnings: A script's Python warnings (`warnings.warn()`)
+#'   become R warnings of class `pyrmap_python_warning` once the call
+#'   returns, so `suppressWarnings()`, `withCallingHandlers()` and
+#'   `options(warn = )` apply to them.
+#'
 #' @examples
-#' \dontrun{
-#' script <- tempfile(fileext = ".py")
-#' writeLines(c("from pyrmap import process_via_mmap",
-#'              "@process_via_mmap",
-#'              "def process(data):",
-#'              "    return data * 2",
-#'              "if __name__ == '__main__':",
-#'              "    process()"), script)
-#' m <- matrix(as.numeric(1:6), 2)
-#' run_python(m, script, "float64")
+#' if (pyrmap_available()) {
+#'   # Example scripts installed with the package.
+#'   ex <- function(name) system.file("examples", name, package = "pyrmap")
+#'   m <- matrix(as.numeric(1:6), 2)
+#'   run_python(m, ex("plus_one.py"))               # a 2 x 3 view, no copy
+#'   run_python(m, ex("describe.py"), fun = "spread")  # call one function
+#'   run_python_shared_data(m, ex(c("stats_mean.py", "stats_max.py")), jobs = 2)
+#'   run_python_pipeline(m, ex(c("scale.py", "square.py")), keep_intermediate = TRUE)
+#'
+#'   # A script of your own.
+#'   script <- tempfile(fileext = ".py")
+#'   writeLines(c("from pyrmap import process_via_mmap",
+#'                "@process_via_mmap",
+#'                "def process(data):",
+#'                "    return data * 2",
+#'                "if __name__ == '__main__':",
+#'                "    process()"), script)
+#'   run_python(1:3, script)
+#'
+#'   # Errors are classed conditions.
+#'   tryCatch(run_python(m, script, dtype = "uint8", fun = "nope"),
+#'            pyrmap_usage_error = function(e) conditionMessage(e))
+#'   unlink(script)
 #' }
 #' @export
 run_python <- function(data, python_script_path, dtype = NULL, ..., fun = NULL,
