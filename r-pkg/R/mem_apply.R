@@ -20,7 +20,7 @@
 #' first call and reused by later ones (until `MAX.CORES` changes or the
 #' session ends). With `CLUSTER`, any `parallel` cluster is used as it is.
 #' Progress is reported through progressr when it is installed (silent
-#' unless a handler is enabled, e.g. `progressr::handlers(global = TRUE)`).
+#' unless a handler is enabled; see the section Progress).
 #'
 #' Results are unnamed, as memshare's (`names(res) <- colnames(X)` gives
 #' apply()'s names back).
@@ -31,6 +31,21 @@
 #' frame); with `MARGIN = 1` it goes through a matrix (`as.matrix(X)`, said
 #' once per session in a message). A column of any other type or class (a
 #' factor, character, Date, ...) is an error naming the first such column.
+#'
+#' @section Progress: Both functions report one progressr step per row,
+#'   column or element done, when progressr is installed. progressr shows
+#'   nothing until a handler is enabled: in an interactive session, call
+#'   `progressr::handlers(global = TRUE)` once and every call shows a bar.
+#'   In a script (`Rscript`, `R CMD BATCH`) progressr is also switched off
+#'   until `options(progressr.enable = TRUE)`; then choose a handler that
+#'   writes to the terminal or log, for example
+#'   \preformatted{options(progressr.enable = TRUE)
+#'   progressr::handlers(global = TRUE)
+#'   progressr::handlers("txtprogressbar")   # or "progress", "cli" if installed
+#'   res <- memApply(X, 2, FUN)}
+#'   or, for one call only,
+#'   `progressr::with_progress(res <- memApply(X, 2, FUN), enable = TRUE)`.
+#'   The bar is drawn on stderr.
 #'
 #' @section Memory: Each worker maps the call's pages once and releases its views at
 #'   the end of the call; when they mapped 64 MiB or more, the worker also
@@ -73,12 +88,13 @@
 #'   `parallel::detectCores() - 1`, at least 1.
 #' @return A list with one result per row, column or element, in order.
 #' @examples
-#' \dontrun{
-#' X <- matrix(rnorm(1e6), 1000, 1000)
-#' y <- rnorm(1000)
-#' res <- memApply(X, 2, function(v, y) cor(v, y), VARS = list(y = y))
-#' ans <- memLapply(list(1:3, 4:6), function(el, w) sum(el * w), VARS = list(w = 1:3))
-#' }
+#' X <- matrix(rnorm(1e4), 100, 100)
+#' y <- rnorm(100)
+#' res <- memApply(X, 2, function(v, y) cor(v, y), VARS = list(y = y), MAX.CORES = 2)
+#' head(unlist(res))
+#' ans <- memLapply(list(1:3, 4:6), function(el, w) sum(el * w), VARS = list(w = 1:3),
+#'                  MAX.CORES = 2)
+#' unlist(ans)
 #' @export
 memApply <- function(X, MARGIN, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL,
                      MAX.CORES = NULL) {
