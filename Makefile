@@ -2,7 +2,8 @@
 #
 #   make             build the core library, the pyrmap command and the R package
 #   make demo        build, then run the end-to-end demo (R -> pyrmap -> Python -> R, and the CLI)
-#   make test        every test: C++ unit tests, pytest, CLI end-to-end, R package
+#   make test        every test: C++ unit tests, pytest, CLI end-to-end, R package (its
+#                    examples included), and the R vignette built
 #   make test-large  the tests that need several GiB (long vectors)
 #   make bench       benchmarks; tables go to bench/RESULTS.md
 #   make deps        install the Debian packages this needs (apt-get, --no-install-recommends)
@@ -29,11 +30,11 @@ UNIT_OBJ := $(UNIT_SRC:tests/unit/%.cc=$(BUILD)/unit/%.o)
 VERSION  := $(shell sed -n 's/^\#define PYRMAP_VERSION "\(.*\)"/\1/p' src/version.h)
 RLIB     := $(BUILD)/Rlib
 R_TARBALL := $(BUILD)/pyrmap_$(VERSION).tar.gz
-R_SOURCES := $(shell find r-pkg src cli python -type f ! -name '*.o' ! -name '*.so' ! -path '*/__pycache__/*' ! -path 'r-pkg/inst/bin/*' 2>/dev/null)
+R_SOURCES := $(shell find r-pkg src cli python examples -type f ! -name '*.o' ! -name '*.so' ! -path '*/__pycache__/*' ! -path 'r-pkg/inst/bin/*' 2>/dev/null)
 # R reads the installed package from build/Rlib, and the interpreter from PYRMAP_PYTHON.
 RENV     := R_LIBS=$(abspath $(RLIB)) PYRMAP_PYTHON=$(PYTHON)
 
-.PHONY: all core cli python-bytecode r-pkg demo demo-run test test-unit test-python test-e2e test-r test-large \
+.PHONY: all core cli python-bytecode r-pkg demo demo-run test test-unit test-python test-e2e test-r test-vignette test-large \
         bench bench-quick deps clean check-python check-r
 
 all: cli r-pkg
@@ -91,15 +92,21 @@ demo-run: check-python cli r-pkg
 	$(RENV) Rscript examples/demo.R
 	PYRMAP_PYTHON=$(PYTHON) PYRMAP_BIN=$(BUILD)/pyrmap examples/demo.sh
 
-# R CMD check of the package tarball (slow; not part of make test).
-check-r: $(R_TARBALL)
-	cd $(BUILD) && $(RENV) _R_CHECK_FORCE_SUGGESTS_=false R CMD check --no-manual $(notdir $(R_TARBALL))
+# R CMD check of the package tarball as users get it, vignette built (slow:
+# the package is compiled twice; not part of make test). Must end with
+# "Status: OK" or notes only: no errors, no warnings.
+R_CHECK_DIR := $(BUILD)/check
+check-r: check-python
+	rm -rf $(R_CHECK_DIR) && mkdir -p $(R_CHECK_DIR)
+	cd $(R_CHECK_DIR) && $(RENV) MAKE="$(MAKE) -j2" R CMD build $(CURDIR)/r-pkg
+	cd $(R_CHECK_DIR) && $(RENV) MAKE="$(MAKE) -j2" _R_CHECK_FORCE_SUGGESTS_=false R CMD check --no-manual pyrmap_$(VERSION).tar.gz
+	@! grep -E "^Status: .*(ERROR|WARNING)" $(R_CHECK_DIR)/pyrmap.Rcheck/00check.log
 
 check-python:
 	@[ -n "$(PYTHON)" ] || { echo "No Python interpreter with numpy found: install python3-numpy (make deps) or set PYRMAP_PYTHON"; exit 1; }
 
 test: deps
-	@$(MAKE) --no-print-directory test-unit test-python test-e2e test-r
+	@$(MAKE) --no-print-directory test-unit test-python test-e2e test-r test-vignette
 	@leftover=$$(ls /dev/shm | grep '^pyrmap-' || true); \
 	  if [ -n "$$leftover" ]; then echo "segments left in /dev/shm:"; echo "$$leftover"; exit 1; fi
 	@echo "all tests passed"
@@ -117,6 +124,14 @@ test-e2e: check-python $(BUILD)/pyrmap
 
 test-r: check-python r-pkg
 	cd r-pkg/tests && $(RENV) Rscript -e 'testthat::test_dir("testthat", package = "pyrmap", load_package = "installed", stop_on_failure = TRUE)'
+
+# The R vignette, built from the installed package as R CMD build builds it
+# (knitr + rmarkdown + pandoc): an error in any chunk fails the build, and
+# its Python chunks must run (pyrmap_available() decides), not be skipped.
+test-vignette: check-python r-pkg
+	@mkdir -p $(BUILD)/vignette
+	$(RENV) Rscript -e 'stopifnot(pyrmap::pyrmap_available())' \
+	  -e 'rmarkdown::render("r-pkg/vignettes/pyrmap.Rmd", output_dir = "$(BUILD)/vignette", intermediates_dir = tempdir(), quiet = TRUE)'
 
 # Benchmarks against the named competitors; tables in bench/RESULTS.md.
 bench: check-python cli r-pkg

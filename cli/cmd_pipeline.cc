@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "common.h"
+#include "help.h"
 
 namespace pyrmap::cli {
 
@@ -36,7 +37,8 @@ int RunPipeline(const PipelineCmd& c) {
   RunOptions ro = MakeRunOptions(c.exec, scripts);
   SetResultOrder(&ro, c.in, c.out);
   CheckOutputWritable(c.out);
-  Input input = LoadInput(c.in);
+  Progress progress(c.exec.progress);
+  Input input = LoadInput(c.in, progress);
   std::vector<Result> results;
   if (c.pool) {
     Pool pool(MakePoolOptions(ro, 1));
@@ -46,10 +48,10 @@ int RunPipeline(const PipelineCmd& c) {
   }
   ReportWarnings(results);
   if (!c.keep_intermediate && c.out.output_dir.empty()) {
-    WriteResult(results.back(), c.out.output, c.out.output_format);
+    WriteResult(results.back(), c.out.output, c.out.output_format, &progress);
   } else {
     if (!c.keep_intermediate) titles = {titles.back()};
-    WriteResults(results, titles, c.out, c.keep_intermediate ? 1 : scripts.size());
+    WriteResults(results, titles, c.out, c.keep_intermediate ? 1 : scripts.size(), &progress);
   }
   return kExitOk;
 }
@@ -70,7 +72,9 @@ Runner SetupPipeline(CLI::App& app) {
   AddExecOptions(sub, &c->exec);
   AddScriptArgOption(sub, &c->exec.script_args, true);
   AddOutputOptions(sub, &c->out, true);
-  sub->footer(ExitCodeHelp());
+  sub->footer(HelpFooter({{"pyrmap pipeline scale.py square.py -i data.npy -o out.npy", "square.py gets scale.py's result"},
+                         {"pyrmap pipeline scale.py square.py -i data.npy -k --output-dir out", "keep every stage's result"}},
+                         kRunCommands));
   return [c] { return RunPipeline(*c); };
 }
 

@@ -3,6 +3,7 @@
 
 #include "commands.h"
 #include "common.h"
+#include "help.h"
 
 namespace pyrmap::cli {
 
@@ -23,10 +24,11 @@ int RunRun(const RunCmd& c) {
   RunOptions ro = MakeRunOptions(exec, {script});
   SetResultOrder(&ro, c.in, c.out);
   CheckOutputWritable(c.out);
-  Input input = LoadInput(c.in);
+  Progress progress(c.exec.progress);
+  Input input = LoadInput(c.in, progress);
   Result r = RunScript(script, input, ro);
   ReportWarnings({r});
-  WriteResult(r, c.out.output, c.out.output_format);
+  WriteResult(r, c.out.output, c.out.output_format, &progress);
   return kExitOk;
 }
 
@@ -44,7 +46,11 @@ Runner SetupRun(CLI::App& app) {
   AddInputOptions(sub, &c->in);
   AddExecOptions(sub, &c->exec);
   AddOutputOptions(sub, &c->out, false);
-  sub->footer(ExitCodeHelp());
+  sub->footer(HelpFooter({{"pyrmap run plus_one.py -i data.npy -o out.npy", "a .npy file in, a .npy file out"},
+                         {"printf '1,2,3\\n' | pyrmap run sum.py", "numbers on stdin (spaces or commas)"},
+                         {"pyrmap run describe.py::spread -i data.npy", "call one function of the script"},
+                         {"pyrmap run model.py -i x.bin -d float32 -s 1000,3 -v", "raw input; progress on stderr"}},
+                         kRunCommands));
   return [c] { return RunRun(*c); };
 }
 

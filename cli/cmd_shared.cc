@@ -6,6 +6,7 @@
 
 #include "commands.h"
 #include "common.h"
+#include "help.h"
 
 namespace pyrmap::cli {
 
@@ -33,7 +34,8 @@ int RunShared(const SharedCmd& c) {
   SetResultOrder(&ro, c.in, c.out);
   ro.jobs = c.jobs;
   CheckOutputWritable(c.out);
-  Input input = LoadInput(c.in);
+  Progress progress(c.exec.progress);
+  Input input = LoadInput(c.in, progress);
   std::vector<Result> results;
   if (c.pool) {
     Pool pool(MakePoolOptions(ro, std::min<size_t>(static_cast<size_t>(c.jobs), scripts.size())));
@@ -42,7 +44,7 @@ int RunShared(const SharedCmd& c) {
     results = pyrmap::RunShared(scripts, input, ro);
   }
   ReportWarnings(results);
-  WriteResults(results, titles, c.out);
+  WriteResults(results, titles, c.out, 1, &progress);
   return kExitOk;
 }
 
@@ -63,7 +65,9 @@ Runner SetupShared(CLI::App& app) {
   AddExecOptions(sub, &c->exec);
   AddScriptArgOption(sub, &c->exec.script_args, true);
   AddOutputOptions(sub, &c->out, true);
-  sub->footer(ExitCodeHelp());
+  sub->footer(HelpFooter({{"pyrmap shared mean.py max.py -i data.npy", "two results, as text on stdout"},
+                         {"pyrmap shared mean.py max.py -i data.npy -j 2 --output-dir out", "at once; out/1-mean.npy, out/2-max.npy"}},
+                         kRunCommands));
   return [c] { return RunShared(*c); };
 }
 

@@ -31,24 +31,25 @@ int ExitCodeFor(ErrorKind kind, int signal) {
   return kExitInternal;  // unreachable: EveryKindHasACode()
 }
 
-std::string ExitCodeTable(const std::string& format) {
+std::string ExitCodeTable(const std::string& format, unsigned commands) {
   std::string out;
   if (format == "markdown") {
     out = "| code | meaning |\n|---|---|\n";
-    for (const ExitCodeRow& r : kExitCodeTable) out += fmt::format("| {} | {} |\n", CodeText(r), r.meaning);
+    for (const ExitCodeRow& r : kExitCodeTable)
+      if (r.applies & commands) out += fmt::format("| {} | {} |\n", CodeText(r), r.meaning);
     return out;
   }
   if (format == "text") {
     for (const ExitCodeRow& r : kExitCodeTable)
-      out += fmt::format("  {:>5}  {}\n", CodeText(r), Plain(r.meaning));
+      if (r.applies & commands) out += fmt::format("  {:>5}  {}\n", CodeText(r), Plain(r.meaning));
     return out;
   }
   throw Error(ErrorKind::kUsage,
               fmt::format("--exit-code-table '{}': choose markdown or text", format));
 }
 
-std::string ExitCodeHelp() {
-  std::string table = ExitCodeTable("text");
+std::string ExitCodeHelp(unsigned commands) {
+  std::string table = ExitCodeTable("text", commands);
   table.pop_back();  // CLI11 ends the footer itself
   return "Exit codes:\n" + table;
 }

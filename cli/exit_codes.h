@@ -26,28 +26,40 @@ enum ExitCode : int {
 
 constexpr unsigned KindBit(ErrorKind k) { return 1u << static_cast<unsigned>(k); }
 
-// One row: a code, the error kinds that produce it (a set of KindBit), and
-// what it means.
+// Which subcommands a code applies to: those that run scripts (run,
+// shared, pipeline), those that look after segments (ls, gc), or both.
+enum CommandSet : unsigned {
+  kRunCommands = 1u,
+  kSegmentCommands = 2u,
+  kAllCommands = kRunCommands | kSegmentCommands,
+};
+
+// One row: a code, the error kinds that produce it (a set of KindBit), the
+// subcommands it applies to, and what it means.
 struct ExitCodeRow {
   ExitCode code;
   unsigned kinds;
+  unsigned applies;  // a CommandSet
   const char* meaning;
 };
 
 inline constexpr ExitCodeRow kExitCodeTable[] = {
-    {kExitOk, 0, "success"},
-    {kExitInternal, 0, "internal error (a bug in pyrmap: please report it)"},
+    {kExitOk, 0, kAllCommands, "success"},
+    {kExitInternal, 0, kAllCommands, "internal error (a bug in pyrmap: please report it)"},
     {kExitUsage,
      KindBit(ErrorKind::kUsage) | KindBit(ErrorKind::kNotFound) | KindBit(ErrorKind::kNotRegistered),
-     "usage error: bad arguments, invalid input, missing script"},
-    {kExitScript, KindBit(ErrorKind::kScript),
+     kAllCommands, "usage error: bad arguments, invalid input, missing script"},
+    {kExitScript, KindBit(ErrorKind::kScript), kRunCommands,
      "the script failed: exception (its traceback on stderr), exit status, signal, no result"},
-    {kExitTimeout, KindBit(ErrorKind::kTimeout), "the script exceeded `--timeout` and was killed"},
-    {kExitProtocol, KindBit(ErrorKind::kProtocol), "protocol error: a corrupt header or result"},
-    {kExitSystem, KindBit(ErrorKind::kSystem), "system error: `/dev/shm` full, segment or file I/O"},
-    {kExitInterpreter, KindBit(ErrorKind::kInterpreter),
+    {kExitTimeout, KindBit(ErrorKind::kTimeout), kRunCommands,
+     "the script exceeded `--timeout` and was killed"},
+    {kExitProtocol, KindBit(ErrorKind::kProtocol), kRunCommands,
+     "protocol error: a corrupt header or result"},
+    {kExitSystem, KindBit(ErrorKind::kSystem), kAllCommands,
+     "system error: `/dev/shm` full, segment or file I/O"},
+    {kExitInterpreter, KindBit(ErrorKind::kInterpreter), kRunCommands,
      "the Python interpreter cannot be started or cannot import numpy"},
-    {kExitSignalBase, KindBit(ErrorKind::kInterrupt),
+    {kExitSignalBase, KindBit(ErrorKind::kInterrupt), kRunCommands,
      "interrupted by signal N: SIGINT 130, SIGTERM 143, SIGHUP 129"},
 };
 
@@ -66,12 +78,13 @@ static_assert(EveryKindHasACode(), "every ErrorKind needs exactly one row in kEx
 // us (for kInterrupt; 0: none caught, counted as SIGINT).
 int ExitCodeFor(ErrorKind kind, int signal);
 
-// The table as printed at the end of every --help: "Exit codes:" and one
-// line per row ("    0  success", "128+N  interrupted by signal N: ...").
-std::string ExitCodeHelp();
+// The table as printed at the end of a --help: "Exit codes:" and one line
+// per row that applies to `commands` ("    0  success", "128+N
+// interrupted by signal N: ..."). The top-level help shows every row.
+std::string ExitCodeHelp(unsigned commands = kAllCommands);
 
-// The table in `format`: "markdown" (README.md's) or "text" (--help's).
-// Throws Error(kUsage) for another format.
-std::string ExitCodeTable(const std::string& format);
+// The rows that apply to `commands` in `format`: "markdown" (README.md's)
+// or "text" (--help's). Throws Error(kUsage) for another format.
+std::string ExitCodeTable(const std::string& format, unsigned commands = kAllCommands);
 
 }  // namespace pyrmap::cli

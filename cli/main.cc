@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "common.h"
+#include "help.h"
 #include "header.h"
 #include "inventory.h"
 #include "protocol_constants.h"
@@ -40,7 +41,22 @@ int main(int argc, char** argv) {
       ->trigger_on_parse()
       ->group("");
   app.require_subcommand(1);
-  app.footer(ExitCodeHelp());
+  app.footer(HelpFooter(
+      {{"printf '1 2 3\\n' | pyrmap run sum.py", "numbers on stdin, the result on stdout"},
+       {"pyrmap run plus_one.py -i data.npy -o out.npy", "a .npy file in, a .npy file out"},
+       {"pyrmap run describe.py::spread -i data.npy", "call one function of a script"},
+       {"pyrmap shared mean.py max.py -i data.npy -j 2", "two scripts over one shared input"},
+       {"pyrmap pipeline scale.py square.py -i data.npy", "each script on the previous one's result"},
+       {"pyrmap ls", "list the segments that exist, and who holds them"},
+       {"pyrmap gc -n", "what gc would remove (a dry run)"}},
+      kAllCommands));
+  // Parser errors read like the command's other errors ("pyrmap: ..."),
+  // with the help of the subcommand that was being parsed.
+  app.failure_message([](const CLI::App* failed, const CLI::Error& e) {
+    std::string help = "pyrmap";
+    for (const CLI::App* sub : failed->get_subcommands()) help += " " + sub->get_name();
+    return fmt::format("pyrmap: {}\nRun '{} --help' for more information.\n", e.what(), help);
+  });
   std::map<CLI::App*, Runner> runners;
   for (auto setup : {SetupRun, SetupShared, SetupPipeline, SetupLs, SetupGc}) {
     Runner r = setup(app);

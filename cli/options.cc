@@ -88,6 +88,8 @@ std::string FindPackageDir() {
   return "";  // rely on an installed package (pip install ./python)
 }
 
+Input ReadInput(const InputOptions& o);
+
 }  // namespace
 
 void AddInputOptions(CLI::App* app, InputOptions* o) {
@@ -115,6 +117,9 @@ void AddExecOptions(CLI::App* app, ExecOptions* o) {
   app->add_option("-t,--timeout", o->timeout, "Kill a script that runs longer than this many seconds")
       ->check(CLI::NonNegativeNumber);
   AddSegmentDirOption(app, &o->segment_dir);
+  app->add_flag("-v,--progress", o->progress,
+                "Print a line on stderr as the input is read, as each script (or stage) starts "
+                "and ends, and as each result is written, with sizes and times");
 }
 
 void AddSegmentDirOption(CLI::App* app, std::string* dir) {
@@ -181,6 +186,7 @@ RunOptions MakeRunOptions(const ExecOptions& o, const std::vector<Script>& scrip
   for (const auto& s : scripts) running += (running.empty() ? "'" : ", '") + s.Display() + "'";
   running = fmt::format("while running script{} {}", scripts.size() == 1 ? "" : "s", running);
   r.check_interrupt = [running] { ThrowIfSignalled(running.c_str()); };
+  r.on_event = Progress(o.progress).Events();
   return r;
 }
 
@@ -198,7 +204,15 @@ void SetResultOrder(RunOptions* r, const InputOptions& in, const OutputOptions& 
   if (raw) r->result_order = in.order == "F" ? ResultOrder::kF : ResultOrder::kC;
 }
 
-Input LoadInput(const InputOptions& o) {
+Input LoadInput(const InputOptions& o, const Progress& progress) {
+  Input input = ReadInput(o);
+  progress.Input(o.input.empty() || o.input == "-" ? "stdin" : o.input, input.desc);
+  return input;
+}
+
+namespace {
+
+Input ReadInput(const InputOptions& o) {
   const bool from_stdin = o.input.empty() || o.input == "-";
   if (o.input.empty() && isatty(0))
     Usage("no input: give --input FILE, or pipe a .npy file or numbers into stdin");
@@ -211,5 +225,7 @@ Input LoadInput(const InputOptions& o) {
   auto bytes = std::make_shared<const std::vector<uint8_t>>(ReadAllStdin());
   return BytesInput(bytes, layout, "stdin");
 }
+
+}  // namespace
 
 }  // namespace pyrmap::cli

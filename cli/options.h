@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "pool.h"
+#include "progress.h"
 #include "run.h"
 
 namespace pyrmap::cli {
@@ -28,6 +29,7 @@ struct ExecOptions {
   double timeout = 0;
   std::vector<std::string> script_args;
   std::string segment_dir;    // empty: $PYRMAP_SEGMENT_DIR, else /dev/shm
+  bool progress = false;      // -v/--progress: a line per stage on stderr (progress.h)
 };
 
 // Options for the results.
@@ -63,7 +65,8 @@ PoolOptions MakePoolOptions(const RunOptions& r, size_t workers);
 void SetResultOrder(RunOptions* r, const InputOptions& in, const OutputOptions& out);
 
 // The input as the options describe it (input.h does the reading); stdin
-// is read first, a file when the run fills its data segment.
-Input LoadInput(const InputOptions& o);
+// is read first, a file when the run fills its data segment. Tells
+// `progress` what the input is.
+Input LoadInput(const InputOptions& o, const Progress& progress);
 
 }  // namespace pyrmap::cli

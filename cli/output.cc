@@ -20,6 +20,7 @@
 #include "npz.h"
 #include "table.h"
 #include "signals.h"
+#include "unix_io.h"
 
 namespace pyrmap::cli {
 
@@ -298,7 +299,9 @@ void CheckOutputWritable(const OutputOptions& o) {
                  "the directory of --output");
 }
 
-void WriteResult(const Result& r, const std::string& path, const std::string& format) {
+void WriteResult(const Result& r, const std::string& path, const std::string& format,
+                 const Progress* progress) {
+  const double start = MonotonicSeconds();
   const std::string fmt_name = FormatFor(path, format);
   const bool to_stdout = path.empty() || path == "-";
   // A table result (several arrays, or one with extras) is checked here,
@@ -315,16 +318,32 @@ void WriteResult(const Result& r, const std::string& path, const std::string& fo
   // single unmasked array (e.g. a Series without its index).
   const ArrayDesc& desc = table && !several ? arrays[0].desc : r.desc;
   const uint8_t* data = table && !several ? arrays[0].data : r.data();
+  uint64_t bytes = desc.nbytes;
+  if (several) {
+    bytes = 0;
+    for (const NpzArray& a : arrays) bytes += a.desc.nbytes;
+  }
+  struct Told {
+    const Progress* progress;
+    std::string where;
+    uint64_t bytes;
+    double start;
+    void Done() const {
+      if (progress) progress->Output(where, bytes, MonotonicSeconds() - start);
+    }
+  } told{progress, to_stdout ? "stdout (" + fmt_name + ")" : path, bytes, start};
   if (fmt_name == "text" && to_stdout && several) {
     FormatTextArrays(arrays, std::cout);
     std::cout.flush();
     if (!std::cout) throw SystemError("write output", "stdout", "write", errno ? errno : EIO);
+    told.Done();
     return;
   }
   if (fmt_name == "text" && to_stdout) {
     FormatTextArray(desc, data, std::cout);
     std::cout.flush();
     if (!std::cout) throw SystemError("write output", "stdout", "write", errno ? errno : EIO);
+    told.Done();
     return;
   }
   Emit emit = [&](int fd, const std::string& where) {
@@ -351,13 +370,15 @@ void WriteResult(const Result& r, const std::string& path, const std::string& fo
   if (to_stdout) {
     std::cout.flush();
     emit(1, "stdout");
+    told.Done();
     return;
   }
   WriteToPath(path, emit);
+  told.Done();
 }
 
 void WriteResults(const std::vector<Result>& results, const std::vector<std::string>& titles,
-                  const OutputOptions& o, size_t first_number) {
+                  const OutputOptions& o, size_t first_number, const Progress* progress) {
   if (!o.output_dir.empty()) {
     for (size_t k = 0; k < results.size(); ++k) {
       // Automatically: .npy for an array, .npz for several (a table).
@@ -368,13 +389,13 @@ void WriteResults(const std::vector<Result>& results, const std::vector<std::str
       WriteResult(results[k],
                   fmt::format("{}/{}-{}.{}", o.output_dir, k + first_number,
                               Stem(results[k].script.path), ext),
-                  f);
+                  f, progress);
     }
     return;
   }
   for (size_t k = 0; k < results.size(); ++k) {
     std::cout << "== " << titles[k] << " ==\n";
-    WriteResult(results[k], "", "text");
+    WriteResult(results[k], "", "text", progress);
   }
 }
 

@@ -20,6 +20,7 @@
 
 #include "error.h"
 #include "options.h"
+#include "progress.h"
 #include "run.h"
 
 namespace pyrmap::cli {
@@ -41,13 +42,16 @@ void CheckOutputWritable(const OutputOptions& o);
 
 // Writes one result to `path` (empty or "-": stdout) in `format` (see
 // FormatFor). Throws Error(kSystem) naming the path, the call and errno.
-void WriteResult(const Result& r, const std::string& path, const std::string& format);
+// `progress` (may be null) is told when it is written.
+void WriteResult(const Result& r, const std::string& path, const std::string& format,
+                 const Progress* progress = nullptr);
 
 // Writes several results: into dir/<k>-<stem>.<ext> when output_dir is set
 // (k counts from `first_number`: a pipeline's final stage alone keeps its
 // stage number), else as text blocks on stdout headed by "== <title> ==".
 void WriteResults(const std::vector<Result>& results, const std::vector<std::string>& titles,
-                  const OutputOptions& o, size_t first_number = 1);
+                  const OutputOptions& o, size_t first_number = 1,
+                  const Progress* progress = nullptr);
 
 // Prints the scripts' Python warnings on stderr, one line each:
 // "pyrmap: warning: script 'a.py': UserWarning: text (a.py:3)".

@@ -238,13 +238,26 @@ std::vector<uint8_t> ParseTextNumbers(std::istream& in, Dtype dtype, const std::
   while (std::getline(in, line)) {
     ++lineno;
     size_t i = 0;
+    auto space = [&](size_t k) { return std::isspace(static_cast<unsigned char>(line[k])) != 0; };
+    auto empty_field = [&]() {
+      return Error(ErrorKind::kUsage,
+                   fmt::format("{}: line {}: an empty field (numbers are separated by whitespace or "
+                               "by one comma)",
+                               where, lineno));
+    };
+    bool after_comma = false;  // a number must follow on this line
     while (i < line.size()) {
-      while (i < line.size() && std::isspace(static_cast<unsigned char>(line[i]))) ++i;
+      while (i < line.size() && space(i)) ++i;
       if (i >= line.size()) break;
+      if (line[i] == ',') throw empty_field();  // ",1", "1,,2"
       size_t j = i;
-      while (j < line.size() && !std::isspace(static_cast<unsigned char>(line[j]))) ++j;
+      while (j < line.size() && !space(j) && line[j] != ',') ++j;
       tok.assign(line, i, j - i);
       i = j;
+      // One comma may follow the number (CSV-style "1, 2,3").
+      while (i < line.size() && space(i)) ++i;
+      after_comma = i < line.size() && line[i] == ',';
+      if (after_comma) ++i;
       Value v{false, 0, 0, false};
       const char* s = tok.c_str();
       char* end = nullptr;
@@ -278,6 +291,7 @@ std::vector<uint8_t> ParseTextNumbers(std::istream& in, Dtype dtype, const std::
                                                    where, lineno, tok, DtypeName(dtype)));
       ++n;
     }
+    if (after_comma) throw empty_field();  // "1,2,"
   }
   if (in.bad()) throw Error(ErrorKind::kSystem, fmt::format("{}: read failed", where));
   *count = n;

@@ -65,9 +65,11 @@ bool HoldsMissing(Dtype to);
 void RefuseMissing(Dtype dtype, const void* data, uint64_t count, uint64_t first, Dtype to,
                    const ConvertRules& rules);
 
-// Parses whitespace-separated numbers from `in` as `dtype` into raw little-
-// endian bytes. Accepts integers, decimals, exponents, nan/inf (floats) and
-// true/false/True/False (bool). Errors name `where`, the line and the token.
+// Parses numbers separated by whitespace or by commas (one comma between two
+// numbers, with or without spaces: "1,2, 3 4") from `in` as `dtype` into
+// raw little-endian bytes. Accepts integers, decimals, exponents, nan/inf
+// (floats) and true/false/True/False (bool). An empty field (",1", "1,,2",
+// "1,") is an error. Errors name `where`, the line and the token.
 std::vector<uint8_t> ParseTextNumbers(std::istream& in, Dtype dtype, const std::string& where,
                                       uint64_t* count);
 

@@ -4,10 +4,13 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <cerrno>
@@ -175,6 +178,134 @@ std::vector<SegmentInfo> ListSegments(const std::vector<std::string>& dirs,
 }
 
 std::vector<SegmentInfo> ListSegments() { return ListSegments(KnownSegmentDirs()); }
+
+namespace {
+
+constexpr const char* kDeleted = " (deleted)";
+
+// If `path` (as /proc shows a file) is a removed pyrmap segment of one of
+// `dirs`, its directory and name.
+bool RemovedSegmentPath(const std::string& path, const std::vector<std::string>& dirs, std::string* dir,
+                        std::string* name) {
+  const size_t tail = std::char_traits<char>::length(kDeleted);
+  if (path.size() <= tail || path.compare(path.size() - tail, tail, kDeleted) != 0) return false;
+  const std::string file = path.substr(0, path.size() - tail);
+  const size_t slash = file.rfind('/');
+  if (slash == std::string::npos) return false;
+  const std::string d = slash == 0 ? "/" : file.substr(0, slash);
+  if (std::find(dirs.begin(), dirs.end(), d) == dirs.end()) return false;
+  NameParts parts;
+  if (!ParseName(file.substr(slash + 1), &parts)) return false;
+  *dir = d;
+  *name = file.substr(slash + 1);
+  return true;
+}
+
+std::vector<pid_t> Processes() {
+  std::vector<pid_t> pids;
+  DIR* d = opendir("/proc");
+  if (!d) return pids;
+  while (struct dirent* ent = readdir(d)) {
+    char* end = nullptr;
+    long v = std::strtol(ent->d_name, &end, 10);
+    if (end != ent->d_name && *end == '\0' && v > 0) pids.push_back(static_cast<pid_t>(v));
+  }
+  closedir(d);
+  return pids;
+}
+
+}  // namespace
+
+std::vector<UnnamedSegment> ListUnnamedSegments(const std::vector<std::string>& dirs) {
+  // Directories as /proc shows them (real paths), and their devices: a
+  // process in another mount namespace shows its own /dev/shm under the
+  // same path, and its files are not this directory's.
+  std::vector<std::string> real;
+  std::map<std::string, uint64_t> device;
+  for (const auto& d : dirs) {
+    char buf[PATH_MAX];
+    std::string r = realpath(d.c_str(), buf) ? std::string(buf) : d;
+    struct stat st;
+    if (stat(r.c_str(), &st) != 0) continue;
+    real.push_back(r);
+    device[r] = static_cast<uint64_t>(st.st_dev);
+  }
+  const uid_t me = geteuid();
+  // Keyed by (device, inode): one entry per file, whoever holds it.
+  std::map<std::pair<uint64_t, uint64_t>, UnnamedSegment> found;
+  auto note = [&](uint64_t dev, uint64_t ino, const std::string& dir, const std::string& name, pid_t pid,
+                  uint64_t size, bool from_mappings) {
+    if (device[dir] != dev) return;  // the same path in another mount namespace
+    UnnamedSegment& u = found[{dev, ino}];
+    if (u.name.empty()) {
+      NameParts parts;
+      ParseName(name, &parts);
+      u.dir = dir;
+      u.name = name;
+      u.uid = parts.uid;
+      u.owner_pid = parts.pid;
+      u.what = parts.page ? "page" : parts.role;
+      u.size_from_mappings = true;
+    }
+    if (!from_mappings) {
+      u.size = size;
+      u.size_from_mappings = false;
+    } else if (u.size_from_mappings) {
+      u.size = std::max(u.size, size);
+    }
+    if (std::find(u.holders.begin(), u.holders.end(), pid) == u.holders.end()) u.holders.push_back(pid);
+  };
+  for (pid_t pid : Processes()) {
+    const std::string base = fmt::format("/proc/{}", pid);
+    struct stat pst;
+    if (stat(base.c_str(), &pst) != 0 || (me != 0 && pst.st_uid != me)) continue;
+    // Descriptors: the file's own size.
+    if (DIR* fds = opendir((base + "/fd").c_str())) {
+      while (struct dirent* ent = readdir(fds)) {
+        if (ent->d_name[0] == '.') continue;
+        const std::string link = base + "/fd/" + ent->d_name;
+        char target[PATH_MAX];
+        ssize_t n = readlink(link.c_str(), target, sizeof target - 1);
+        if (n <= 0) continue;
+        std::string dir, name;
+        if (!RemovedSegmentPath(std::string(target, static_cast<size_t>(n)), real, &dir, &name)) continue;
+        struct stat st;
+        if (stat(link.c_str(), &st) != 0) continue;  // closed meanwhile
+        note(static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino), dir, name, pid,
+             static_cast<uint64_t>(st.st_size), false);
+      }
+      closedir(fds);
+    }
+    // Mappings: "start-end perms offset major:minor inode path".
+    FILE* maps = fopen((base + "/maps").c_str(), "re");
+    if (!maps) continue;
+    char line[PATH_MAX + 256];
+    while (fgets(line, sizeof line, maps)) {
+      unsigned long long start, end, offset, ino;
+      unsigned major, minor;
+      int path_at = 0;
+      if (sscanf(line, "%llx-%llx %*s %llx %x:%x %llu %n", &start, &end, &offset, &major, &minor, &ino,
+                 &path_at) < 6 ||
+          path_at == 0)
+        continue;
+      std::string path(line + path_at);
+      while (!path.empty() && (path.back() == '\n' || path.back() == ' ')) path.pop_back();
+      std::string dir, name;
+      if (!RemovedSegmentPath(path, real, &dir, &name)) continue;
+      note(static_cast<uint64_t>(makedev(major, minor)), ino, dir, name, pid, offset + (end - start), true);
+    }
+    fclose(maps);
+  }
+  std::vector<UnnamedSegment> out;
+  for (auto& [key, u] : found) {
+    std::sort(u.holders.begin(), u.holders.end());
+    out.push_back(std::move(u));
+  }
+  std::sort(out.begin(), out.end(), [](const UnnamedSegment& a, const UnnamedSegment& b) {
+    return a.dir != b.dir ? a.dir < b.dir : a.name < b.name;
+  });
+  return out;
+}
 
 std::vector<SegmentInfo> CollectGarbage(const std::vector<std::string>& dirs,
                                         std::vector<std::string>* skipped) {

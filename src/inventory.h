@@ -50,6 +50,31 @@ std::vector<SegmentInfo> ListSegments(const std::vector<std::string>& dirs,
                                       std::vector<std::string>* skipped = nullptr);
 std::vector<SegmentInfo> ListSegments();  // in KnownSegmentDirs()
 
+// A pyrmap segment whose name is gone but whose memory a process still
+// holds (an open descriptor or a mapping): the input of a running call
+// once it has been handed to its scripts, the result a view still maps, a
+// page released while views of it live. Its memory is freed when the last
+// holder lets go; gc has nothing to remove.
+struct UnnamedSegment {
+  std::string dir;   // the segment directory it was made in
+  std::string name;  // the name it had
+  uid_t uid = 0;     // the user in the name
+  pid_t owner_pid = 0;  // the pid in the name (0 for a page)
+  std::string what;  // the role in the name ("data", "res-0", ...), or "page"
+  uint64_t size = 0;  // the file's size (for a segment only mapped: the
+                      // extent its mappings cover, rounded up to pages)
+  bool size_from_mappings = false;
+  std::vector<pid_t> holders;  // the processes that hold it, ascending
+};
+
+// The unnamed pyrmap segments of `dirs` that this user's processes hold
+// (every user's for root), found in /proc/<pid>/fd and /proc/<pid>/maps;
+// only files on the directory's own device count (a process in another
+// mount namespace shows its own /dev/shm under the same path). A process
+// whose /proc entries cannot be read is passed over. One entry per file,
+// in name order.
+std::vector<UnnamedSegment> ListUnnamedSegments(const std::vector<std::string>& dirs);
+
 // True if `pid` is a live process: kill(pid, 0) succeeds or fails with EPERM,
 // and it is not a zombie (it has exited; its parent did not collect it yet).
 bool ProcessAlive(pid_t pid);

@@ -59,6 +59,21 @@ std::string TailLines(const std::string& text, size_t max_lines) {
   return text.substr(start, end + 1 - start);
 }
 
+std::string PythonMessage(const std::string& type, const std::string& text) {
+  std::string last = TailLines(text, 1);
+  while (!last.empty() && last.back() == '\n') last.pop_back();
+  // The traceback may spell the type with its module ("pyrmap._worker.X").
+  const std::string name = type.substr(type.rfind('.') + 1);
+  const size_t colon = last.find(": ");
+  if (colon != std::string::npos) {
+    const std::string head = last.substr(0, colon);
+    if (head == name || (head.size() > name.size() && head.compare(head.size() - name.size(), name.size(), name) == 0 &&
+                         head[head.size() - name.size() - 1] == '.'))
+      return last.substr(colon + 2);
+  }
+  return last.empty() ? type : last;
+}
+
 Result JudgeOutcome(Job& job, const RunOptions& o, bool map) {
   const std::string shown = job.script.Display();
   const std::string who = fmt::format("script '{}'", shown);
@@ -83,6 +98,9 @@ Result JudgeOutcome(Job& job, const RunOptions& o, bool map) {
     const std::string type = ToValidUtf8(h.error_type);
     const std::string text = ToValidUtf8(h.error_text);
     if (type == "pyrmap.NumpyMissing") throw fail(ErrorKind::kInterpreter, text);
+    // SCRIPT::NAME (R: fun =) names no function of the script: a usage
+    // error, said once (the traceback would only repeat it).
+    if (type == "pyrmap.FunctionNotFound") throw fail(ErrorKind::kUsage, PythonMessage(type, text));
     if (type == "pyrmap.NoResult")
       throw fail(ErrorKind::kScript,
                  fmt::format("{} finished without writing a result: it must call its "

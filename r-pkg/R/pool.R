@@ -45,16 +45,17 @@
 #'   workers: process ids, calls served, scripts loaded, restarts.
 #'   `close()`: invisibly `NULL`.
 #' @examples
-#' \dontrun{
-#' pool <- python_pool(workers = 2)
-#' script <- tempfile(fileext = ".py")
-#' writeLines(c("from pyrmap import process_via_mmap",
-#'              "@process_via_mmap",
-#'              "def process(data):",
-#'              "    return data * 2"), script)
-#' for (i in 1:1000) y <- run_python(runif(1000), script, pool = pool)
-#' pool
-#' close(pool)
+#' if (pyrmap_available()) {
+#'   pool <- python_pool(workers = 2)
+#'   script <- tempfile(fileext = ".py")
+#'   writeLines(c("from pyrmap import process_via_mmap",
+#'                "@process_via_mmap",
+#'                "def process(data):",
+#'                "    return data * 2"), script)
+#'   for (i in 1:100) y <- run_python(runif(1000), script, pool = pool)
+#'   pool
+#'   close(pool)
+#'   unlink(script)
 #' }
 #' @export
 python_pool <- function(workers = 1L, python = NULL, ...) {

@@ -5,7 +5,12 @@
 #'   run Python scripts over R data without copies;
 #' * the memshare-compatible parallel engine.
 #'
-#' Segments live in `/dev/shm` as `pyrmap-<uid>-<pid>-...`; every call removes
+#' Start with the vignette, `vignette("pyrmap", package = "pyrmap")`, and
+#' [pyrmap_config()], which shows the Python interpreter pyrmap found (one
+#' that imports numpy; see [pyrmap_python()]).
+#'
+#' Segments live in `/dev/shm` (or another segment directory, see
+#' [pyrmap_segment_dir()]) as `pyrmap-<uid>-<pid>-...`; every call removes
 #' its own, and `pyrmap gc` (see [pyrmap_command()]) removes those of crashed
 #' sessions.
 #'

@@ -162,17 +162,35 @@
 #'   unreachable views never pin more than about R's heap — the slack R's
 #'   collector allows its own heap.
 #'
+#' @section Python warnings: A script's Python warnings (`warnings.warn()`)
+#'   become R warnings of class `pyrmap_python_warning` once the call
+#'   returns, so `suppressWarnings()`, `withCallingHandlers()` and
+#'   `options(warn = )` apply to them.
+#'
 #' @examples
-#' \dontrun{
-#' script <- tempfile(fileext = ".py")
-#' writeLines(c("from pyrmap import process_via_mmap",
-#'              "@process_via_mmap",
-#'              "def process(data):",
-#'              "    return data * 2",
-#'              "if __name__ == '__main__':",
-#'              "    process()"), script)
-#' m <- matrix(as.numeric(1:6), 2)
-#' run_python(m, script, "float64")
+#' if (pyrmap_available()) {
+#'   # Example scripts installed with the package.
+#'   ex <- function(name) system.file("examples", name, package = "pyrmap")
+#'   m <- matrix(as.numeric(1:6), 2)
+#'   run_python(m, ex("plus_one.py"))               # a 2 x 3 view, no copy
+#'   run_python(m, ex("describe.py"), fun = "spread")  # call one function
+#'   run_python_shared_data(m, ex(c("stats_mean.py", "stats_max.py")), jobs = 2)
+#'   run_python_pipeline(m, ex(c("scale.py", "square.py")), keep_intermediate = TRUE)
+#'
+#'   # A script of your own.
+#'   script <- tempfile(fileext = ".py")
+#'   writeLines(c("from pyrmap import process_via_mmap",
+#'                "@process_via_mmap",
+#'                "def process(data):",
+#'                "    return data * 2",
+#'                "if __name__ == '__main__':",
+#'                "    process()"), script)
+#'   run_python(1:3, script)
+#'
+#'   # Errors are classed conditions.
+#'   tryCatch(run_python(m, script, dtype = "uint8", fun = "nope"),
+#'            pyrmap_usage_error = function(e) conditionMessage(e))
+#'   unlink(script)
 #' }
 #' @export
 run_python <- function(data, python_script_path, dtype = NULL, ..., fun = NULL,
@@ -236,38 +254,6 @@ run_python_pipeline <- function(data, script_paths, dtype = NULL, ...,
   if (!keep_intermediate) return(res[[1L]])
   names(res) <- .result_names(script_paths)
   res
-}
-
-#' The Python interpreter pyrmap uses, the segment directory, and the pyrmap command
-#'
-#' `pyrmap_python()` resolves the interpreter as the run functions do:
-#' `getOption("pyrmap.python")`, else the environment variable
-#' `PYRMAP_PYTHON`, else `"python3"`. `pyrmap_segment_dir()` resolves the
-#' segment directory as the run functions and the shared-variable functions
-#' do: `segment_dir` (`"RAM"`, `"DISK"` or a path), else
-#' `getOption("pyrmap.segment_dir")`, else the environment variable
-#' `PYRMAP_SEGMENT_DIR`, else `/dev/shm`; it makes the `"DISK"` directory
-#' if needed, checks that no other user can replace files in it, and returns
-#' its path. `pyrmap_command()` is the path of the `pyrmap` command installed
-#' with this package (the same core, for the shell: `pyrmap run`, `pyrmap
-#' ls`, `pyrmap gc`, ...).
-#'
-#' @param python An explicit choice, returned as is when not `NULL`.
-#' @param segment_dir An explicit choice, or `NULL`.
-#' @return A string.
-#' @export
-pyrmap_python <- function(python = NULL) {
-  if (!is.null(python)) {
-    .check_scalar_string(python, "python")
-    return(python)
-  }
-  opt <- getOption("pyrmap.python")
-  if (!is.null(opt)) {
-    .check_scalar_string(opt, "options(pyrmap.python)")
-    return(opt)
-  }
-  env <- Sys.getenv("PYRMAP_PYTHON")
-  if (nzchar(env)) env else "python3"
 }
 
 #' @rdname pyrmap_python
@@ -351,6 +337,7 @@ pyrmap_command <- function() {
 # The scripts' Python warnings as R warnings (class pyrmap_python_warning),
 # so that suppressWarnings() and options(warn = ) apply to them.
 .python_warnings <- function(texts, call) {
+  if (length(texts)) call <- .user_call(call)
   for (text in texts)
     warning(structure(class = c("pyrmap_python_warning", "warning", "condition"),
                       list(message = text, call = call)))
@@ -450,11 +437,14 @@ pyrmap_command <- function() {
     "pyrmap_other_error")
 }
 
+# Signals the core's error `info` as a classed condition. Its call is the
+# outermost call of an exported function on the stack -- what the user
+# typed, run_python(...) or memApply(...), never a helper of ours -- and
+# `call` only when there is none.
 .raise <- function(info, call = NULL) {
+  call <- .user_call(call)
   msg <- .valid_utf8(info$message)
-  if (identical(info$kind, "interpreter"))
-    msg <- paste0(msg, "\nChoose the interpreter with python = , options(pyrmap.python = ) ",
-                  "or the environment variable PYRMAP_PYTHON.")
+  if (identical(info$kind, "interpreter")) msg <- paste0(msg, "\n", .interpreter_advice())
   # An interrupt stays an interrupt (caught by tryCatch(interrupt = ), not
   # by try() or tryCatch(error = )), after the core has cleaned up.
   base <- if (identical(info$kind, "interrupt")) c("interrupt", "condition")

@@ -1,5 +1,7 @@
-"""--help on every subcommand lists the exit codes, from the same table as
-README.md's; --version gives the one release number every part carries."""
+"""--help on every subcommand shows examples and the exit codes that apply
+there, from the same table as README.md's; parser errors carry the
+`pyrmap:` prefix; --version gives the one release number every part
+carries."""
 
 import os
 import re
@@ -40,11 +42,46 @@ def test_readme_exit_code_table_is_the_commands(cli):
     assert section[start:end + 1] == exit_code_table(cli, "markdown")
 
 
+# The codes each --help lists: those that can happen there.
+SEGMENT_CODES = ["0", "1", "2", "6"]
+
+
 @pytest.mark.parametrize("args", [["--help"]] + [[sub, "--help"] for sub in SUBCOMMANDS])
-def test_help_ends_with_the_exit_code_table(cli, args):
+def test_help_ends_with_the_exit_codes_that_apply(cli, args):
     o = cli(*args)
     assert o.rc == 0, o
-    assert o.out.endswith("Exit codes:\n" + exit_code_table(cli, "text")), o
+    table = exit_code_table(cli, "text")
+    if args[0] in ("ls", "gc"):
+        # ls and gc run no script: no script, timeout, protocol, interpreter
+        # or signal codes.
+        table = "".join(l + "\n" for l in table.splitlines() if l.split()[0] in SEGMENT_CODES)
+    assert o.out.endswith("Exit codes:\n" + table), o
+
+
+@pytest.mark.parametrize("args", [["--help"]] + [[sub, "--help"] for sub in SUBCOMMANDS])
+def test_help_shows_examples_of_the_command(cli, args):
+    o = cli(*args)
+    assert o.rc == 0, o
+    section = o.out[o.out.index("\nExamples:\n") + len("\nExamples:\n"):o.out.index("\nExit codes:")]
+    examples = [l.split("#")[0].strip() for l in section.splitlines() if l.strip()]
+    assert len(examples) >= 2, o
+    for line in examples:
+        # Every example is a pyrmap command line, of this subcommand.
+        words = line.split("|")[-1].split()
+        assert words[0] == "pyrmap", line
+        if args[0] != "--help":
+            assert words[1] == args[0], line
+        else:
+            assert words[1] in SUBCOMMANDS, line
+    if args[0] == "--help":
+        assert {l.split("|")[-1].split()[1] for l in examples} >= {"run", "shared", "pipeline", "ls"}, o
+
+
+def test_gc_help_documents_the_dry_run(cli):
+    o = cli("gc", "--help")
+    line = next((l for l in o.lines() if l.lstrip().startswith("-n,--dry-run")), None)
+    assert line is not None and "Dry run" in line and "remove nothing" in line, o
+    assert "pyrmap gc -n" in o.out, o
 
 
 def test_exit_code_table_rejects_an_unknown_format(cli):
@@ -96,6 +133,17 @@ def test_every_part_carries_the_release_of_version_h():
     assert p.stdout.strip() == version, "python/pyrmap/__init__.py"
 
 
+def test_every_part_carries_the_license_of_the_license_file():
+    """LICENSE is the Apache License 2.0; the R package's DESCRIPTION and the
+    Python package's metadata say so, and the Python package ships the file."""
+    text = read("LICENSE")
+    assert text.lstrip().startswith("Apache License\n                           Version 2.0, January 2004")
+    assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in text
+    assert re.search(r"^License: Apache License \(== 2\.0\)$", read("r-pkg", "DESCRIPTION"), re.M)
+    assert re.search(r'^license = \{text = "Apache-2\.0"\}$', read("python", "pyproject.toml"), re.M)
+    assert read("python", "LICENSE") == text
+
+
 @pytest.mark.parametrize("args,needle", [
     ([], "subcommand is required"),
     (["run"], "script is required"),
@@ -108,6 +156,25 @@ def test_usage_errors_exit_2(cli, args, needle):
     o = cli(*args)
     assert o.rc == 2, o
     assert needle in o.stderr, o
+
+
+@pytest.mark.parametrize("args,help", [
+    ([], "pyrmap --help"),
+    (["run"], "pyrmap run --help"),
+    (["run", "x.py", "--bogus"], "pyrmap run --help"),
+    (["shared", "x.py", "-j", "0"], "pyrmap shared --help"),
+    (["ls", "--bogus"], "pyrmap ls --help"),
+    (["gc", "-n", "extra"], "pyrmap gc --help"),
+])
+def test_parser_errors_read_like_the_commands_other_errors(cli, args, help):
+    """`pyrmap: <what is wrong>`, then where to read more: the help of the
+    subcommand being parsed."""
+    o = cli(*args)
+    assert o.rc == 2 and o.out == "", o
+    lines = o.stderr.splitlines()
+    assert len(lines) == 2, o
+    assert lines[0].startswith("pyrmap: ") and len(lines[0]) > len("pyrmap: "), o
+    assert lines[1] == "Run '%s' for more information." % help, o
 
 
 @pytest.mark.parametrize("sub,text", [

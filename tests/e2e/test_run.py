@@ -3,6 +3,7 @@ every dtype byte-exact, --dtype conversion, SCRIPT::FUNCTION, script args."""
 
 import io
 import os
+import re
 
 import numpy as np
 import pytest
@@ -498,10 +499,98 @@ def test_script_function(cli, scripts, func, want):
     assert o.lines() == want
 
 
-def test_script_function_that_does_not_exist(cli, scripts):
+@pytest.mark.parametrize("pool", [False, True])
+def test_script_function_that_does_not_exist(cli, scripts, pool):
+    """A usage error (exit 2), said once and in the user's terms: the
+    script, the name asked for and the functions it has; no traceback of
+    pyrmap's own code, no environment variable."""
     s = scripts.write("funcs.py", FUNCS)
-    o = cli("run", s + "::nope", input="1 2 3")
-    expect_failure(o, 3, "funcs.py::nope", "nope", "double", "total")
+    args = ["shared", s + "::nope", "--pool"] if pool else ["run", s + "::nope"]
+    o = cli(*args, input="1 2 3")
+    expect_failure(o, 2, "funcs.py", "no function 'nope'", "double", "total")
+    assert o.stderr.count("no function 'nope'") == 1, o
+    assert o.stderr.count("\n") == 1, o  # one line
+    for word in ("Traceback", "PYRMAP_FUNCTION", "AttributeError", "ScriptNotLoaded", "raised"):
+        assert word not in o.stderr, o
+
+
+def test_text_input_accepts_commas_between_numbers(cli, scripts):
+    s = scripts.func("sum.py", "data.sum()")
+    o = cli("run", s, input="1,2, 3\n4 ,5,6\n7 8\n")
+    assert o.rc == 0, o
+    assert o.lines() == ["36.0"]
+    o = cli("run", scripts.func("shape.py", "np.array(data.shape)"), "-s", "2,3", "-d", "int32",
+            input="1,2,3\n4,5,6\n")
+    assert o.rc == 0 and o.lines() == ["2", "3"], o
+
+
+@pytest.mark.parametrize("text,line", [("1,,2\n", 1), ("1 2\n,3\n", 2), ("1,2,\n", 1)])
+def test_text_input_refuses_an_empty_field(cli, scripts, text, line):
+    s = scripts.func("sum.py", "data.sum()")
+    expect_failure(cli("run", s, input=text), 2, "stdin: line %d" % line, "empty field")
+
+
+def test_progress_is_quiet_by_default(cli, scripts):
+    o = cli("run", scripts.func("sum.py", "data.sum()"), input="1 2 3")
+    assert o.rc == 0 and o.lines() == ["6.0"] and o.stderr == "", o
+
+
+PROGRESS_LINE = re.compile(r"^pyrmap: (input|output|(\[\d+(-\d+)?/\d+\] )?(script|pipeline) '.+'): ")
+
+
+def progress_lines(o):
+    lines = o.stderr.splitlines()
+    for line in lines:
+        assert PROGRESS_LINE.match(line), (line, str(o))
+    return lines
+
+
+def test_progress_of_a_run(cli, scripts, work):
+    s = scripts.func("plus.py", "data + 1")
+    np.save(work / "in.npy", np.zeros((1000, 4)))
+    o = cli("run", s, "-i", work / "in.npy", "-o", work / "out.npy", "--progress")
+    assert o.rc == 0 and o.stdout == b"", o
+    lines = progress_lines(o)
+    assert len(lines) == 4, o
+    assert lines[0] == "pyrmap: input: %s: float64[1000, 4] (row-major), 31.2 KiB" % (work / "in.npy"), o
+    assert lines[1] == "pyrmap: script '%s': started on float64[1000, 4] (row-major), 31.2 KiB" % s, o
+    assert re.fullmatch(r"pyrmap: script '%s': done in \d+\.\d+ s: float64\[1000, 4\] \(row-major\), "
+                        r"31\.2 KiB" % re.escape(s), lines[2]), o
+    assert re.fullmatch(r"pyrmap: output: %s: 31\.2 KiB in \d+\.\d+ s" % re.escape(str(work / "out.npy")),
+                        lines[3]), o
+    np.testing.assert_array_equal(np.load(work / "out.npy"), np.ones((1000, 4)))
+
+
+@pytest.mark.parametrize("pool", [False, True])
+def test_progress_of_a_pipeline_says_each_stage_in_turn(cli, scripts, pool):
+    a = scripts.func("a.py", "np.repeat(data, 2)")
+    b = scripts.func("b.py", "data.sum()")
+    o = cli("pipeline", a, b, "-v", *(["--pool"] if pool else []), input="1 2 3")
+    assert o.rc == 0 and o.lines() == ["12.0"], o
+    lines = progress_lines(o)
+    assert lines[0] == "pyrmap: input: stdin: float64[3], 24 B", o
+    if pool:
+        # In a pool the pipeline runs inside one worker: one start, one end.
+        assert lines[1].startswith("pyrmap: [1-2/2] pipeline '%s', '%s': started on float64[3], 24 B" % (a, b)), o
+        assert re.search(r"\[1-2/2\] pipeline .*: done in [\d.]+ s: float64\[1\], 8 B$", lines[2]), o
+    else:
+        assert lines[1] == "pyrmap: [1/2] script '%s': started on float64[3], 24 B" % a, o
+        assert re.search(r"^pyrmap: \[1/2\] script '.*a\.py': done in [\d.]+ s: float64\[6\], 48 B$", lines[2]), o
+        assert lines[3] == "pyrmap: [2/2] script '%s': started on float64[6], 48 B" % b, o
+        assert re.search(r"^pyrmap: \[2/2\] script '.*b\.py': done in [\d.]+ s: float64\[1\], 8 B$", lines[4]), o
+    assert lines[-1].startswith("pyrmap: output: stdout (text): 8 B in "), o
+
+
+def test_progress_of_shared_scripts_and_a_failure(cli, scripts):
+    ok = scripts.func("ok.py", "data.max()")
+    bad = scripts.func("bad.py", "raise ValueError('no')")
+    o = cli("shared", ok, bad, "-v", input="1 2 3")
+    assert o.rc == 3, o
+    started = [l for l in o.stderr.splitlines() if ": started on " in l]
+    assert sorted(started) == sorted(["pyrmap: [1/2] script '%s': started on float64[3], 24 B" % ok,
+                                      "pyrmap: [2/2] script '%s': started on float64[3], 24 B" % bad]), o
+    assert re.search(r"^pyrmap: \[2/2\] script '.*bad\.py': failed after [\d.]+ s$", o.stderr, re.M), o
+    assert "ValueError: no" in o.stderr, o
 
 
 def test_script_args_after_double_dash(cli, scripts):

@@ -110,8 +110,10 @@ def test_function_mode_missing_name_lists_functions(call, script):
     p = call.run(path, PYRMAP_FUNCTION="gamma")
     assert p.returncode == 1
     h = call.read_header()
-    assert (h.state, h.error_type) == (2, "AttributeError")
+    # Its own type, which the runner reports as a usage error, said once.
+    assert (h.state, h.error_type) == (2, "pyrmap.FunctionNotFound")
     assert "has no function 'gamma'" in h.error_text
+    assert "PYRMAP_FUNCTION" not in h.error_text
     assert "the functions it defines: alpha, beta" in h.error_text
     assert "gamma" not in p.stderr  # recorded in the header, reported by the runner only
     call.write_header(call.header_in)  # a fresh header for the second run

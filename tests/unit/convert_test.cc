@@ -180,6 +180,40 @@ TEST_CASE("text numbers parse into the dtype, with errors naming line and token"
   CHECK(n == 0);
 }
 
+TEST_CASE("text numbers may be separated by commas, as CSV writes them") {
+  std::istringstream in("1,2, 3 ,4\n5 6,7\n8\n");
+  uint64_t n = 0;
+  auto bytes = ParseTextNumbers(in, Dtype::kInt32, "stdin", &n);
+  REQUIRE(n == 8);
+  int32_t v[8];
+  std::memcpy(v, bytes.data(), sizeof v);
+  for (int i = 0; i < 8; ++i) CHECK(v[i] == i + 1);
+
+  // An empty field is an error naming the line, never a silent 0 or a
+  // shifted column.
+  for (const char* text : {"1,,2\n", "1 2\n,3\n", "1,2,\n3\n", "1, ,2\n"}) {
+    std::istringstream bad(text);
+    CAPTURE(text);
+    try {
+      ParseTextNumbers(bad, Dtype::kFloat64, "stdin", &n);
+      FAIL("accepted an empty field");
+    } catch (const Error& e) {
+      CHECK(e.kind() == ErrorKind::kUsage);
+      CHECK(std::string(e.what()).find("an empty field") != std::string::npos);
+    }
+  }
+  std::istringstream second_line("1 2\n,3\n");
+  try {
+    ParseTextNumbers(second_line, Dtype::kFloat64, "data.txt", &n);
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).rfind("data.txt: line 2: ", 0) == 0);
+  }
+  // A comma inside a token is not a decimal comma.
+  std::istringstream decimal("1,5\n");
+  ParseTextNumbers(decimal, Dtype::kFloat64, "stdin", &n);
+  CHECK(n == 2);
+}
+
 TEST_CASE("text output: shortest round-trip floats, rows of a matrix on lines, F order honoured") {
   double col_major[6] = {1, 2, 3, 0.1, -0.0, 1e300};  // [[1, .1], [2, -0], [3, 1e300]]
   ArrayDesc d = ArrayDesc::Make(Dtype::kFloat64, {3, 2}, Order::kF);
