@@ -145,8 +145,10 @@ proc_alive <- function(pid) {
 }
 
 # Pids of the live children of `pid`.
+# (memApply's own R workers, which live for the session, are not counted.)
 children_of <- function(pid) {
-  pids <- list.files("/proc", "^[0-9]+$")
+  engine <- if (identical(pid, Sys.getpid())) pyrmap:::.engine_info()$pids
+  pids <- setdiff(list.files("/proc", "^[0-9]+$"), as.character(engine))
   kids <- vapply(pids, function(p) {
     st <- tryCatch(suppressWarnings(readLines(file.path("/proc", p, "stat"), warn = FALSE)),
                    error = function(e) "")

@@ -56,7 +56,7 @@ test_that("the shared-variable functions' errors name the function, not a helper
 })
 
 test_that("memApply's and memLapply's data errors name them, not the engine's helpers", {
-  expect_identical(called(memLapply(list(letters), identity, MAX.CORES = 1)), "memLapply")
+  expect_identical(called(memLapply(mean, identity, MAX.CORES = 1)), "memLapply")
   expect_identical(called(memApply(matrix(letters, 2), 1, identity, MAX.CORES = 1)), "memApply")
   expect_identical(called(memApply(1:3, 1, identity, MAX.CORES = 1)), "memApply")
   expect_identical(called(memApply(matrix(1, 2, 2), 3, identity, MAX.CORES = 1)), "memApply")

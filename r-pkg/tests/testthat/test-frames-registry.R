@@ -32,8 +32,8 @@ test_that("memApply with MARGIN = 2 over a registered data.frame hands each colu
   on.exit(releaseVariables(ns, "df"))
   res <- memApply("df", 2, function(v) list(type = typeof(v), sum = sum(v), attrs = attributes(v)),
                   NAMESPACE = ns, MAX.CORES = 1)
-  expect_identical(lapply(res, `[[`, "type"), list("double", "integer", "logical"))
-  expect_equal(vapply(res, `[[`, numeric(1), "sum"), c(7, 6, 2))
+  expect_identical(lapply(res, `[[`, "type"), list(a = "double", b = "integer", c = "logical"))
+  expect_equal(vapply(res, `[[`, numeric(1), "sum"), c(a = 7, b = 6, c = 2))
   expect_true(all(vapply(res, function(r) is.null(r$attrs), logical(1))))
   e <- expect_error(memApply("df", 1, sum, NAMESPACE = ns, MAX.CORES = 1), class = "pyrmap_usage_error")
   expect_match(conditionMessage(e), "registered data.frame: MARGIN = 2", fixed = TRUE)

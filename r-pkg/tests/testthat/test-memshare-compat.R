@@ -348,7 +348,7 @@ test_that("instead of memshare's conversion warnings: integer matrices and data.
   X_df <- data.frame(X_int)
   expect_silent(r <- pyrmap::memApply(X = X_df, MARGIN = 2, FUN = function(v) mean(v),
                                       NAMESPACE = ns, MAX.CORES = 1))
-  expect_identical(unlist(r), colMeans(X_int))
+  expect_identical(unlist(r), colMeans(X_df))   # named by the columns, as apply()'s
 })
 
 # test-lifecycle.R
