@@ -105,8 +105,8 @@ for (r in seq_len(reps)) for (m in names(methods)) {
 med_t <- apply(secs, 2, stats::median)
 med_b <- apply(bytes, 2, stats::median)
 for (m in names(methods))
-  cat(sprintf("BENCH_B10 %s %s %s\n", m, paste(format(secs[, m], digits = 6), collapse = ","),
-              paste(format(bytes[, m], scientific = FALSE), collapse = ",")))
+  cat(sprintf("BENCH_B10 %s %s %s\n", m, paste(sprintf("%.6f", secs[, m]), collapse = ","),
+              paste(sprintf("%.0f", bytes[, m]), collapse = ",")))
 cat(sprintf("B10 — memLapply across 2 simulated hosts x 2 workers (master on h1), whole %d x %d matrix (%.0f MB) as side data, %d tasks, %d rounds\n\n",
             n, p, 8 * n * p / 1e6, tasks, reps))
 cat("| method | median time (s) | time vs export+parLapply | median MB received by the workers | bytes vs export+parLapply |\n")

@@ -357,7 +357,7 @@
 # array of double, integer, logical or raw (with no attributes but its
 # dimensions), or a list of them.
 .page_can_hold <- function(x) {
-  if (is.list(x) && !is.object(x)) return(length(x) > 0L && all(vapply(x, .packable, logical(1))))
+  if (is.list(x) && !is.object(x)) return(length(x) > 0L && .Call(pyrmap_packable, x))
   is.atomic(x) && !is.null(x) && typeof(x) %in% c("double", "integer", "logical", "raw") &&
     all(names(attributes(x)) %in% c("dim", "dimnames"))
 }

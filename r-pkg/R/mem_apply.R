@@ -229,7 +229,7 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
         mode <- "list"
         # Elements the packed data cannot hold as they are (strings, names,
         # factors, lists, ...) travel serialized, each unserialized for FUN.
-        if (!all(vapply(X, .packable, logical(1)))) {
+        if (!.Call(pyrmap_packable, X)) {
           X <- lapply(X, serialize, connection = NULL, xdr = FALSE)
           serialized <- TRUE
         }
@@ -263,14 +263,6 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
            .domain_call(CLUSTER, job, objects, n, what, unit, out, shape)
          else .cluster_call(CLUSTER, job, objects, n, what, unit, shape)
   .named(res, along)
-}
-
-# TRUE if the packed data of a call holds list element `v` exactly: a
-# double, integer, logical or raw vector, matrix or array without other
-# attributes.
-.packable <- function(v) {
-  is.atomic(v) && !is.null(v) && typeof(v) %in% c("double", "integer", "logical", "raw") &&
-    all(names(attributes(v)) %in% "dim")
 }
 
 # The names of X along the tasks, as apply() and lapply() give them to

@@ -90,6 +90,7 @@ RcppExport SEXP pyrmap_engine_worker_loop(SEXP, SEXP, SEXP);
 RcppExport SEXP pyrmap_generation(SEXP, SEXP, SEXP);
 RcppExport SEXP pyrmap_leave_process_group();
 RcppExport SEXP pyrmap_mapping_bytes(SEXP);
+RcppExport SEXP pyrmap_packable(SEXP);
 RcppExport SEXP pyrmap_open(SEXP, SEXP, SEXP);
 RcppExport SEXP pyrmap_page_info(SEXP, SEXP, SEXP);
 RcppExport SEXP pyrmap_register(SEXP, SEXP, SEXP, SEXP);
@@ -127,6 +128,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"pyrmap_generation",           (DL_FUNC) &pyrmap_generation,           3},
     {"pyrmap_leave_process_group",  (DL_FUNC) &pyrmap_leave_process_group,  0},
     {"pyrmap_mapping_bytes",        (DL_FUNC) &pyrmap_mapping_bytes,        1},
+    {"pyrmap_packable",             (DL_FUNC) &pyrmap_packable,             1},
     {"pyrmap_open",                 (DL_FUNC) &pyrmap_open,                 3},
     {"pyrmap_page_info",            (DL_FUNC) &pyrmap_page_info,            3},
     {"pyrmap_register",             (DL_FUNC) &pyrmap_register,             4},

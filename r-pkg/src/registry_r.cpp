@@ -686,3 +686,22 @@ extern "C" SEXP pyrmap_choose_segment_dir(SEXP choice_) {
 extern "C" SEXP pyrmap_remove_dead_segments() {
   return Rf_ScalarReal(static_cast<double>(RemoveDeadSegments()));
 }
+
+// TRUE if every element of list `x` is held exactly by a call's packed data
+// (and by a list page): a double, integer, logical or raw vector whose only
+// attribute, if any, is `dim`. A loop in C: memLapply asks it of lists of
+// many thousands of elements.
+extern "C" SEXP pyrmap_packable(SEXP x) {
+  if (TYPEOF(x) != VECSXP) return Rf_ScalarLogical(FALSE);
+  const R_xlen_t n = XLENGTH(x);
+  for (R_xlen_t i = 0; i < n; ++i) {
+    SEXP e = VECTOR_ELT(x, i);
+    switch (TYPEOF(e)) {
+      case REALSXP: case INTSXP: case LGLSXP: case RAWSXP: break;
+      default: return Rf_ScalarLogical(FALSE);
+    }
+    for (SEXP a = ATTRIB(e); a != R_NilValue; a = CDR(a))
+      if (TAG(a) != R_DimSymbol) return Rf_ScalarLogical(FALSE);
+  }
+  return Rf_ScalarLogical(TRUE);
+}
