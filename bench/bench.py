@@ -1119,7 +1119,7 @@ def main():
                          "its processes are large, so a sample costs more)")
     ap.add_argument("--b7-reps", type=int, default=400, help="B7: small calls per method")
     ap.add_argument("--b7-n", type=float, default=1e8, help="B7: elements of the large case")
-    ap.add_argument("--b7-large-reps", type=int, default=3)
+    ap.add_argument("--b7-large-reps", type=int, default=5)
     ap.add_argument("--b7-loop", type=int, default=10000, help="B7: calls of the memory loop")
     ap.add_argument("--b7-shared-reps", type=int, default=5)
     ap.add_argument("--b8-small-reps", type=int, default=300, help="B8: rounds of the 20 × 20 calls")

@@ -454,7 +454,11 @@ struct Pool::Impl {
   struct Staged {
     InputLocation location = InputLocation::kArea;
     ArrayDesc desc;
-    std::optional<Segment> seg;  // the segment passed (read-only), if any
+    std::optional<Segment> seg;  // the segment passed (read-only unless `own`), if any
+    // The segment was made for this call and is its one script's alone: it
+    // is passed writable and the worker may write the result over it, as
+    // one-shot runs do (flag bit 2), instead of filling fresh pages.
+    bool own = false;
     const Input* input = nullptr;
   };
 
@@ -463,7 +467,7 @@ struct Pool::Impl {
     if (ro->check_interrupt) ro->check_interrupt();
   }
 
-  Staged Stage(const Input& input, const RunOptions& ro) {
+  Staged Stage(const Input& input, const RunOptions& ro, bool sole) {
     Staged s;
     s.input = &input;
     s.desc = input.desc;
@@ -481,7 +485,11 @@ struct Pool::Impl {
     s.location = InputLocation::kDescriptor;
     Segment rw = Segment::CreateUnnamed(o.segment_dir, input.desc.nbytes, "the pool call's input");
     input.fill(rw, &CheckTrampoline, const_cast<RunOptions*>(&ro));
-    s.seg.emplace(Segment::Adopt(rw.ReopenReadOnly(), "the pool call's input"));
+    s.own = sole && input.kind == kKindArray;
+    if (s.own)
+      s.seg.emplace(std::move(rw));
+    else
+      s.seg.emplace(Segment::Adopt(rw.ReopenReadOnly(), "the pool call's input"));
     return s;
   }
 
@@ -495,7 +503,7 @@ struct Pool::Impl {
                       const RunOptions& ro) {
     Request req;
     req.call_id = next_call++;
-    req.flags = ResultFlags(ro);
+    req.flags = ResultFlags(ro) | (s.own ? kFlagInPlace : 0u);
     req.input_location = s.location;
     req.input = s.desc;
     req.input_kind = s.input->kind;
@@ -548,7 +556,7 @@ struct Pool::Impl {
               .with_script(s.Display());
         }
       }
-    Staged staged = Stage(input, ro);
+    Staged staged = Stage(input, ro, calls.size() == 1);
     std::vector<std::vector<Result>> results(calls.size());
     std::vector<double> started_at(calls.size(), 0);
     std::vector<size_t> call_of(workers.size(), 0);

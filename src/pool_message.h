@@ -4,7 +4,9 @@
 // reply per call, descriptors of segments passed along with SCM_RIGHTS.
 // Small inputs and results travel in the worker's *area*, a segment both
 // sides keep mapped for the worker's life; large ones in unnamed segments
-// (O_TMPFILE in the segment directory) whose descriptors are passed. The
+// (O_TMPFILE in the segment directory) whose descriptors are passed; a
+// large input made for one call is passed writable (flag bit 2) and the
+// result may come back in it. The
 // byte layout (little-endian) is documented in docs/protocol.md, "Warm
 // workers"; python/pyrmap/_worker.py is the other side.
 //

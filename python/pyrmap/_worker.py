@@ -204,6 +204,9 @@ class Worker:
         os.close(area_fd)
         self.scripts = {}  # path -> (file key, module)
         self.span = None    # (address, size) of the call's input block, when results may refer to it
+        # (writable descriptor, mapping) of a call's input segment that the
+        # pool handed over for the result (flag bit 2), until the result is stored
+        self.own_input = None
         self.warnings = _meta.WarningSink()
         self.segment_dir = os.environ.get("PYRMAP_SEGMENT_DIR") or _meta.SHM_DIR
 
@@ -276,12 +279,15 @@ class Worker:
                     stored.append(item)
                 value = item = None
             current = None
-            results = self.store(req, stored, out_fds)
+            results = self.store(req, stored, out_fds, self.take_own_input(stored))
             self.span = None
             return _ok_reply(req.call_id, len(self.scripts), results, self.warnings.take()), out_fds
         except BaseException as e:  # the worker keeps serving whatever happened
             for fd in out_fds:
                 os.close(fd)
+            if self.own_input is not None:
+                os.close(self.own_input[0])
+                self.own_input = None
             if isinstance(e, ScriptNotLoaded):
                 kind = "pyrmap.ScriptNotLoaded"
             else:
@@ -359,6 +365,9 @@ class Worker:
                     mm = mmap.mmap(fd, desc.offset + desc.nbytes, flags=mmap.MAP_SHARED,
                                    prot=mmap.PROT_READ)
                     flat = np.frombuffer(mm, dtype, count=desc.count, offset=desc.offset)
+                    if req.flags & H.FLAG_IN_PLACE:
+                        self.own_input = (os.dup(fd), mm)
+                    mm = None
             finally:
                 os.close(fd)
         arr = flat.reshape(desc.shape, order=order)
@@ -438,8 +447,35 @@ class Worker:
         out_fds.append(fd)
         return (Desc.make(d.dtype, d.shape, 0, 0), 2, len(out_fds) - 1, 1)
 
-    def store(self, req, stored, out_fds):
-        """Writes the results; returns [(Desc, location, fd index)]."""
+    def take_own_input(self, stored):
+        """The writable descriptor of the call's input segment when the one
+        result may be written over it (as a one-shot run does): the pool
+        handed it over and nothing views the input any more (no array the
+        script kept, no result sharing its memory). Else None."""
+        if self.own_input is None:
+            return None
+        fd, mm = self.own_input
+        self.own_input = None
+        # Every array or buffer export of the mapping holds a reference to
+        # it; here only `mm` and getrefcount's argument do.
+        if len(stored) != 1 or stored[0][1] is None or sys.getrefcount(mm) > 2:
+            os.close(fd)
+            return None
+        _array.close_in_background(mm)
+        return fd
+
+    def store(self, req, stored, out_fds, own_fd=None):
+        """Writes the results; returns [(Desc, location, fd index)]. A
+        result too large for the area goes into ``own_fd`` when given (the
+        input's segment, see take_own_input), else into a new segment."""
+        own = [own_fd]  # emptied when used
+        try:
+            return self._store(req, stored, out_fds, own)
+        finally:
+            if own[0] is not None:
+                os.close(own[0])
+
+    def _store(self, req, stored, out_fds, own):
         results = []
         pos = req.result_offset
         end = req.result_offset + req.result_capacity
@@ -462,7 +498,10 @@ class Worker:
                 results.append((desc, 1, 0, 0))
                 pos = start + desc.nbytes
             else:
-                fd = os.open(self.segment_dir, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+                if own[0] is not None:
+                    fd, own[0] = own[0], None
+                else:
+                    fd = os.open(self.segment_dir, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
                 try:
                     stored_desc = _array.store_array(fd, arr, code, req.flags)
                 except BaseException:

@@ -23,6 +23,62 @@ test_that("a pool gives what a one-shot run gives, for small and large data", {
   expect_no_segments()
 })
 
+test_that("a large result goes over the call's input, as a one-shot run's does, unless the script keeps the input", {
+  dir <- local_dir()
+  # The first call keeps its input; later calls return what was kept.
+  keeper <- write_py(dir, "keeper.py", c(
+    "global kept",
+    "if 'kept' not in globals():",
+    "    kept = data",
+    "    return data * 2",
+    "return kept + 0"), imports = c("import numpy as np"))
+  pool <- python_pool()
+  on.exit(close(pool), add = TRUE)
+  x1 <- runif(3e5)
+  expect_identical(run_python(x1, keeper, pool = pool), x1 * 2)
+  # Had the first result been written over the kept input, this would be x1 * 2.
+  expect_identical(run_python(runif(3e5), keeper, pool = pool), x1)
+  # A result that is a view of the input is stored apart from it too.
+  x <- runif(3e5)
+  expect_identical(run_python(x, py("identity.py"), pool = pool), x)
+  expect_identical(run_python(x, py("expr.py"), args = "data[::-1] * 1", pool = pool), rev(x))
+  # Several scripts over one input each get it whole.
+  res <- run_python_shared_data(x, c(py("twice.py"), py("identity.py")), pool = pool)
+  expect_identical(unname(res), list(x * 2, x))
+  expect_no_segments()
+})
+
+test_that("a large pool call needs room for one copy in /dev/shm, as a one-shot run does", {
+  if (!identical(my_uid(), "0") || !nzchar(Sys.which("unshare")))
+    skip("needs root and unshare for a private /dev/shm")
+  small <- "mount -t tmpfs -o size=24m tmpfs /dev/shm"
+  if (suppressWarnings(system2("unshare", c("-m", "sh", "-c", shQuote(small)), stdout = FALSE,
+                               stderr = FALSE)) != 0L)
+    skip("cannot mount a private /dev/shm here")
+  file <- tempfile(fileext = ".R")
+  on.exit(unlink(file), add = TRUE)
+  writeLines(c(
+    "library(pyrmap)",
+    "x <- runif(2 * 1024^2)  # 16 MiB: input and result together do not fit in 24 MiB",
+    "pool <- python_pool()",
+    sprintf("r <- run_python(x, %s, pool = pool)", deparse(py("twice.py"))),
+    "cat('POOL', identical(r, x * 2), '\\n')",
+    "rm(r); invisible(gc())  # (the result's memory goes with the view)",
+    sprintf("e <- tryCatch(run_python(x, %s, pool = pool), error = identity)", deparse(py("identity.py"))),
+    "cat('KEPT', conditionMessage(e), '\\n')",
+    "close(pool)",
+    "cat('LEFT', list.files('/dev/shm'), '\\n')"), file)
+  cmd <- sprintf("%s && R_LIBS=%s PYRMAP_PYTHON=%s %s %s 2>&1", small,
+                 shQuote(paste(.libPaths(), collapse = ":")), shQuote(real_python()),
+                 shQuote(file.path(R.home("bin"), "Rscript")), shQuote(file))
+  out <- paste(suppressWarnings(system2("unshare", c("-m", "sh", "-c", shQuote(cmd)), stdout = TRUE)),
+               collapse = "\n")
+  expect_match(out, "POOL TRUE", fixed = TRUE)
+  # A result that is the input itself needs a second copy: a clear error, not a crash.
+  expect_match(out, "KEPT [^\n]*no space in /dev/shm for the result")
+  expect_match(out, "LEFT\\s*$")
+})
+
 test_that("the worker stays warm: one process, its module state kept, calls counted", {
   pool <- python_pool()
   on.exit(close(pool), add = TRUE)
