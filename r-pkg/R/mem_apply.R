@@ -253,9 +253,7 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
   job$fun <- .pack_fun(FUN, what)
   # A FUN without an environment of its own may be kept by the workers
   # from one call to the next (its unserialized copy is then reused).
-  job$fun_cached <- is.primitive(FUN) || (is.environment(environment(FUN)) &&
-    (identical(environment(FUN), globalenv()) || isNamespace(environment(FUN)) ||
-     identical(environment(FUN), baseenv())))
+  job$fun_cached <- .fun_by_reference(FUN)
   shape <- .out_shape(out, n)
   res <- if (is.null(CLUSTER)) .engine_call(job, objects, n, what, unit, shape, MAX.CORES)
          # Workers outside the master's shared memory (other hosts): see domains.R.
@@ -675,7 +673,10 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
 # made for this helper's own frame it would be finished before the first
 # step.
 .progressor <- function(n, envir = parent.frame()) {
-  if (n < 2L || !requireNamespace("progressr", quietly = TRUE)) return(NULL)
+  # Progress is reported to a session that uses progressr (with_progress(),
+  # handlers(global = TRUE)): its namespace is loaded then. Not loading it
+  # here keeps small calls free of its cost (~20 us a call).
+  if (n < 2L || !isNamespaceLoaded("progressr")) return(NULL)
   progressr::progressor(steps = n, envir = envir)
 }
 
@@ -705,11 +706,28 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
 # the remedy (passing them in VARS) is easy and the cost is not visible.
 .fun_warn_bytes <- 64 * 1024^2
 
+# Whether FUN's environment is serialized as a reference (the global
+# environment, a namespace, base) rather than with its contents: such a
+# FUN's bytes change only with FUN itself.
+.fun_by_reference <- function(FUN) {
+  if (is.primitive(FUN)) return(TRUE)
+  env <- environment(FUN)
+  is.environment(env) && (identical(env, globalenv()) || isNamespace(env) || identical(env, baseenv()))
+}
+
 .pack_fun <- function(FUN, what) {
+  # A FUN whose environment travels as a reference (see .fun_by_reference)
+  # serializes to the same bytes as long as it is the same function: the
+  # last one's bytes are kept for the next call.
+  by_ref <- .fun_by_reference(FUN)
+  last <- .state$packed_fun
+  if (by_ref && !is.null(last) && identical(last$fun, FUN, ignore.srcref = FALSE)) return(last$bytes)
+  orig <- FUN
   # Without its source references: kept (as in an interactive session or a
   # sourced file), they hold the whole source file's text.
   if (is.function(FUN) && !is.primitive(FUN)) FUN <- utils::removeSource(FUN)
   bytes <- serialize(FUN, NULL)
+  if (by_ref) .state$packed_fun <- list(fun = orig, bytes = bytes)
   if (length(bytes) > .fun_warn_bytes)
     warning(sprintf(paste("%s: FUN takes %.0f MB with its environment, copied to every worker;",
                           "pass big objects in VARS (shared) instead of through FUN's environment"),
