@@ -666,18 +666,26 @@ def bench_b8(a):
         ("%s elements: memLapply ≤ 5× serial lapply (per element)" % fmt_n(n), "%.2f×" % r_serial, r_serial <= 5.0),
     ]
     md += "\n\n" + table(["target", "measured (ratio of medians)", "result"], [[c[0], c[1], verdict(c[2])] for c in checks])
+    sf = st["small_forked"]
+    forked = ", ".join("%s %s" % (m, fmt_us(sf[m]["median"])) for m in
+                       ("memApply", "memApply_FUN.VALUE", "parApply", "apply", "mclapply")) + \
+        " (memApply %.2f× parApply)" % (sf["memApply"]["median"] / sf["parApply"]["median"])
     md += ("\n\nOne R session, 2 workers for every parallel method: a PSOCK cluster (`makePSOCKcluster(2)`, "
            "made first, in %s) and pyrmap's own workers (`MAX.CORES = 2`, started by memApply's first "
            "call, which took %s and is counted among the timed calls). X = `matrix(runif(400), 20)`, L = "
            "`as.list(runif(%d))`. No warm-up calls: %d rounds (20 × 20) and %d rounds (list) of every "
            "method once, in an order that rotates from round to round; each call timed alone with "
            "`bench::hires_time()`; nothing between calls that a user would not do (no `gc()`, no pause). "
+           "mclapply's rounds come after the others' in a block of their own: each of its calls forks "
+           "the master and leaves its memory copy-on-write, so whatever runs next pays a page fault for "
+           "every page it writes; interleaved, mclapply's cost lands on the next method. Measured in the "
+           "same run with mclapply interleaved in every round (20 × 20, %d rounds): %s. "
            "Every result is checked against the serial one (`identical`), untimed. \"per element\" is the median time per call divided by the elements "
            "(20 columns; %s numbers). The `FUN.VALUE` rows write each result straight into a shared "
            "vector (the call returns a vector, not a list); they are printed beside, the targets use the "
            "list-returning calls.\n"
            % (fmt_s(float(info.get("psock_start", "nan"))), fmt_s(float(info.get("engine_start", "nan"))), n,
-              a.b8_small_reps, a.b8_fine_reps, fmt_n(n)))
+              a.b8_small_reps, a.b8_fine_reps, st["small_forked"]["apply"]["n"], forked, fmt_n(n)))
     ok = all(c[2] for c in checks)
     return {"id": "B8", "title": "B8 — the engine's fixed costs: small calls and fine-grained work",
             "what": "memApply on a 20 × 20 matrix against parApply, mclapply and apply; memLapply over %s "

@@ -15,6 +15,14 @@
 # calls that a user would not do (no gc(), no pause). Every result is checked
 # against the serial one (identical), untimed, after its call.
 #
+# mclapply runs in a block of its own after each case's rounds: each of its
+# calls forks the master, which leaves the master's memory copy-on-write, so
+# the calls after it (of any method) pay a page fault for every page they
+# write. Interleaved, that cost of mclapply's would be charged to the others
+# (measured: serial apply 4x slower, parApply 2.4x, memApply 3x). The
+# small case is also run interleaved with mclapply (case "small_forked"),
+# fewer rounds, and printed beside.
+#
 # Prints, one line each:
 #   BENCH_ITER <case> <method> <seconds>     one timed call
 #   BENCH_INFO <key> <value>                 what the table notes
@@ -77,9 +85,8 @@ check <- function(case, m, res) {
 }
 
 engine_seen <- FALSE
-for (case in names(cases)) {
-  ms <- names(cases[[case]]$methods)
-  reps <- if (case == "small") small_reps else fine_reps
+# Rounds of methods `ms` of case `case`, labelled `label`.
+rounds <- function(case, ms, reps, label = case) {
   for (r in seq_len(reps)) {
     k <- (r - 1L) %% length(ms)
     for (m in c(ms[seq_along(ms) > k], ms[seq_len(k)])) {
@@ -87,9 +94,9 @@ for (case in names(cases)) {
       t0 <- now()
       res <- f()
       t1 <- now()
-      say(sprintf("BENCH_ITER %s %s %.9f", case, m, t1 - t0))
+      say(sprintf("BENCH_ITER %s %s %.9f", label, m, t1 - t0))
       if (!engine_seen && !is.null(pyrmap:::.engine_info())) {
-        engine_seen <- TRUE  # this call started pyrmap's workers
+        engine_seen <<- TRUE  # this call started pyrmap's workers
         say("BENCH_INFO engine_start ", t1 - t0)
         say("BENCH_PIDS pyrmap ", paste(engine_pids(), collapse = " "))
       }
@@ -97,6 +104,13 @@ for (case in names(cases)) {
     }
   }
 }
+for (case in names(cases)) {
+  ms <- names(cases[[case]]$methods)
+  reps <- if (case == "small") small_reps else fine_reps
+  rounds(case, setdiff(ms, "mclapply"), reps)
+  rounds(case, "mclapply", reps)
+}
+rounds("small", names(cases$small$methods), max(5L, small_reps %/% 3L), "small_forked")
 say("BENCH_INFO fine_n ", fine_n)
 say("BENCH_INFO engine_workers_after ", paste(engine_pids(), collapse = ","))
 stopCluster(cl)  # memApply's workers end with R
