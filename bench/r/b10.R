@@ -31,30 +31,12 @@ if (!nzchar(Sys.getenv("B10_INSIDE"))) {
     cat("BENCH_SKIP simulated hosts need root (mount and IPC namespaces)\n")
     quit(status = 0)
   }
-  base <- tempfile("pyrmap-b10-hosts")
-  dir.create(base)
-  holders <- integer()
-  on.exit({
-    tools::pskill(holders, tools::SIGKILL)
-    unlink(base, recursive = TRUE)
-  })
-  for (h in c("h1", "h2")) {
-    dir.create(file.path(base, h))
-    ready <- file.path(base, h, "ready")
-    inner <- paste0("mount -t tmpfs -o size=4g,mode=1777 tmpfs /dev/shm && touch ", shQuote(ready),
-                    " && exec sleep 3600")
-    pid <- system2("sh", c("-c", shQuote(paste("unshare --mount --ipc --propagation private sh -c",
-                                               shQuote(inner), "</dev/null >/dev/null 2>&1 & echo $!"))),
-                   stdout = TRUE)
-    holders <- c(holders, as.integer(pid))
-    while (!file.exists(ready)) Sys.sleep(0.05)
-    writeLines(pid, file.path(base, h, "pid"))
-  }
-  status <- system2("nsenter", c("-t", holders[[1L]], "--mount", "--ipc", "--", "env",
-                                 paste0("PYRMAP_TEST_HOSTS=", base), "B10_INSIDE=1",
-                                 file.path(R.home("bin"), "Rscript"), shQuote(self), args))
-  tools::pskill(holders, tools::SIGKILL)
-  unlink(base, recursive = TRUE)
+  source(file.path(dirname(enter), "hosts.R"))
+  hosts <- make_hosts(c("h1", "h2"), "4g")
+  on.exit(drop_hosts(hosts))
+  status <- in_host(hosts$base, "h1", c("env", paste0("PYRMAP_TEST_HOSTS=", hosts$base), "B10_INSIDE=1",
+                                        file.path(R.home("bin"), "Rscript"), shQuote(self), args))
+  drop_hosts(hosts)
   quit(status = status)
 }
 

@@ -338,19 +338,7 @@
 .domain_drain <- function(cl, id, pending) {
   left <- which(!vapply(pending, is.null, logical(1)))
   if (!length(left)) return(integer())
-  recv_data <- utils::getFromNamespace("recvData", "parallel")
-  deadline <- proc.time()[[3L]] + .drain_seconds
-  while (length(left)) {
-    wait <- deadline - proc.time()[[3L]]
-    if (wait <= 0) break
-    ready <- tryCatch(socketSelect(lapply(cl[left], `[[`, "con"), FALSE, wait),
-                      error = function(e) rep(TRUE, length(left)))
-    for (i in left[ready]) {
-      msg <- tryCatch(recv_data(cl[[i]]), error = function(e) NULL)
-      if (is.null(msg) || (is.list(msg$tag) && identical(msg$tag$id, id))) left <- setdiff(left, i)
-    }
-  }
-  left
+  .await_replies(cl, id, left)
 }
 
 # TRUE if a registry page holds `x` as it is: an atomic vector, matrix or

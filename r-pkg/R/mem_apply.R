@@ -426,8 +426,15 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
   pids <- .Call(pyrmap_call_pids, call)
   if (is.numeric(pids))
     for (k in pending) if (pids[k] > 0) try(tools::pskill(pids[k], tools::SIGINT), silent = TRUE)
+  invisible(.await_replies(cl, id, pending))
+}
+
+# Waits up to `seconds` for a reply tagged `id` from each worker `pending`
+# (indices into `cl`), skipping older replies; a worker whose connection
+# fails counts as answered. Returns those that did not answer.
+.await_replies <- function(cl, id, pending, seconds = .drain_seconds) {
   recv_data <- utils::getFromNamespace("recvData", "parallel")
-  deadline <- proc.time()[[3L]] + .drain_seconds
+  deadline <- proc.time()[[3L]] + seconds
   while (length(pending)) {
     wait <- deadline - proc.time()[[3L]]
     if (wait <= 0) break
@@ -439,7 +446,7 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
       if (is.null(msg) || (is.list(msg$tag) && identical(msg$tag$id, id))) pending <- setdiff(pending, k)
     }
   }
-  invisible(pending)
+  pending
 }
 
 # Makes the call's segments in the segment directory `dir` (see

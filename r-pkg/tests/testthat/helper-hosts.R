@@ -23,46 +23,16 @@ skip_without_hosts <- function() {
 # The rshcmd that starts a command in a simulated host.
 enter_host <- function() normalizePath(testthat::test_path("hosts", "enter-host"))
 
-# Makes the simulated hosts `names` (with a /dev/shm of `shm_size`) for the
-# calling test; they are taken
-# down when it ends (processes still inside keep their namespaces alive).
-# Each host is held by a process that unshared them and sleeps; its pid is
-# in <base>/<host>/pid, where enter-host finds it. Sets PYRMAP_TEST_HOSTS.
-local_hosts <- function(names, shm_size = "2g", env = parent.frame()) {
-  base <- tempfile("pyrmap-hosts")
-  dir.create(base)
-  holders <- integer()
-  withr::defer({
-    if (length(holders)) tools::pskill(holders, tools::SIGKILL)
-    unlink(base, recursive = TRUE)
-  }, envir = env)
-  for (h in names) {
-    dir <- file.path(base, h)
-    dir.create(dir)
-    ready <- file.path(dir, "ready")
-    # (The holder ends by itself after an hour, should this session die first.)
-    inner <- paste0("mount -t tmpfs -o size=", shm_size, ",mode=1777 tmpfs /dev/shm && touch ", shQuote(ready),
-                    " && exec sleep 3600")
-    pid <- system2("sh", c("-c", shQuote(paste(
-      "unshare --mount --ipc --propagation private sh -c", shQuote(inner),
-      "</dev/null >/dev/null 2>&1 & echo $!"))), stdout = TRUE)
-    holders <- c(holders, as.integer(pid))
-    deadline <- Sys.time() + 60
-    while (!file.exists(ready)) {
-      if (Sys.time() > deadline || !file.exists(file.path("/proc", pid)))
-        stop("simulated hosts: host ", h, " did not start (unshare --mount --ipc)")
-      Sys.sleep(0.05)
-    }
-    writeLines(pid, file.path(dir, "pid"))
-  }
-  withr::local_envvar(PYRMAP_TEST_HOSTS = base, .local_envir = env)
-  base
-}
+source(testthat::test_path("hosts", "hosts.R"), local = TRUE)  # make_hosts(), drop_hosts(), in_host()
 
-# Runs `args` (a program and its arguments) inside simulated host `host`.
-in_host <- function(base, host, args, ...) {
-  pid <- readLines(file.path(base, host, "pid"))
-  system2("nsenter", c("-t", pid, "--mount", "--ipc", "--", args), ...)
+# Makes the simulated hosts `names` (with a /dev/shm of `shm_size`) for the
+# calling test; they are taken down when it ends. Sets PYRMAP_TEST_HOSTS
+# (where enter-host finds them).
+local_hosts <- function(names, shm_size = "2g", env = parent.frame()) {
+  hosts <- make_hosts(names, shm_size)
+  withr::defer(drop_hosts(hosts), envir = env)
+  withr::local_envvar(PYRMAP_TEST_HOSTS = hosts$base, .local_envir = env)
+  hosts$base
 }
 
 # The names in a simulated host's /dev/shm.
