@@ -239,3 +239,25 @@ write_py <- function(dir, name, body, imports = c("import os, sys, time", "impor
                "if __name__ == '__main__':", "    process()"), path)
   path
 }
+
+# Runs the R code `lines` in a fresh Rscript with this session's library
+# path and Python; with `shm_size` (e.g. "1m"), inside a private mount
+# namespace whose /dev/shm is a tmpfs of that size (skips the test when that
+# cannot be made: not root, no unshare). Returns its stdout and stderr as
+# one string.
+rscript_lines <- function(lines, shm_size = NULL) {
+  file <- tempfile(fileext = ".R")
+  on.exit(unlink(file), add = TRUE)
+  writeLines(lines, file)
+  run <- sprintf("R_LIBS=%s PYRMAP_PYTHON=%s %s %s 2>&1", shQuote(paste(.libPaths(), collapse = ":")),
+                 shQuote(real_python()), shQuote(file.path(R.home("bin"), "Rscript")), shQuote(file))
+  if (is.null(shm_size)) return(paste(suppressWarnings(system(run, intern = TRUE)), collapse = "\n"))
+  if (!identical(my_uid(), "0") || !nzchar(Sys.which("unshare")))
+    testthat::skip("needs root and unshare for a private /dev/shm")
+  mount <- sprintf("mount -t tmpfs -o size=%s tmpfs /dev/shm", shm_size)
+  if (suppressWarnings(system2("unshare", c("-m", "sh", "-c", shQuote(mount)), stdout = FALSE,
+                               stderr = FALSE)) != 0L)
+    testthat::skip("cannot mount a private /dev/shm here")
+  paste(suppressWarnings(system2("unshare", c("-m", "sh", "-c", shQuote(paste(mount, "&&", run))),
+                                 stdout = TRUE)), collapse = "\n")
+}

@@ -32,9 +32,7 @@ test_that("20 run_python() calls with 160 MB results never pin more than two res
   # In a session of its own, whose heap holds x and little else: the bound
   # is R's heap (next test), so in this long test session, grown by the
   # tests before, more results could be left for R's collector.
-  script <- tempfile(fileext = ".R")
-  on.exit(unlink(script), add = TRUE)
-  writeLines(c(
+  out <- rscript_lines(c(
     "library(pyrmap)",
     "mapped <- function() {",
     "  l <- readLines('/proc/self/maps')",
@@ -46,8 +44,8 @@ test_that("20 run_python() calls with 160 MB results never pin more than two res
     "m <- numeric(20)",
     sprintf("for (i in 1:20) { y <- run_python(x, '%s', args = 'data * 2'); m[i] <- mapped() }", py("expr.py")),
     "stopifnot(identical(y[c(1, 2e7)], c(2, 4e7)))",
-    "cat(max(m), '\\n')"), script)
-  out <- system2(file.path(R.home("bin"), "Rscript"), shQuote(script), stdout = TRUE)
+    "cat(max(m), '\\n')"))
+  out <- strsplit(out, "\n")[[1]]
   size <- 8 * 2e7
   most <- as.numeric(out[length(out)])
   expect_false(is.na(most))

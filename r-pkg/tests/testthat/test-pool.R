@@ -49,15 +49,7 @@ test_that("a large result goes over the call's input, as a one-shot run's does, 
 })
 
 test_that("a large pool call needs room for one copy in /dev/shm, as a one-shot run does", {
-  if (!identical(my_uid(), "0") || !nzchar(Sys.which("unshare")))
-    skip("needs root and unshare for a private /dev/shm")
-  small <- "mount -t tmpfs -o size=24m tmpfs /dev/shm"
-  if (suppressWarnings(system2("unshare", c("-m", "sh", "-c", shQuote(small)), stdout = FALSE,
-                               stderr = FALSE)) != 0L)
-    skip("cannot mount a private /dev/shm here")
-  file <- tempfile(fileext = ".R")
-  on.exit(unlink(file), add = TRUE)
-  writeLines(c(
+  out <- rscript_lines(c(
     "library(pyrmap)",
     "x <- runif(2 * 1024^2)  # 16 MiB: input and result together do not fit in 24 MiB",
     "pool <- python_pool()",
@@ -67,12 +59,7 @@ test_that("a large pool call needs room for one copy in /dev/shm, as a one-shot 
     sprintf("e <- tryCatch(run_python(x, %s, pool = pool), error = identity)", deparse(py("identity.py"))),
     "cat('KEPT', conditionMessage(e), '\\n')",
     "close(pool)",
-    "cat('LEFT', list.files('/dev/shm'), '\\n')"), file)
-  cmd <- sprintf("%s && R_LIBS=%s PYRMAP_PYTHON=%s %s %s 2>&1", small,
-                 shQuote(paste(.libPaths(), collapse = ":")), shQuote(real_python()),
-                 shQuote(file.path(R.home("bin"), "Rscript")), shQuote(file))
-  out <- paste(suppressWarnings(system2("unshare", c("-m", "sh", "-c", shQuote(cmd)), stdout = TRUE)),
-               collapse = "\n")
+    "cat('LEFT', list.files('/dev/shm'), '\\n')"), shm_size = "24m")
   expect_match(out, "POOL TRUE", fixed = TRUE)
   # A result that is the input itself needs a second copy: a clear error, not a crash.
   expect_match(out, "KEPT [^\n]*no space in /dev/shm for the result")

@@ -123,15 +123,7 @@ test_that("memLapply's workers find the pages in the directory they were registe
 })
 
 test_that("a /dev/shm too small for the data names the sizes and path = \"DISK\"; DISK then works", {
-  if (!identical(my_uid(), "0") || !nzchar(Sys.which("unshare")))
-    skip("needs root and unshare for a private /dev/shm")
-  tiny <- "mount -t tmpfs -o size=1m tmpfs /dev/shm"
-  if (suppressWarnings(system2("unshare", c("-m", "sh", "-c", shQuote(tiny)), stdout = FALSE,
-                               stderr = FALSE)) != 0L)
-    skip("cannot mount a private /dev/shm here")
-  file <- tempfile(fileext = ".R")
-  on.exit(unlink(file), add = TRUE)
-  writeLines(c(
+  out <- rscript_lines(c(
     "library(pyrmap)",
     "x <- as.numeric(seq_len(512 * 1024))  # 4 MiB",
     sprintf("e <- tryCatch(run_python(x, %s), error = identity)", deparse(py("twice.py"))),
@@ -139,12 +131,7 @@ test_that("a /dev/shm too small for the data names the sizes and path = \"DISK\"
     "cat('MESSAGE', conditionMessage(e), '\\n')",
     sprintf("r <- run_python(x, %s, path = 'DISK')", deparse(py("twice.py"))),
     "cat('DISK', identical(r, x * 2), '\\n')",
-    "cat('LEFT', list.files('/dev/shm'), '\\n')"), file)
-  cmd <- sprintf("%s && R_LIBS=%s PYRMAP_PYTHON=%s %s %s 2>&1", tiny,
-                 shQuote(paste(.libPaths(), collapse = ":")), shQuote(real_python()),
-                 shQuote(file.path(R.home("bin"), "Rscript")), shQuote(file))
-  out <- paste(suppressWarnings(system2("unshare", c("-m", "sh", "-c", shQuote(cmd)), stdout = TRUE)),
-               collapse = "\n")
+    "cat('LEFT', list.files('/dev/shm'), '\\n')"), shm_size = "1m")
   expect_match(out, "CLASS pyrmap_system_error pyrmap_error", fixed = TRUE)
   expect_match(out, "No space left on device", fixed = TRUE)
   expect_match(out, "the segment needs 4.0 MiB (4194304 bytes), /dev/shm has ", fixed = TRUE)
