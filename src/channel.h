@@ -113,6 +113,7 @@ enum class Outcome : uint32_t {
   kFailed = 1,       // a task failed (a failure record says which)
   kInterrupted = 2,  // interrupted in a task
   kNotStarted = 3,   // could not take part (a failure record with kNoTask says why)
+  kNoSpace = 4,      // its results could not be written: the segment directory is full
 };
 
 

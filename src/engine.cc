@@ -295,6 +295,8 @@ int Engine::Interrupt(const std::function<bool(uint32_t)>& busy, double grace_se
 
 uint32_t Engine::workers() const { return static_cast<uint32_t>(impl_->slots.size()); }
 
+const std::string& Engine::segment_dir() const { return impl_->o.segment_dir; }
+
 Control& Engine::control() { return *impl_->ctl; }
 
 const Segment& Engine::Results(uint32_t k) const { return *impl_->slots.at(k).results; }

@@ -106,6 +106,8 @@ class Engine {
   int Interrupt(const std::function<bool(uint32_t)>& busy, double grace_seconds);
 
   uint32_t workers() const;
+  // Where the control block and the result files are (options.segment_dir).
+  const std::string& segment_dir() const;
   Control& control();
   // Worker k's result file (owned by the engine).
   const Segment& Results(uint32_t k) const;

@@ -15,26 +15,29 @@
 # ---- the master's side: pyrmap's own workers ------------------------------------------------
 
 # The session's engine of MAX.CORES workers (default detectCores() - 1, at
-# least 1): made on first use, made again when MAX.CORES changes; its
+# least 1), its control block and result files (unnamed) in segment
+# directory `dir`: made on first use, made again when MAX.CORES or the
+# directory changes; its
 # workers that died or were killed are started again, and all are ready,
 # when this returns.
-.engine <- function(max_cores) {
+.engine <- function(max_cores, dir = "/dev/shm") {
   n <- if (is.null(max_cores)) parallel::detectCores() - 1L else max_cores
   if (!is.numeric(n) || length(n) != 1L || is.na(n) || n < 1) n <- 1L
   n <- as.integer(n)
   # An engine inherited through fork() belongs to the parent: left alone.
   if (!identical(.state$engine_pid, Sys.getpid())) .state$engine <- NULL
   e <- .state$engine
-  if (!is.null(e) && !identical(.state$engine_workers, n)) {
+  if (!is.null(e) && (!identical(.state$engine_workers, n) || !identical(.state$engine_dir, dir))) {
     .engine_close()
     e <- NULL
   }
   if (is.null(e)) {
-    info <- .Call(pyrmap_engine_new, n, .engine_command(), .engine_environment(), "/dev/shm")
+    info <- .Call(pyrmap_engine_new, n, .engine_command(), .engine_environment(), dir)
     if (!isTRUE(info$ok)) .raise(info, .user_call())
     e <- info$engine
     .state$engine <- e
     .state$engine_workers <- n
+    .state$engine_dir <- dir
     .state$engine_pid <- Sys.getpid()
   }
   st <- .Call(pyrmap_engine_ready, e)

@@ -304,7 +304,7 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
 # The call on pyrmap's own workers: posted through shared memory, awaited
 # on the engine (a worker that dies is seen at once), read back at the end.
 .engine_call <- function(job, objects, n, what, unit, shape, max_cores) {
-  e <- .engine(max_cores)
+  e <- .engine(max_cores, job$dir)
   call <- .new_call(objects, serialize(job, NULL, xdr = FALSE), n, .state$engine_workers, job$out, 0L, what,
                     job$dir)
   on.exit(.Call(pyrmap_call_close, call$call), add = TRUE)

@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cerrno>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -1035,6 +1036,18 @@ extern "C" SEXP pyrmap_call_gather(SEXP engine, SEXP call, SEXP dim, SEXP dimnam
       sizes.push_back(bytes);
       maps.push_back(bytes ? f.Map(MapMode::kReadOnly, 0, bytes) : Mapping());
     }
+    // A worker whose results did not fit the segment directory: said
+    // before anything else (its records, even a failure's, may be missing).
+    for (uint32_t k = 0; k < p; ++k)
+      if (c->shared->State(k) == CallShared::SlotState::kLeft && c->shared->SlotOutcome(k) == Outcome::kNoSpace) {
+        const std::string dir = e ? e->segment_dir() : c->dir.path();
+        throw Error(ErrorKind::kSystem,
+                    fmt::format("{}: worker {} could not write its results into the segment directory {}: {} "
+                                "(the results take more room than {} has free; choose a larger segment "
+                                "directory: segment_dir = or options(pyrmap.segment_dir = \"DISK\"))",
+                                c->what, k + 1, dir, ErrnoText(ENOSPC), dir))
+            .with_errno(ENOSPC);
+      }
     // The first failure in task order (a worker that could not take part
     // counts before any task).
     Failure first;
@@ -1513,10 +1526,11 @@ void EndJob(Outcome outcome, SEXP forget) {
   WorkerCall* ctx = c->ctx.get();
   try {
     ctx->Flush();
-  } catch (const Error&) {
+  } catch (const Error& e) {
     // Records that cannot be written: the call cannot use this worker's part.
     ctx->shared->Break();
-    if (outcome == Outcome::kOk) outcome = Outcome::kFailed;
+    if (e.sys_errno() == ENOSPC) outcome = Outcome::kNoSpace;
+    else if (outcome == Outcome::kOk) outcome = Outcome::kFailed;
   }
   uint64_t mapped = c->setup.mapped + (ctx->data ? ctx->data->size() : 0);
   if (ctx->x_page && ctx->x_page->mapping) mapped += ctx->x_page->mapping->size();

@@ -141,6 +141,18 @@ test_that("a /dev/shm too small for the data names the sizes and path = \"DISK\"
   expect_match(out, "LEFT\\s*$")  # nothing left in the tiny /dev/shm
 })
 
+test_that("memApply's own workers keep their results in the chosen segment directory, not /dev/shm", {
+  out <- rscript_lines(c(
+    "library(pyrmap)",
+    "options(pyrmap.segment_dir = 'DISK')",
+    "# 200 results of 16 KB: 3 MB of results, more than the 1 MiB /dev/shm holds",
+    "r <- memLapply(as.list(1:200), function(i) rep(as.numeric(i), 2000), MAX.CORES = 2)",
+    "cat('SAME', identical(r, lapply(1:200, function(i) rep(as.numeric(i), 2000))), '\\n')",
+    "cat('LEFT', list.files('/dev/shm'), '\\n')"), shm_size = "1m")
+  expect_match(out, "SAME TRUE", fixed = TRUE)
+  expect_match(out, "LEFT\\s*$")
+})
+
 # ---- the seed's argument names ---------------------------------------------------
 
 test_that("the seed's calls run unchanged: path =, python_scripts_paths =, initial_data =, required_intermediate_results =", {
