@@ -17,6 +17,7 @@ failure does not cascade) and the test errors.
 import dataclasses
 import os
 import re
+import stat
 import subprocess
 import textwrap
 import time
@@ -147,6 +148,47 @@ def no_segments_left(request):
                     % (request.node.nodeid, ", ".join(left)))
 
 
+# ------------------------------------------------------------------ the machine's devices
+
+# As root, a command that replaced its output file instead of writing into it
+# would replace a device node for the whole machine (it once turned the real
+# /dev/null into a regular file, and every later `>/dev/null` wrote into that
+# file). So no test hands a path in /dev (other than /dev/shm) to the command
+# as root: tests make stand-ins with mknod in their own directory (see
+# test_output.py). And after every test, /dev/null must still be the null
+# device.
+
+def refuse_machine_devices(args, cwd=None):
+    """Fails the test if, running as root, `args` name a path in /dev
+    outside /dev/shm (after symlinks: /dev/stdout and the like count)."""
+    if os.geteuid() != 0:
+        return
+    for a in args:
+        path = os.path.realpath(os.path.join(cwd or os.getcwd(), a))
+        if path.startswith("/dev/") and not (path == "/dev/shm" or path.startswith("/dev/shm/")):
+            pytest.fail("this test hands the machine's %s to pyrmap (as %r) while running as root; "
+                        "use a stand-in made with mknod in the test's own directory "
+                        "(see test_output.py)" % (path, a))
+
+
+def _is_null_device(path="/dev/null"):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3)
+
+
+@pytest.fixture(autouse=True)
+def machine_null_device_intact(request):
+    intact = _is_null_device()
+    yield
+    if intact and not _is_null_device():
+        pytest.fail("%s: /dev/null is no longer the null device (character device 1,3) after this "
+                    "test; as root, restore it with `rm -f /dev/null && mknod -m 666 /dev/null c 1 3`"
+                    % request.node.nodeid)
+
+
 # ------------------------------------------------------------------ running the CLI
 
 @dataclasses.dataclass
@@ -203,6 +245,7 @@ def run_cli(*args, input=None, timeout=DEFAULT_TIMEOUT, env=None, cwd=None, as_u
     else stdin is /dev/null. `as_user`: (uid, gid) to run as (needs root).
     Returns an Outcome."""
     args = [str(a) for a in args]
+    refuse_machine_devices(args, cwd)
     if isinstance(input, str):
         input = input.encode()
     start = time.monotonic()
@@ -224,6 +267,7 @@ def spawn_cli(*args, input=None, env=None, cwd=None):
     """Starts `pyrmap ARGS...` in the background; killed at the test's end
     if still running. stdin gets `input` and is closed."""
     args = [str(a) for a in args]
+    refuse_machine_devices(args, cwd)
     proc = subprocess.Popen([PYRMAP] + args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env or base_env(), cwd=cwd)
     _started_pids.add(proc.pid)
