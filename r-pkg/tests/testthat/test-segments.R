@@ -141,14 +141,21 @@ test_that("a /dev/shm too small for the data names the sizes and path = \"DISK\"
   expect_match(out, "LEFT\\s*$")  # nothing left in the tiny /dev/shm
 })
 
-test_that("memApply's own workers keep their results in the chosen segment directory, not /dev/shm", {
+test_that("results too large for /dev/shm: a clear error; in the chosen segment directory they fit", {
   out <- rscript_lines(c(
     "library(pyrmap)",
-    "options(pyrmap.segment_dir = 'DISK')",
     "# 200 results of 16 KB: 3 MB of results, more than the 1 MiB /dev/shm holds",
-    "r <- memLapply(as.list(1:200), function(i) rep(as.numeric(i), 2000), MAX.CORES = 2)",
-    "cat('SAME', identical(r, lapply(1:200, function(i) rep(as.numeric(i), 2000))), '\\n')",
+    "f <- function(i) rep(as.numeric(i), 2000)",
+    "e <- tryCatch(memLapply(as.list(1:200), f, MAX.CORES = 2), error = identity)",
+    "cat('CLASS', class(e), '\\n')",
+    "cat('MESSAGE', conditionMessage(e), '\\n')",
+    "options(pyrmap.segment_dir = 'DISK')",
+    "r <- memLapply(as.list(1:200), f, MAX.CORES = 2)",
+    "cat('SAME', identical(r, lapply(1:200, f)), '\\n')",
     "cat('LEFT', list.files('/dev/shm'), '\\n')"), shm_size = "1m")
+  expect_match(out, "CLASS pyrmap_system_error pyrmap_error", fixed = TRUE)
+  expect_match(out, "MESSAGE memLapply: worker [12] could not write its results into the segment directory /dev/shm: No space left on device")
+  expect_match(out, "options(pyrmap.segment_dir = \"DISK\")", fixed = TRUE)
   expect_match(out, "SAME TRUE", fixed = TRUE)
   expect_match(out, "LEFT\\s*$")
 })
