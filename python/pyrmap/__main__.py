@@ -121,12 +121,15 @@ def _get(ns: str, name: str, output: Optional[str], segment_dir: Optional[str]) 
     from . import registry
     value = registry.get(ns, name, segment_dir=segment_dir)
     if output:
-        if isinstance(value, (list, dict)):
-            items = value.items() if isinstance(value, dict) else (
-                ("el%d" % (k + 1), v) for k, v in enumerate(value))
-            np.savez(output, **dict(items))
-        else:
-            np.save(output, value)
+        # Written to the path as given (numpy would add .npy/.npz to a name
+        # without it: "-o out" or "-o /dev/stdout" would go elsewhere).
+        with open(output, "wb") as f:
+            if isinstance(value, (list, dict)):
+                items = value.items() if isinstance(value, dict) else (
+                    ("el%d" % (k + 1), v) for k, v in enumerate(value))
+                np.savez(f, **dict(items))
+            else:
+                np.save(f, value)
         return 0
     print(value)
     return 0

@@ -296,6 +296,13 @@ def test_python_m_pyrmap_vars_and_get(segdir, tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     np.testing.assert_array_equal(np.load(str(out)), m)
+    # A path without the suffix is written as given (numpy alone would add .npy).
+    bare = tmp_path / "x"
+    p = subprocess.run([PYTHON, "-m", "pyrmap", "get", "demo", "X", "-o", str(bare)], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert sorted(f.name for f in tmp_path.glob("x*")) == ["x", "x.npy"]
+    np.testing.assert_array_equal(np.load(str(bare)), m)
     p = subprocess.run([PYTHON, "-m", "pyrmap", "get", "demo", "nope"], env=env, capture_output=True,
                        text=True, timeout=60)
     assert p.returncode == 2 and p.stdout == "", p
