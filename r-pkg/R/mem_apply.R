@@ -25,11 +25,12 @@
 #' `CLUSTER`, any `parallel` cluster of this host is used as it is: each
 #' worker gets one message per call (the job) and sends one reply at the
 #' end; the data and the results travel in shared memory.
-#' Progress is reported through progressr when it is installed (silent
-#' unless a handler is enabled; see the section Progress).
+#' Progress is reported through progressr when the session has loaded it
+#' (silent unless a handler is enabled; see the section Progress).
 #'
-#' Results are unnamed, as memshare's (`names(res) <- colnames(X)` gives
-#' apply()'s names back). With `FUN.VALUE`, a template of each result as
+#' Results are named as [apply()]'s and [lapply()]'s are: by the dimnames
+#' of `X` on `MARGIN`, a data.frame's column names, a list's names. With
+#' `FUN.VALUE`, a template of each result as
 #' [vapply()]'s, the workers write every result straight into one shared
 #' vector, and the call returns what `vapply()` returns (a vector for
 #' results of length 1, else one column per task; a large one as a view of
@@ -55,7 +56,9 @@
 #'   ordinary vectors.
 #'
 #' @section Progress: Both functions report one progressr step per row,
-#'   column or element done, when progressr is installed. progressr shows
+#'   column or element done, when progressr is loaded (calling
+#'   `progressr::handlers()` or `progressr::with_progress()` loads it;
+#'   pyrmap does not load it by itself, which spares small calls its cost). progressr shows
 #'   nothing until a handler is enabled: in an interactive session, call
 #'   `progressr::handlers(global = TRUE)` once and every call shows a bar.
 #'   In a script (`Rscript`, `R CMD BATCH`) progressr is also switched off
