@@ -65,7 +65,7 @@ import subprocess
 import threading
 import time
 
-from memwatch import SHM, UID, ppid, shm_mapped, stat_fields  # shared with B1-B4
+from memwatch import SHM, UID, shm_mapped, stat_fields  # shared with B1-B4
 
 PAGE_PREFIX = "pyrmap-%d-ns-" % UID
 PAGE_MAGIC = b"\x89PYRPAGE"
@@ -109,19 +109,33 @@ def started(pid: int):
     return None if f is None else BOOT + int(f[19]) / TICK
 
 
-def descendants(root: int):
-    """The descendants of root now. Pids grow, so only pids > root are read
-    (ascending: a parent comes before its children)."""
-    try:
-        pids = sorted(int(d) for d in os.listdir("/proc") if d.isdigit() and int(d) > root)
-    except OSError:
-        return []
-    tree = {root}
+def children(pid: int):
+    """The children of pid now (/proc/PID/task/TID/children of each thread)."""
     out = []
-    for p in pids:
-        if ppid(p) in tree:
-            tree.add(p)
-            out.append(p)
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/children" % (pid, tid), "rb") as f:
+                out += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def descendants(root: int):
+    """The descendants of root now, parents before their children. Followed
+    down from root: pids wrap around (pid_max is 32768 here, and this
+    machine makes processes fast), so a fork may have a smaller pid than its
+    parent."""
+    out = []
+    todo = children(root)
+    while todo:
+        p = todo.pop(0)
+        out.append(p)
+        todo += children(p)
     return out
 
 
