@@ -242,10 +242,13 @@ class PssWatch:
         first = [p for p in descendants(master) if p not in grouped]
         read([master] + sorted(grouped), False)
         read(first, True)
-        # forks made while this sample ran lowered the master's PSS (shared
-        # pages): they are read too
-        read([p for p in descendants(master) if p not in grouped and p not in first], True)
-        self.all_pids.update(desc)
+        # A fork made while this sample ran is not read: the master may have
+        # been read before it (and a fork read after it would count pages
+        # twice) or after it (lower, its pages now shared), so the sample
+        # may fall short, never over; the peak is a maximum over samples.
+        # But the sample is marked, so that it is not taken as a baseline.
+        late = [p for p in descendants(master) if p not in grouped and p not in first]
+        self.all_pids.update(desc + late)
         pages = set()  # pyrmap pages the master registered (mapped or not)
         try:
             with os.scandir(SHM) as it:
@@ -264,7 +267,8 @@ class PssWatch:
         t1 = time.time()
         self.samples.append({
             "t": (t0 + t1) / 2, "t0": t0, "t1": t1, "per": per, "maps": maps, "sizes": sizes,
-            "pages": pages, "desc": [p for p in desc if p in per], "fork_cpu": fork_cpu,
+            "pages": pages, "desc": [p for p in desc if p in per], "forked": bool(first or late),
+            "fork_cpu": fork_cpu,
             "wall": t1 - t0, "cpu": time.thread_time() - c0,
         })
 
@@ -328,7 +332,7 @@ class PssWatch:
                 fork_cpu.update({p: c for p, c in s["fork_cpu"].items() if p in forks})
         # a fork shares the master's pages and so lowers its PSS: the
         # baseline comes from a sample in which none ran
-        before = [s for s in self.samples if s["t1"] < t0 and not s["desc"]]
+        before = [s for s in self.samples if s["t1"] < t0 and not s["forked"]]
         base = self._figures(before[-1], [self.master] + workers) if before else None
         return {"peak": max(figs, key=lambda f: f["pss"]), "peak_alloc": max(f["alloc"] for f in figs),
                 "fork_cpu": sum(fork_cpu.values()),
