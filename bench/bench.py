@@ -743,12 +743,13 @@ def bench_b10(a):
 LEFT_WORKERS: list = []  # worker processes found alive after their R session ended
 
 
-def run_par(name, cmd, methods, poll_ms, mem_reps):
+def run_par(name, cmd, methods, groups, poll_ms, time_reps, mem_reps):
     """Runs a parallel benchmark's R script (bench/r/par_common.R protocol)
-    under psswatch, which samples memory in rounds 1..mem_reps only. Returns
-    ({method: [call]}, notes, watch); a call of a memory round carries the
-    memory figures, the others only times."""
-    r = psswatch.run(cmd, poll_ms=poll_ms, sample_reps=range(1, mem_reps + 1))
+    under psswatch: rounds 1..time_reps are measured for time (nothing reads
+    memory), the next mem_reps for memory. Returns ({method: [call]}, notes,
+    info, watch); a call of a memory round carries the memory figures, the
+    others only times. groups: method -> the group whose workers it uses."""
+    r = psswatch.run(cmd, poll_ms=poll_ms, sample_reps=range(time_reps + 1, time_reps + mem_reps + 1))
     w = r["watch"]
     SEEN_PIDS.update(w.all_pids)
     workers = [p for ps in w.groups.values() for p in ps]
@@ -764,29 +765,30 @@ def run_par(name, cmd, methods, poll_ms, mem_reps):
         raise SystemExit("%s failed (exit %s): %s\n%s\n%s" % (name, r["rc"], q(cmd), r["stdout"][-3000:],
                                                               r["stderr"][-4000:]))
     calls = {m: [] for m in methods}
-    notes = []
+    notes, info = [], {}
     for line in r["stdout"].splitlines():
         p = line.split()
         if p[:1] == ["BENCH_NOTE"]:
             notes.append(line.split(None, 1)[1])
+        if p[:1] == ["BENCH_INFO"] and len(p) >= 3:
+            info[p[1]] = float(p[2])
         if p[:1] != ["BENCH_ITER"]:
             continue
         m, rep, t0, t1 = p[1], int(p[2]), float(p[3]), float(p[4])
         cm, cc, cw = float(p[5]), float(p[6]), float(p[7])
         c = {"rep": rep, "time": t1 - t0, "cpu_master": cm, "cpu_children": cc, "cpu_workers": cw,
-             "mem": rep <= mem_reps}
+             "mem": rep > time_reps}
         if c["mem"]:
-            win = w.window(m, rep, t0, t1)
+            win = w.window(groups[m], t0, t1)
             if win is None:
                 raise SystemExit("%s: no memory sample for %s, round %d" % (name, m, rep))
             pk = win["peak"]
             c.update(cpu_forks=win["fork_cpu"], cpu=cm + cw + max(cc, win["fork_cpu"]),
                      peak=pk["pss"], peak_master=pk["master"], peak_workers=pk["workers"],
-                     peak_pss_shmem=pk["pss_shmem"], peak_forks=pk["forks"], peak_alloc=win["peak_alloc"],
-                     base=win["base"]["pss"] if win["base"] else None, samples=win["n"],
-                     approx=win["approx"])
+                     peak_pss_shmem=pk["pss_shmem"], peak_alloc=win["peak_alloc"],
+                     base=win["base"], base_gap=win["base_gap"], samples=win["n"], approx=win["approx"])
         calls[m].append(c)
-    return calls, notes, w
+    return calls, notes, info, w
 
 
 def timed(calls, m):
@@ -813,21 +815,23 @@ def par_table(calls, labels, comps):
     rows = []
     for m, label in labels:
         s, k, v = st[m], pk[m], sampled(calls, m)
+        first = [c["time"] for c in calls[m] if c["rep"] == 1]
         base = [c["peak"] - c["base"] for c in v if c["base"] is not None]
-        rows.append([label, fmt_s(s["median"]), "%s / %s" % (fmt_s(s["min"]), fmt_s(s["max"])),
+        rows.append([label, fmt_s(s["median"]), fmt_s(first[0]) if first else "—",
+                     "%s / %s" % (fmt_s(s["min"]), fmt_s(s["max"])),
                      "%s – %s" % (fmt_s(s["q1"]), fmt_s(s["q3"])), s["n"],
                      "%s (%d)" % (fmt_s(med([c["time"] for c in v])), len(v)),
                      "%.2f s" % med([c["cpu"] for c in v]),
                      "%s (%s – %s)" % (fmt_mb(k["median"]), fmt_mb(k["min"]), fmt_mb(k["max"])),
-                     fmt_mb(med(base)) if base else "—",
+                     "%s (%d)" % (fmt_mb(med(base)), len(base)) if base else "—",
                      "%s / %s" % (fmt_mb(med([c["peak_master"] for c in v])),
                                   fmt_mb(med([c["peak_workers"] for c in v]))),
                      fmt_mb(med([c["peak_alloc"] for c in v]))]
                     + ["%.2f× / %.3f×" % (s["median"] / st[cm]["median"], k["median"] / pk[cm]["median"])
                        for cm, _ in comps])
-    return table(["method", "median time", "min / max", "IQR", "calls",
+    return table(["method", "median time", "first call (in the median)", "min / max", "IQR", "calls",
                   "median time while memory was sampled (calls)", "CPU time (median)",
-                  "peak PSS, summed (median; min – max)", "peak − PSS before the call",
+                  "peak PSS, summed (median; min – max)", "peak − PSS before the call (calls)",
                   "at the peak: master / workers", "peak with /dev/shm by allocation"]
                  + ["time / peak PSS ratio to %s" % cl for _, cl in comps], rows)
 
@@ -846,39 +850,72 @@ def verdict_rows(checks):
                  rows), ok_all
 
 
-def par_notes(w, poll_ms, mem_reps, time_reps, notes):
+def base_gap(calls):
+    """Median distance (s) between a memory-round call's start and the end of
+    the sample its "PSS before the call" comes from, or None."""
+    g = [c["base_gap"] for m in calls for c in sampled(calls, m) if c["base_gap"] is not None]
+    return statistics.median(g) if g else None
+
+
+def par_setup(info, workers):
+    """The sentence on set-up and first calls (BENCH_INFO of par_common.R)."""
+    text = ("The calls are written as a user writes them: the PSOCK cluster is made first, "
+            "`makePSOCKcluster(2)` (set-up a user does once; not among the timed calls, it took %s); "
+            "%s needs nothing beforehand: its first call starts pyrmap's own workers (MAX.CORES = 2) and "
+            "is timed like any other (it took %s; column \"first call\"). No warm-up calls, no pause, no "
+            "`gc()` anywhere: the methods run back to back, as a user's loop runs them. "
+            % (fmt_s(info.get("psock_start", float("nan"))), workers, fmt_s(info.get("engine_start", float("nan")))))
+    text += ("One step runs between calls that a user would not need without the competitors side by side: "
+             "before each PSOCK call, untimed, R waits until the forks of an earlier mclapply call have "
+             "exited (at once when none is left; here it had to wait %d times, %s at the longest). R 4.2's "
+             "socket connections give up when select() is interrupted (EINTR), so the SIGCHLD of a fork "
+             "exiting while the master sends a large object to a PSOCK worker ends the PSOCK call with "
+             "\"error writing to connection\" (see `wait_forks()` in bench/r/par_common.R); a user who "
+             "runs a PSOCK call right after mclapply meets this now and then. "
+             % (int(info.get("fork_waits", 0)), fmt_s(info.get("fork_wait_max", 0.0))))
+    return text
+
+
+def par_notes(w, poll_ms, mem_reps, time_reps, notes, calls):
     c = w.cost()
-    text = ("Rounds: the first %d (every method once each, in rotating order) measure memory, the "
-            "next %d time; the time columns and the time verdicts use the time rounds only, during "
-            "which nothing reads the processes' memory (the watcher's reads slow the measured "
-            "processes down, unevenly: compare \"median time while memory was sampled\"). "
-            % (mem_reps, time_reps))
-    text += ("Memory: summed PSS (`Pss` of `/proc/PID/smaps_rollup`) of the master R process, its "
-             "descendants at that instant (mclapply's forks) and the workers of the cluster the call "
-             "uses (PSOCK workers are not children of the master: the script prints their pids, from "
-             "`clusterCall(cl, Sys.getpid)`; memApply's own workers are, and are counted for memApply's "
-             "calls alone, from `pyrmap:::.engine_info()`). Sampled by the harness (a separate process) "
-             "only while a call runs, sleeping %g ms between samples; the peak is the largest sample inside the "
-             "call's window (a lower bound: a spike shorter than the interval can be missed). "
-             "\"peak − PSS before the call\" subtracts the last sample of the 0.1 s pause before the "
-             "call. PSS does not see /dev/shm pages that no process of the group maps (pyrmap writes "
+    gap = base_gap(calls)
+    text = ("Rounds: the first %d (every method once each, in rotating order; the session's first calls "
+            "among them) measure time, the next %d memory; the time columns and the time verdicts use the "
+            "time rounds only, during which nothing reads the processes' memory (the watcher's reads slow "
+            "the measured processes down, unevenly: compare \"median time while memory was sampled\"). "
+            % (time_reps, mem_reps))
+    text += ("Memory: summed PSS (`Pss` of `/proc/PID/smaps_rollup`) of the master R process, the workers "
+             "of the cluster the call uses (PSOCK workers are not children of the master: the script prints "
+             "their pids, from `clusterCall(cl, Sys.getpid)`; memApply's own workers are, and are counted "
+             "for memApply's calls alone, from `pyrmap:::.engine_info()`) and the master's other "
+             "descendants started during the call (mclapply's forks; a fork's start time decides which call "
+             "it belongs to). Sampled by the harness (a separate process) without a break through the "
+             "memory rounds, every process each time, sleeping %g ms between samples; the peak is the "
+             "largest sample inside the call's window (a lower bound: a spike shorter than the interval can "
+             "be missed). \"PSS before the call\" is the master's and the call's workers' PSS in the last "
+             "sample that ended before the call began while no fork ran (a fork shares the master's pages, "
+             "which lowers the master's PSS): with no pause between calls, that sample is one of the "
+             "previous call's last, or, after an mclapply call, one from just before it (%s before the "
+             "call's start, median), so it may include memory the master still held for that call (R frees "
+             "nothing until it next collects); the first call of the memory rounds has none. "
+             % (poll_ms, fmt_s(gap) if gap is not None else "—"))
+    text += ("PSS does not see /dev/shm pages that no process of the group maps (pyrmap writes "
              "the shared copy with `pwrite`, unmapped in the master; workers map it as they touch "
              "it): the column \"with /dev/shm by allocation\" counts instead Σ(Pss − Pss_Shmem) + the "
-             "allocated size of every /dev/shm file mapped by the group or registered by the master, "
-             "each once. The verdicts use summed PSS. The master's PSS before a call (X, R itself, and "
-             "what R's heap kept of memory freed by earlier calls) is the same for every method of the "
-             "session; \"peak − PSS before the call\" is what the call itself adds. " % poll_ms)
+             "allocated size of every /dev/shm file mapped by the processes counted or registered by the "
+             "master, each once. The verdicts use summed PSS. The master's PSS before a call (X, R itself, "
+             "and what R's heap kept of memory freed by earlier calls) is the same for every method of the "
+             "session; \"peak − PSS before the call\" is what the call itself adds. ")
     if c:
         text += ("Reading smaps_rollup walks page tables (~13–19 µs per resident MB here) under the "
                  "process's mmap lock (a fork() or mmap() in it can wait for a mapping's walk), so "
-                 "the sampling rate is kept modest: a sample (every process of the group) took %.1f ms "
+                 "the sampling rate is kept modest: a sample (every process) took %.1f ms "
                  "(median; %.1f ms CPU of the watcher), the median interval between samples was %.1f "
                  "ms, %d samples in all. " % (c[0] * 1e3, c[1] * 1e3, c[2] * 1e3, c[3]))
     text += ("CPU time (memory rounds): user + system of the master (`proc.time()`), of the cluster's "
-             "workers (`proc.time()` read on each PSOCK worker, `/proc/PID/stat` of each of memApply's own "
-             "workers, just before and after the call) and of "
-             "mclapply's forks (the larger of `proc.time()`'s children time, which misses forks not yet "
-             "reaped, and the last CPU time the watcher saw of each fork). Time: `Sys.time()` around "
+             "workers (`/proc/PID/stat` of each worker, read by the master just before and after the call) "
+             "and of mclapply's forks (the larger of `proc.time()`'s children time, which misses forks not "
+             "yet reaped, and the last CPU time the watcher saw of each fork). Time: `Sys.time()` around "
              "the call, in the master. ")
     if notes:
         text += "Checks: " + "; ".join(notes) + "."
@@ -892,7 +929,8 @@ def bench_b5(a):
     mem, reps = a.b5_mem_reps, a.b5_reps
     cmd = [RSCRIPT, os.path.join(HERE, "r", "b5.R"), str(mem + reps), str(n), str(p), HERE]
     methods = ["memApply", "parApply", "mclapply", "apply"]
-    calls, notes, w = run_par("B5", cmd, methods, a.pss_ms, mem)
+    groups = {"memApply": "pyrmap", "parApply": "psock", "mclapply": "fork", "apply": "none"}
+    calls, notes, info, w = run_par("B5", cmd, methods, groups, a.pss_ms, reps, mem)
     med = statistics.median
     t = {m: med([c["time"] for c in timed(calls, m)]) for m in methods}
     labels = [("memApply", "`memApply(X, 2, function(v, y) cor(v, y), VARS = list(y = y), MAX.CORES = 2)`"),
@@ -908,20 +946,18 @@ def bench_b5(a):
          paired_ratios(calls, "memApply", "mclapply"), 2)])
     md += "\n\n" + vt
     md += ("\n\nWorkload: X = `matrix(rnorm(n * p), n, p)` with n = %d, p = %d (%.0f MB), y = `rnorm(n)`, "
-           "made before anything is timed, in one R session. Both clusters (2 workers each) are started "
-           "before the timed part: the PSOCK cluster with `makePSOCKcluster(2)`, memApply's own "
-           "workers by an untimed first call (MAX.CORES = 2); every method runs once untimed first. Then "
-           "%d rounds, the four methods in an order that rotates from round to round; no `gc()` anywhere "
-           "(as a user's loop would not call one), a 0.1 s pause before each call (after an mclapply call, untimed, 1 s more: see bench/r/par_common.R). The timed part is "
-           "the call alone (memApply's includes copying X and y into shared memory and removing them; "
-           "parApply's, splitting X into columns and sending them; mclapply's, forking).\n\n%s\n"
-           % (n, p, 8 * n * p / 1e6, mem + reps, par_notes(w, a.pss_ms, mem, reps, notes)))
+           "made before anything is timed, in one R session. %s%d rounds, the four methods in an order that "
+           "rotates from round to round. The timed part is the call alone (memApply's includes copying X "
+           "and y into shared memory and removing them; parApply's, splitting X into columns and sending "
+           "them; mclapply's, forking).\n\n%s\n"
+           % (n, p, 8 * n * p / 1e6, par_setup(info, "memApply"), mem + reps,
+              par_notes(w, a.pss_ms, mem, reps, notes, calls)))
     return {"id": "B5", "title": "B5 — memApply, per-column `cor(v, y)` on a %d × %d matrix" % (n, p),
             "what": "The vignette's workload: time and peak memory (summed PSS of master and workers) of "
                     "memApply against parApply on a PSOCK cluster, mclapply and serial apply, 2 workers.",
-            "table": md, "commands": ["# %d memory rounds, then %d time rounds, methods interleaved, in one "
-                                      "R session (memory sampled in the first %d):" % (mem, reps, mem), qrel(cmd)],
-            "pass": ok_all, "ratios": ratios, "raw": calls}
+            "table": md, "commands": ["# %d time rounds, then %d memory rounds, methods interleaved, in one "
+                                      "R session (memory sampled in the last %d):" % (reps, mem, mem), qrel(cmd)],
+            "pass": ok_all, "ratios": ratios, "info": info, "raw": calls}
 
 
 # ------------------------------------------------------------------ B6
@@ -931,7 +967,8 @@ def bench_b6(a):
     mem, reps = a.b6_mem_reps, a.b6_reps
     cmd = [RSCRIPT, os.path.join(HERE, "r", "b6.R"), str(mem + reps), str(n), str(p), str(tasks), HERE]
     methods = ["memLapply", "mclapply", "export_parLapply"]
-    calls, notes, w = run_par("B6", cmd, methods, a.b6_pss_ms, mem)
+    groups = {"memLapply": "pyrmap", "mclapply": "fork", "export_parLapply": "psock"}
+    calls, notes, info, w = run_par("B6", cmd, methods, groups, a.b6_pss_ms, reps, mem)
     med = statistics.median
     t = {m: med([c["time"] for c in timed(calls, m)]) for m in methods}
     pk = {m: med([c["peak"] for c in sampled(calls, m)]) for m in methods}
@@ -956,25 +993,22 @@ def bench_b6(a):
               alloc["memLapply"] / alloc["export_parLapply"]))
     md += ("\nWorkload: X = `matrix(rnorm(n * p), n, p)` with n = %d, p = %d (%.0f MB), made before anything "
            "is timed, in one R session; task j computes `sum(abs(cor(X[, j], X)))` (the whole matrix is "
-           "every task's side data), j = 1..%d. Both clusters (2 workers each) are started before the "
-           "timed part (the PSOCK cluster with `makePSOCKcluster(2)`, memLapply's own workers by an "
-           "untimed first call, MAX.CORES = 2), and each method runs once untimed on tasks 1:2. Then %d "
-           "rounds, the three methods in rotating order; no `gc()` anywhere (as a user's loop would not "
-           "call one), a 0.1 s pause before each call (1 s more after an mclapply call, untimed). Timed part: memLapply — the call (copying X "
-           "and the task list into shared memory, the workers mapping them, removing it); mclapply — the "
-           "call (forking included); PSOCK — `clusterExport(cl, \"X\")` **and** `parLapply`, so the "
-           "transfer of X to both workers, which that approach pays on every call, is in its time and "
-           "memory. After each PSOCK call, untimed, `clusterEvalQ(cl, rm(X))` drops the "
-           "workers' copies (R frees them when it next collects).\n\n%s\n"
-           % (n, p, 8 * n * p / 1e6, tasks, mem + reps, par_notes(w, a.b6_pss_ms, mem, reps, notes)))
+           "every task's side data), j = 1..%d. %s%d rounds, the three methods in rotating order. Timed "
+           "part: memLapply — the call (copying X and the task list into shared memory, the workers "
+           "mapping them, removing it); mclapply — the call (forking included); PSOCK — "
+           "`clusterExport(cl, \"X\")` **and** `parLapply`, so the transfer of X to both workers, which that "
+           "approach pays on every call, is in its time and memory. After each PSOCK call, untimed, "
+           "`clusterEvalQ(cl, rm(X))` drops the workers' copies (R frees them when it next collects).\n\n%s\n"
+           % (n, p, 8 * n * p / 1e6, tasks, par_setup(info, "memLapply"), mem + reps,
+              par_notes(w, a.b6_pss_ms, mem, reps, notes, calls)))
     return {"id": "B6", "title": "B6 — memLapply with the whole %d × %d matrix as every task's side data"
                                  % (n, p),
             "what": "%d tasks that each correlate one column with the whole matrix: memLapply (matrix "
                     "shared) against mclapply (forked, copy-on-write) and clusterExport + parLapply (a "
                     "copy per worker), 2 workers; time and peak summed PSS." % tasks,
-            "table": md, "commands": ["# %d memory rounds, then %d time rounds, methods interleaved, in one "
-                                      "R session (memory sampled in the first %d):" % (mem, reps, mem), qrel(cmd)],
-            "pass": ok_all, "time_ratio": time_ratio, "mem_ratio": mem_ratio, "raw": calls}
+            "table": md, "commands": ["# %d time rounds, then %d memory rounds, methods interleaved, in one "
+                                      "R session (memory sampled in the last %d):" % (reps, mem, mem), qrel(cmd)],
+            "pass": ok_all, "time_ratio": time_ratio, "mem_ratio": mem_ratio, "info": info, "raw": calls}
 
 
 # ------------------------------------------------------------------ report
@@ -1125,11 +1159,11 @@ def main():
     ap.add_argument("--b4-reps", type=int, default=40)
     ap.add_argument("--b4-warmup", type=int, default=5)
     ap.add_argument("--b5-reps", type=int, default=16, help="B5: time rounds (each method once per round)")
-    ap.add_argument("--b5-mem-reps", type=int, default=4, help="B5: memory rounds, before the time rounds")
+    ap.add_argument("--b5-mem-reps", type=int, default=4, help="B5: memory rounds, after the time rounds")
     ap.add_argument("--b5-nrow", type=int, default=10000)
     ap.add_argument("--b5-ncol", type=int, default=2000)
     ap.add_argument("--b6-reps", type=int, default=6, help="B6: time rounds (each method once per round)")
-    ap.add_argument("--b6-mem-reps", type=int, default=3, help="B6: memory rounds, before the time rounds")
+    ap.add_argument("--b6-mem-reps", type=int, default=3, help="B6: memory rounds, after the time rounds")
     ap.add_argument("--b6-nrow", type=int, default=10000)
     ap.add_argument("--b6-ncol", type=int, default=2000)
     ap.add_argument("--b6-tasks", type=int, default=40)

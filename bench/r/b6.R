@@ -5,12 +5,14 @@
 #   Rscript b6.R REPS NROW NCOL TASKS BENCH_DIR
 #
 # X = matrix(rnorm(NROW * NCOL)), made before anything is timed; task j
-# computes sum(abs(cor(X[, j], X))) for j in 1:TASKS. Both clusters (2
-# workers each) are started and each method runs once, untimed, on tasks 1:2
-# before the timed rounds (memLapply's first call starts its own workers,
-# MAX.CORES = 2). The PSOCK method's timed part is clusterExport(cl, "X") and
+# computes sum(abs(cor(X[, j], X))) for j in 1:TASKS. The calls are written
+# as a user writes them: the PSOCK cluster is made first (makePSOCKcluster(2),
+# set-up, its time printed apart); memLapply needs nothing (its first call
+# starts pyrmap's own workers, MAX.CORES = 2: that call is timed like any
+# other). The PSOCK method's timed part is clusterExport(cl, "X") and
 # parLapply: what that approach costs per call. After it, untimed, X is
-# removed from the workers (no gc(): nothing here calls one).
+# removed from the workers (no gc(): nothing here calls one). No warm-up
+# calls, no pause: REPS rounds, the methods back to back in rotating order.
 # Protocol (BENCH_* lines): par_common.R. Results are compared across methods
 # (all.equal) on every call, and two tasks against a serial computation.
 
@@ -25,8 +27,10 @@ source(file.path(bench_dir, "r", "par_common.R"))
 X <- start_bench(n, p)
 
 cl <- psock_cluster()
+psock <- worker_pids(cl)
 
-make_methods <- function(idx) list(
+idx <- seq_len(tasks)
+methods <- list(
   memLapply = function() memLapply(idx, function(j, M) sum(abs(cor(M[, j], M))), VARS = list(M = X),
                                    MAX.CORES = 2),
   mclapply = function() mclapply(idx, function(j) sum(abs(cor(X[, j], X))), mc.cores = 2),
@@ -43,21 +47,8 @@ unexport <- function() {
   invisible(NULL)
 }
 
-# Warm-up, untimed, on two tasks, checked against a serial computation.
-warm_idx <- 1:min(2L, tasks)
-serial <- vapply(warm_idx, function(j) sum(abs(cor(X[, j], X))), 0)
-for (m in names(make_methods(warm_idx))) {
-  v <- as.numeric(unlist(make_methods(warm_idx)[[m]]()))
-  if (!isTRUE(all.equal(v, serial))) stop("B6: warm-up of ", m, " differs from the serial result")
-  if (m == "export_parLapply") unexport()
-  if (m == "mclapply") after_fork()
-}
-mcl <- engine_pids()
-say("BENCH_PIDS pyrmap ", paste(mcl, collapse = " "))
-
-# The timed calls; the first result is the reference for the others, and its
-# first and last tasks are checked against a serial computation.
-methods <- make_methods(seq_len(tasks))
+# The first result is the reference for the others, and its first and last
+# tasks are checked against a serial computation.
 ref <- NULL
 check <- function(m, res) {
   v <- as.numeric(unlist(res))
@@ -75,8 +66,10 @@ say("BENCH_NOTE results of the three methods agree (all.equal), checked on every
 
 run_rounds(methods,
            groups = list(memLapply = "pyrmap", mclapply = "fork", export_parLapply = "psock"),
-           clusters = list(memLapply = mcl, export_parLapply = cl),
-           reps = reps, check = check, after = list(export_parLapply = unexport, mclapply = after_fork))
+           workers = list(memLapply = engine_workers, mclapply = function() integer(0),
+                          export_parLapply = function() psock),
+           reps = reps, check = check, before = list(export_parLapply = wait_forks),
+           after = list(export_parLapply = unexport))
 
 stopCluster(cl)  # memLapply's workers end with R
 say("BENCH_OK")
