@@ -98,6 +98,28 @@ def run_watched(cmd, env=None, poll_ms=5.0):
     return r
 
 
+def run_calls(what, cmd, calls):
+    """Runs a script that times `calls` calls (BENCH_MARK init_start/init_end,
+    start<K>/end<K>; BENCH_CPU <K> <seconds>; BENCH_OK), watched. Returns the
+    run and {"init": seconds, "calls": [{time, cpu, peak, base, shm_at_peak}]}."""
+    r = run_watched(cmd)
+    if "BENCH_OK" not in r["stdout"]:
+        raise SystemExit("%s: no BENCH_OK\n%s\n%s" % (what, r["stdout"], r["stderr"]))
+    mk, w = r["marks"], r["watch"]
+    cpu = {}
+    for line in r["stdout"].splitlines():
+        p = line.split()
+        if p[:1] == ["BENCH_CPU"]:
+            cpu[int(p[1])] = float(p[2])
+    rep = {"init": mk["init_end"] - mk["init_start"], "calls": []}
+    for k in range(1, calls + 1):
+        t0, t1 = mk["start%d" % k], mk["end%d" % k]
+        peak, shm_at_peak = w.peak(t0, t1)
+        rep["calls"].append({"time": t1 - t0, "cpu": cpu.get(k), "peak": peak,
+                             "base": w.at(t0), "shm_at_peak": shm_at_peak})
+    return r, rep
+
+
 def table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -280,23 +302,9 @@ def bench_b3(a):
                    "%s-%s-%d" % (SHM_TAG, m, i), str(calls)]
             cmds[m] = cmd
             os.sync()
-            r = run_watched(cmd)
-            if "BENCH_OK" not in r["stdout"]:
-                raise SystemExit("B3 %s: no BENCH_OK\n%s\n%s" % (m, r["stdout"], r["stderr"]))
+            r, rep = run_calls("B3 %s" % m, cmd, calls)
             mk = r["marks"]
-            w = r["watch"]
-            cpu = {}
-            for line in r["stdout"].splitlines():
-                p = line.split()
-                if p[:1] == ["BENCH_CPU"]:
-                    cpu[int(p[1])] = float(p[2])
-            rep = {"init": mk["init_end"] - mk["init_start"], "sum": mk["sum_end"] - mk["sum_start"],
-                   "wall": r["wall_s"], "calls": []}
-            for k in range(1, calls + 1):
-                t0, t1 = mk["start%d" % k], mk["end%d" % k]
-                peak, shm_at_peak = w.peak(t0, t1)
-                rep["calls"].append({"time": t1 - t0, "cpu": cpu.get(k), "peak": peak,
-                                     "base": w.at(t0), "shm_at_peak": shm_at_peak})
+            rep.update({"sum": mk["sum_end"] - mk["sum_start"], "wall": r["wall_s"]})
             res[m].append(rep)
     med = statistics.median
     cold = {m: stats([rep["calls"][0]["time"] for rep in v]) for m, v in res.items()}
@@ -428,23 +436,7 @@ def bench_b9(a):
         for m in order:
             cmd = [RSCRIPT, os.path.join(HERE, "r", "b9_one.R"), m, str(nrow), PY, HERE, str(calls)]
             cmds[m] = cmd
-            r = run_watched(cmd)
-            if "BENCH_OK" not in r["stdout"]:
-                raise SystemExit("B9 %s: no BENCH_OK\n%s\n%s" % (m, r["stdout"], r["stderr"]))
-            mk = r["marks"]
-            w = r["watch"]
-            cpu = {}
-            for line in r["stdout"].splitlines():
-                p = line.split()
-                if p[:1] == ["BENCH_CPU"]:
-                    cpu[int(p[1])] = float(p[2])
-            rep = {"init": mk["init_end"] - mk["init_start"], "calls": []}
-            for k in range(1, calls + 1):
-                t0, t1 = mk["start%d" % k], mk["end%d" % k]
-                peak, shm_at_peak = w.peak(t0, t1)
-                rep["calls"].append({"time": t1 - t0, "cpu": cpu.get(k), "peak": peak,
-                                     "base": w.at(t0), "shm_at_peak": shm_at_peak})
-            res[m].append(rep)
+            res[m].append(run_calls("B9 %s" % m, cmd, calls)[1])
     med = statistics.median
     numeric_bytes = 8 * 10 * nrow
     factor_bytes = 4 * nrow
