@@ -20,7 +20,7 @@
 # directory changes; its
 # workers that died or were killed are started again, and all are ready,
 # when this returns.
-.engine <- function(max_cores, dir = "/dev/shm") {
+.engine <- function(max_cores, dir) {
   n <- if (is.null(max_cores)) parallel::detectCores() - 1L else max_cores
   if (!is.numeric(n) || length(n) != 1L || is.na(n) || n < 1) n <- 1L
   n <- as.integer(n)

@@ -1031,15 +1031,9 @@ extern "C" SEXP pyrmap_call_gather(SEXP engine, SEXP call, SEXP dim, SEXP dimnam
       const Segment& f = e ? e->Results(k) : c->result_files[k];
       // Only the records of workers that took part in this call.
       const bool took_part = c->shared->State(k) == CallShared::SlotState::kLeft;
-      const uint64_t bytes = took_part ? c->shared->SlotResultBytes(k) : 0;
-      labels.push_back(fmt::format("worker {} of {}", k + 1, c->what));
-      sizes.push_back(bytes);
-      maps.push_back(bytes ? f.Map(MapMode::kReadOnly, 0, bytes) : Mapping());
-    }
-    // A worker whose results did not fit the segment directory: said
-    // before anything else (its records, even a failure's, may be missing).
-    for (uint32_t k = 0; k < p; ++k)
-      if (c->shared->State(k) == CallShared::SlotState::kLeft && c->shared->SlotOutcome(k) == Outcome::kNoSpace) {
+      // A worker whose results did not fit the segment directory: said
+      // before anything else (its records, even a failure's, may be missing).
+      if (took_part && c->shared->SlotOutcome(k) == Outcome::kNoSpace) {
         const std::string dir = e ? e->segment_dir() : c->dir.path();
         throw Error(ErrorKind::kSystem,
                     fmt::format("{}: worker {} could not write its results into the segment directory {}: {} "
@@ -1048,6 +1042,11 @@ extern "C" SEXP pyrmap_call_gather(SEXP engine, SEXP call, SEXP dim, SEXP dimnam
                                 c->what, k + 1, dir, ErrnoText(ENOSPC), dir))
             .with_errno(ENOSPC);
       }
+      const uint64_t bytes = took_part ? c->shared->SlotResultBytes(k) : 0;
+      labels.push_back(fmt::format("worker {} of {}", k + 1, c->what));
+      sizes.push_back(bytes);
+      maps.push_back(bytes ? f.Map(MapMode::kReadOnly, 0, bytes) : Mapping());
+    }
     // The first failure in task order (a worker that could not take part
     // counts before any task).
     Failure first;
