@@ -151,7 +151,7 @@ TEST_CASE("a call segment named by its path is found in its directory; a path wi
   CHECK(p.dir.path() == kShmDir);
   CHECK(p.name == name);
   CHECK(CallShared::Open(p.dir, p.name).layout().tasks == 5);
-  for (const std::string bad : {name, std::string("/dev/shm/")}) {
+  for (const std::string& bad : {name, std::string("/dev/shm/")}) {
     try {
       SplitSegmentPath(bad);
       FAIL("split '" << bad << "'");

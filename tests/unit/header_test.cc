@@ -10,19 +10,12 @@
 #include <random>
 
 #include "error.h"
+#include "golden.h"
 
 using namespace pyrmap;
 using nlohmann::json;
 
 namespace {
-
-const char* kGolden = "../golden/";
-
-std::vector<uint8_t> ReadFile(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  REQUIRE_MESSAGE(f.good(), "cannot open " << path);
-  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
-}
 
 void CheckDesc(const ArrayDesc& d, const json& j, const std::string& what) {
   INFO(what);
@@ -37,13 +30,11 @@ void CheckDesc(const ArrayDesc& d, const json& j, const std::string& what) {
 }  // namespace
 
 TEST_CASE("every golden header decodes to its described fields, or is rejected with its message") {
-  std::ifstream f(std::string(kGolden) + "expected.json");
-  REQUIRE(f.good());
-  json expected = json::parse(f);
+  json expected = test::ReadGoldenJson("expected.json");
   REQUIRE(expected.size() >= 20);
   for (auto& [file, want] : expected.items()) {
     CAPTURE(file);
-    std::vector<uint8_t> bytes = ReadFile(kGolden + file);
+    std::vector<uint8_t> bytes = test::ReadGolden(file);
     if (want.contains("error")) {
       std::string phrase = want["error"];
       try {

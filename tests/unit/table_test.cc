@@ -11,19 +11,12 @@
 
 #include "bytes.h"
 #include "error.h"
+#include "golden.h"
 
 using namespace pyrmap;
 using nlohmann::json;
 
 namespace {
-
-const char* kGolden = "../golden/";
-
-std::vector<uint8_t> ReadFile(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  REQUIRE_MESSAGE(f.good(), "cannot open " << path);
-  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
-}
 
 const char* KindName(EntryKind k) {
   static const char* names[] = {"", "array", "string", "category", "datetime", "list", "frame", "null"};
@@ -40,13 +33,11 @@ int64_t Index(uint32_t i) { return i == kNoIndex ? -1 : static_cast<int64_t>(i);
 }  // namespace
 
 TEST_CASE("every golden table decodes to its described structure, or is rejected with its message") {
-  std::ifstream f(std::string(kGolden) + "tables.json");
-  REQUIRE(f.good());
-  json expected = json::parse(f);
+  json expected = test::ReadGoldenJson("tables.json");
   REQUIRE(expected.size() >= 10);
   for (auto& [file, want] : expected.items()) {
     CAPTURE(file);
-    std::vector<uint8_t> bytes = ReadFile(kGolden + file);
+    std::vector<uint8_t> bytes = test::ReadGolden(file);
     // The reference block lies at offset 4096 of an input of 4160 bytes.
     const std::optional<uint64_t> input =
         file == "table_input_ref.bin" ? std::optional<uint64_t>(4160) : std::nullopt;
