@@ -483,7 +483,8 @@ struct Pool::Impl {
     s.desc.offset = 0;
     if (input.desc.nbytes <= kPoolSmallBytes) return s;  // into each area, at its use
     s.location = InputLocation::kDescriptor;
-    Segment rw = Segment::CreateUnnamed(o.segment_dir, input.desc.nbytes, "the pool call's input");
+    Segment rw = Segment::CreateUnnamed(o.segment_dir, input.desc.nbytes, "the pool call's input",
+                                        Reservation::kByWrites);  // filled whole just below
     input.fill(rw, &CheckTrampoline, const_cast<RunOptions*>(&ro));
     s.own = sole && input.kind == kKindArray;
     if (s.own)

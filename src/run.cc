@@ -91,7 +91,8 @@ class Runner {
     if (!input.fill && input.desc.nbytes > 0)
       throw Error(ErrorKind::kUsage, "input has no data and no segment");
     std::string name = prefix_ + "-data";
-    data_ = std::make_shared<Segment>(Segment::Create(dir_, name, input.desc.nbytes));
+    // Filled whole by the input's fill (Write) before anyone maps it.
+    data_ = std::make_shared<Segment>(Segment::Create(dir_, name, input.desc.nbytes, Reservation::kByWrites));
     guard_.Add(name);
     data_owned_ = true;
     // A read-only descriptor, opened while the name exists, for scripts

@@ -10,8 +10,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <system_error>
+#include <thread>
 
 #include <boost/interprocess/mapped_region.hpp>
 #include <fmt/format.h>
@@ -27,6 +34,14 @@ namespace {
 // The largest single pwrite/pread: Linux caps one call at 0x7ffff000 bytes;
 // smaller chunks also let an interrupt check run while a big input is copied.
 constexpr uint64_t kIoChunk = uint64_t{64} << 20;
+// Writes of kParallelWriteMin bytes or more are split between threads
+// (at most kParallelWriteThreads, each at least half of kParallelWriteMin).
+constexpr uint64_t kParallelWriteMin = uint64_t{32} << 20;
+constexpr uint64_t kParallelWriteThreads = 4;
+// What a thread populates and copies at a time (between interrupt checks).
+constexpr uint64_t kPopulateChunk = uint64_t{16} << 20;
+// madvise(MADV_POPULATE_WRITE), Linux 5.14 (older headers lack the name).
+constexpr int kPopulateWrite = 23;
 // How long RemoveIf waits for another remover of the same file.
 constexpr int kRemoveLockWaitMs = 10000;
 
@@ -79,7 +94,105 @@ void TestPause() {
   for (int i = 0; i < 60000 && access((base + ".go").c_str(), F_OK) != 0; ++i) usleep(1000);
 }
 
+// Unmapping a large mapping takes time in proportion to its pages (tearing
+// down ~200 000 page-table entries for 800 MB: 0.1-0.2 s here). Where the
+// caller has better to do meanwhile, mappings of kUnmapLaterBytes or more
+// are unmapped by a thread of their own, at once but beside the caller: the
+// temporary mappings of WriteInParallel, and a Mapping destroyed within a
+// DeferUnmaps scope (R collecting dead views at the start of a call). A
+// process that forked (the thread stays in its parent) or cannot start a
+// thread unmaps in place. AwaitUnmaps() returns once all are done.
+constexpr uint64_t kUnmapLaterBytes = uint64_t{64} << 20;
+
+thread_local int t_defer_unmaps = 0;
+
+class Unmapper {
+ public:
+  using Region = std::unique_ptr<bip::mapped_region>;
+
+  // Destroys `r` (unmaps it) now, or on the unmapping thread when large and
+  // within a DeferUnmaps scope.
+  static void Retire(Region r, uint64_t size) {
+    if (!r) return;
+    Job job{std::move(r), nullptr, 0};
+    if (t_defer_unmaps == 0 || size < kUnmapLaterBytes || !Get().Push(job)) job.region.reset();
+  }
+  // The same for a mapping made with mmap(2); large ones always go to the
+  // thread.
+  static void Retire(void* addr, size_t len) {
+    Job job{nullptr, addr, len};
+    if (len < kUnmapLaterBytes || !Get().Push(job)) munmap(addr, len);
+  }
+
+  static void Await() {
+    Unmapper& u = Get();
+    if (u.pid_ != getpid()) return;
+    std::unique_lock<std::mutex> lock(u.mu_);
+    u.idle_.wait(lock, [&u] { return u.pending_ == 0; });
+  }
+
+ private:
+  struct Job {
+    Region region;
+    void* addr;
+    size_t len;
+  };
+
+  // Never destroyed: the thread may run until the process exits.
+  static Unmapper& Get() {
+    static Unmapper* u = new Unmapper();
+    return *u;
+  }
+
+  Unmapper() : pid_(getpid()) {}
+
+  // Queues `job` (taking it) and starts the thread if need be; false (and
+  // `job` untouched) in a forked child or if no thread could be started.
+  bool Push(Job& job) {
+    if (pid_ != getpid()) return false;
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!started_) {
+      try {
+        std::thread([this] { Loop(); }).detach();
+      } catch (const std::system_error&) {
+        return false;
+      }
+      started_ = true;
+    }
+    queue_.push_back(std::move(job));
+    ++pending_;
+    work_.notify_one();
+    return true;
+  }
+
+  void Loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      work_.wait(lock, [this] { return !queue_.empty(); });
+      Job job = std::move(queue_.front());
+      queue_.pop_front();
+      lock.unlock();
+      job.region.reset();
+      if (job.addr) munmap(job.addr, job.len);
+      lock.lock();
+      if (--pending_ == 0) idle_.notify_all();
+    }
+  }
+
+  const pid_t pid_;
+  std::mutex mu_;
+  std::condition_variable work_, idle_;
+  std::deque<Job> queue_;
+  uint64_t pending_ = 0;  // queued or being unmapped
+  bool started_ = false;
+};
+
 }  // namespace
+
+DeferUnmaps::DeferUnmaps() { ++t_defer_unmaps; }
+DeferUnmaps::~DeferUnmaps() { --t_defer_unmaps; }
+
+void AwaitUnmaps() { Unmapper::Await(); }
 
 // ---- Mapping ---------------------------------------------------------------
 
@@ -91,6 +204,7 @@ Mapping::Mapping(Mapping&& other) noexcept
 
 Mapping& Mapping::operator=(Mapping&& other) noexcept {
   if (this != &other) {
+    Unmapper::Retire(std::move(region_), size_);
     region_ = std::move(other.region_);
     data_ = other.data_;
     size_ = other.size_;
@@ -101,7 +215,7 @@ Mapping& Mapping::operator=(Mapping&& other) noexcept {
 }
 
 Mapping::Mapping() = default;
-Mapping::~Mapping() = default;
+Mapping::~Mapping() { Unmapper::Retire(std::move(region_), size_); }
 
 // ---- Segment ---------------------------------------------------------------
 
@@ -128,12 +242,14 @@ Segment::~Segment() {
   if (fd_ >= 0) close(fd_);
 }
 
-Segment Segment::Create(const SegmentDir& dir, const std::string& name, uint64_t size) {
+Segment Segment::Create(const SegmentDir& dir, const std::string& name, uint64_t size,
+                        Reservation how) {
   int fd = openat(dir.fd(), name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) throw SystemError("create segment", dir.PathOf(name), "open", errno);
   Segment seg(dir, name, fd);
   try {
-    if (size > 0) seg.Reserve(size);
+    if (how == Reservation::kNow) seg.Reserve(size);
+    else seg.SizeForWrites(size);
   } catch (...) {
     seg.Unlink();
     throw;
@@ -158,11 +274,13 @@ Segment Segment::Open(const SegmentDir& dir, const std::string& name, bool writa
   return seg;
 }
 
-Segment Segment::CreateUnnamed(const std::string& dir, uint64_t size, const std::string& label) {
+Segment Segment::CreateUnnamed(const std::string& dir, uint64_t size, const std::string& label,
+                               Reservation how) {
   int fd = open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
   if (fd < 0) throw SystemError("create unnamed segment in", dir, "open(O_TMPFILE)", errno);
   Segment seg = Adopt(fd, label);
-  if (size > 0) seg.Reserve(size);
+  if (how == Reservation::kNow) seg.Reserve(size);
+  else seg.SizeForWrites(size);
   return seg;
 }
 
@@ -187,17 +305,36 @@ void Segment::Reserve(uint64_t size) {
   int err = posix_fallocate(fd_, 0, static_cast<off_t>(size));
   if (err == 0) return;
   Error e = SystemError("reserve segment", path(), "posix_fallocate", err);
-  if (err == ENOSPC || err == EFBIG) {
-    std::string free_text = "unknown";
-    struct statvfs v;
-    if (fstatvfs(fd_, &v) == 0) free_text = HumanBytes(static_cast<uint64_t>(v.f_bavail) * v.f_frsize);
-    e = Error(ErrorKind::kSystem,
-              fmt::format("{}: the segment needs {}, {} has {} free; {}", e.what(), HumanBytes(size),
-                          dir_.path().empty() ? "its directory" : dir_.path(), free_text,
-                          SegmentDirRemedy()))
-            .with_errno(err);
-  }
+  if (err == ENOSPC || err == EFBIG) throw NoSpace(std::move(e), size);
   throw e;
+}
+
+void Segment::SizeForWrites(uint64_t size) {
+  if (size == 0) return;
+  struct statvfs v;
+  if (fstatvfs(fd_, &v) == 0 && static_cast<uint64_t>(v.f_bavail) * v.f_frsize < size)
+    throw NoSpace(Error(ErrorKind::kSystem, fmt::format("reserve segment '{}': not enough free space ({}, {})",
+                                                        path(), ENOSPC, ErrnoText(ENOSPC)))
+                      .with_errno(ENOSPC),
+                  size);
+  if (ftruncate(fd_, static_cast<off_t>(size)) != 0) {
+    const int err = errno;
+    Error e = SystemError("size segment", path(), "ftruncate", err);
+    if (err == EFBIG) throw NoSpace(std::move(e), size);
+    throw e;
+  }
+}
+
+Error Segment::NoSpace(Error e, uint64_t size) const {
+  std::string free_text = "unknown";
+  struct statvfs v;
+  if (fstatvfs(fd_, &v) == 0) free_text = HumanBytes(static_cast<uint64_t>(v.f_bavail) * v.f_frsize);
+  const int err = e.sys_errno();
+  return Error(ErrorKind::kSystem,
+               fmt::format("{}: the segment needs {}, {} has {} free; {}", e.what(), HumanBytes(size),
+                           dir_.path().empty() ? "its directory" : dir_.path(), free_text,
+                           SegmentDirRemedy()))
+      .with_errno(err);
 }
 
 void Segment::MakeReadOnly() {
@@ -207,18 +344,110 @@ void Segment::MakeReadOnly() {
 void Segment::Write(uint64_t offset, const void* src, uint64_t n,
                     void (*check)(void*), void* check_arg) {
   const uint8_t* p = static_cast<const uint8_t*>(src);
+  if (n >= kParallelWriteMin && WriteInParallel(offset, p, n, check, check_arg)) return;
+  PlainWrite(offset, p, n, check, check_arg);
+}
+
+void Segment::PlainWrite(uint64_t offset, const uint8_t* p, uint64_t n,
+                         void (*check)(void*), void* check_arg) {
   while (n > 0) {
     if (check) check(check_arg);
     size_t chunk = static_cast<size_t>(std::min(n, kIoChunk));
     ssize_t w = pwrite(fd_, p, chunk, static_cast<off_t>(offset));
     if (w < 0) {
       if (errno == EINTR) continue;
-      throw SystemError("write segment", path(), "pwrite", errno);
+      const int err = errno;
+      Error e = SystemError("write segment", path(), "pwrite", err);
+      if (err == ENOSPC || err == EFBIG) throw NoSpace(std::move(e), Size());
+      throw e;
     }
     p += w;
     offset += static_cast<uint64_t>(w);
     n -= static_cast<uint64_t>(w);
   }
+}
+
+// A large write goes through mappings, in parts written at once by a few
+// threads: each maps its part, has the kernel allocate and map all its
+// pages in one call (MADV_POPULATE_WRITE: no fault per page), copies, and
+// unmaps. On this kind of machine the pages a tmpfs file gets are the
+// costly part (zeroed, and on a virtual machine often not yet backed by the
+// host), and that cost scales with the cores. Returns the bytes written:
+// all of them, or fewer when the kernel cannot populate (older than 5.14:
+// EINVAL) or a page could not be had (a full directory: the fault would be
+// SIGBUS): those parts are then written with pwrite, which reports why.
+// Returns false, having written nothing, when one thread would do.
+bool Segment::WriteInParallel(uint64_t offset, const uint8_t* src, uint64_t n,
+                                  void (*check)(void*), void* check_arg) {
+  static std::atomic<bool> unsupported{false};
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  const unsigned parts = static_cast<unsigned>(
+      std::min<uint64_t>({cores, kParallelWriteThreads, n / (kParallelWriteMin / 2)}));
+  if (parts < 2 || unsupported.load()) return false;
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  // Part k is [bounds[k], bounds[k + 1]) of the file; inner bounds on pages.
+  std::vector<uint64_t> bounds(parts + 1);
+  bounds[0] = offset;
+  bounds[parts] = offset + n;
+  for (unsigned k = 1; k < parts; ++k) bounds[k] = (offset + n / parts * k) / page * page;
+  // One mapping for all parts, made before the threads start: mapping and
+  // unmapping take the address space's lock for writing, which would wait
+  // for the other threads' populating.
+  const uint64_t map_start = offset / page * page;
+  const size_t len = static_cast<size_t>(offset + n - map_start);
+  void* m = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, static_cast<off_t>(map_start));
+  if (m == MAP_FAILED) return false;
+  uint8_t* base = static_cast<uint8_t*>(m) - map_start;  // file offset -> address
+  std::atomic<bool> stop{false};
+  std::vector<uint64_t> written(parts, 0);  // bytes of each part written
+  auto write_part = [&](unsigned k, bool on_caller) {
+    const uint64_t start = bounds[k], end = bounds[k + 1];
+    for (uint64_t at = start; at < end && !stop.load();) {
+      if (on_caller && check) {
+        try {
+          check(check_arg);
+        } catch (...) {
+          stop = true;
+          throw;
+        }
+      }
+      const uint64_t chunk = std::min(end - at, kPopulateChunk);
+      // The populated range: whole pages around [at, at + chunk).
+      uint8_t* from = base + at;
+      uint8_t* pfrom = base + at / page * page;
+      if (madvise(pfrom, static_cast<size_t>(from + chunk - pfrom), kPopulateWrite) != 0) {
+        if (errno == EINVAL) unsupported = true;
+        break;
+      }
+      std::memcpy(from, src + (at - offset), static_cast<size_t>(chunk));
+      at += chunk;
+      written[k] = at - start;
+    }
+  };
+  std::vector<std::thread> helpers;
+  for (unsigned k = 1; k < parts; ++k) {
+    try {
+      helpers.emplace_back(write_part, k, false);
+    } catch (const std::system_error&) {
+      break;  // fewer threads: the parts left are written below
+    }
+  }
+  try {
+    write_part(0, true);
+  } catch (...) {
+    stop = true;
+    for (auto& t : helpers) t.join();
+    Unmapper::Retire(m, len);
+    throw;
+  }
+  for (auto& t : helpers) t.join();
+  Unmapper::Retire(m, len);
+  // Parts left unfinished (no thread, no page) are written with pwrite.
+  for (unsigned k = 0; k < parts; ++k) {
+    const uint64_t at = bounds[k] + written[k];
+    if (at < bounds[k + 1]) PlainWrite(at, src + (at - offset), bounds[k + 1] - at, check, check_arg);
+  }
+  return true;
 }
 
 void Segment::Read(uint64_t offset, void* dst, uint64_t n) const {

@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "error.h"
 #include "segment_dir.h"
 
 namespace boost::interprocess {
@@ -68,6 +69,31 @@ class Mapping {
   uint64_t size_ = 0;
 };
 
+// Within a DeferUnmaps scope (on this thread), a Mapping of 64 MiB or more
+// that is destroyed is unmapped by a thread of pyrmap's beside the caller
+// (a large unmap takes 0.1 s and more) instead of at once.
+class DeferUnmaps {
+ public:
+  DeferUnmaps();
+  ~DeferUnmaps();
+  DeferUnmaps(const DeferUnmaps&) = delete;
+  DeferUnmaps& operator=(const DeferUnmaps&) = delete;
+};
+// Returns once every unmapping handed to that thread is done.
+void AwaitUnmaps();
+
+// When a new segment's blocks are allocated.
+enum class Reservation {
+  kNow,       // at creation (posix_fallocate): a full directory is an error
+              // there, and nothing written later can fault for want of space
+  kByWrites,  // by the writes that fill it (Write): the segment is sized
+              // after checking that its directory has that much free, and a
+              // write that finds no space is an error of the same text.
+              // Only for segments filled whole with Write before anyone
+              // writes to them through a mapping. Saves the allocation pass
+              // (and the writes of large segments then allocate in parallel).
+};
+
 class Segment {
  public:
   // Creates `name` in `dir` with O_CREAT|O_EXCL, mode 0600, and reserves
@@ -76,7 +102,8 @@ class Segment {
   // error is thrown; nothing is left behind. A reservation that does not fit
   // says how much was needed, how much is free, where, and how to choose
   // another segment directory.
-  static Segment Create(const SegmentDir& dir, const std::string& name, uint64_t size);
+  static Segment Create(const SegmentDir& dir, const std::string& name, uint64_t size,
+                        Reservation how = Reservation::kNow);
   // Opens an existing segment, after checking its owner and mode (above).
   static Segment Open(const SegmentDir& dir, const std::string& name, bool writable);
   // The same for a segment of user `owner` (root listing other users').
@@ -85,7 +112,8 @@ class Segment {
   // `size` bytes reserved: nothing to remove (no one else can open it by
   // name), it goes with its last descriptor and mapping. `label` names it
   // in messages (as name() and path()).
-  static Segment CreateUnnamed(const std::string& dir, uint64_t size, const std::string& label);
+  static Segment CreateUnnamed(const std::string& dir, uint64_t size, const std::string& label,
+                               Reservation how = Reservation::kNow);
   // Takes ownership of descriptor `fd` (a segment passed by another
   // process); `label` names it. No directory: Unlink() does nothing.
   static Segment Adopt(int fd, const std::string& label);
@@ -114,10 +142,15 @@ class Segment {
   // then on, for this user too (root excepted). Mappings already made and
   // this descriptor keep their access.
   void MakeReadOnly();
-  // Copies `n` bytes to `offset` with pwrite. On fresh tmpfs pages this is
-  // several times faster than writing through a mapping, which pays a page
-  // fault per 4 KiB page. `check` (may be null) is called between chunks
-  // and may throw to abandon the write.
+  // Sizes the segment to `size` bytes without allocating them, after
+  // checking that its directory has them free (Reservation::kByWrites).
+  void SizeForWrites(uint64_t size);
+  // Copies `n` bytes to `offset`: with pwrite, and from 32 MiB on in parts
+  // written at once by a few threads through mappings whose pages are
+  // allocated in one call each (MADV_POPULATE_WRITE; never a fault per 4 KiB
+  // page). A directory that is full is an error naming the sizes and the way
+  // around it (as Reserve's). `check` (may be null) is called between chunks,
+  // on the calling thread, and may throw to abandon the write.
   void Write(uint64_t offset, const void* src, uint64_t n,
              void (*check)(void*) = nullptr, void* check_arg = nullptr);
   // Copies `n` bytes from `offset` to `dst` with pread.
@@ -152,6 +185,11 @@ class Segment {
                        const std::function<bool(const Segment&)>& decide);
 
  private:
+  void PlainWrite(uint64_t offset, const uint8_t* p, uint64_t n, void (*check)(void*), void* check_arg);
+  bool WriteInParallel(uint64_t offset, const uint8_t* src, uint64_t n, void (*check)(void*),
+                       void* check_arg);
+  // `e` (a failure for want of space) with the sizes and the remedy.
+  Error NoSpace(Error e, uint64_t size) const;
   Segment(SegmentDir dir, std::string name, int fd);
   SegmentDir dir_;
   std::string name_;

@@ -373,6 +373,22 @@ SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, s
     o.check_interrupt = CheckInterrupt;
     std::vector<Script> parsed;
     for (const auto& s : scripts) parsed.push_back(ParseScript(s));
+    // The input's segment is made below. Unreachable views of earlier
+    // results (say, the one a loop's `y <- run_python(...)` just dropped)
+    // hold their segments until R collects; when what views took since the
+    // last collection and this input together pass the bound (views.h),
+    // collect now, so that their memory is free before this input's is
+    // taken: the peak is lower, and the new segment gets pages the kernel
+    // has just freed instead of untouched ones.
+    // (The dead views' large mappings are unmapped beside this call, which
+    // waits for that before it returns, however it ends.)
+    struct AwaitAtEnd {
+      ~AwaitAtEnd() { AwaitUnmaps(); }
+    } await_unmaps;
+    if (input.segment.empty()) {
+      DeferUnmaps defer;
+      CollectIfDue(input.desc.nbytes);
+    }
     if (Pool* p = PoolOf(pool)) {
       if (mode == "run") {
         results.push_back(p->Run(parsed.at(0), input, o));

@@ -4,12 +4,14 @@
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstring>
 
 #include "error.h"
@@ -101,6 +103,94 @@ TEST_CASE("writes and reads go through; mappings see them; a private mapping kee
   uint8_t back[1];
   s.Read(6, back, 1);
   CHECK(back[0] == 77);
+}
+
+TEST_CASE("a large write (in parts, by threads) lands whole at any offset; an interrupt stops it") {
+  TempName t;
+  const uint64_t n = (uint64_t{48} << 20) + 12345, at = 4096 * 3 + 77;  // neither page-aligned
+  Segment s = Segment::Create(Shm(), t.name, at + n + 100, Reservation::kByWrites);
+  CHECK(s.Size() == at + n + 100);
+  std::vector<uint8_t> data(n);
+  for (uint64_t i = 0; i < n; ++i) data[i] = static_cast<uint8_t>((i * 2654435761u) >> 13);
+  int checks = 0;
+  s.Write(at, data.data(), n, [](void* c) { ++*static_cast<int*>(c); }, &checks);
+  CHECK(checks >= 2);  // called between parts of the caller's share
+  AwaitUnmaps();
+  std::vector<uint8_t> back(n + 2);
+  s.Read(at - 1, back.data(), n + 2);
+  CHECK(back[0] == 0);  // nothing written before the range
+  CHECK(back[n + 1] == 0);  // nor after it
+  CHECK(std::memcmp(back.data() + 1, data.data(), n) == 0);
+
+  // An interrupt (the check throws) ends the write with its exception, the
+  // other threads joined: the call returns, the segment is intact.
+  int calls = 0;
+  auto stop_second = [](void* c) {
+    if (++*static_cast<int*>(c) == 2) throw Error(ErrorKind::kInterrupt, "interrupted");
+  };
+  std::vector<uint8_t> other(n, 0xab);
+  CHECK_THROWS_AS(s.Write(at, other.data(), n, stop_second, &calls), Error);
+  CHECK(calls == 2);
+  CHECK(s.Size() == at + n + 100);
+}
+
+TEST_CASE("a large write past the segment's end still lands (the threads' mappings cannot reach it)") {
+  TempName t;
+  const uint64_t n = uint64_t{40} << 20;
+  Segment s = Segment::Create(Shm(), t.name, 1 << 20, Reservation::kByWrites);
+  std::vector<uint8_t> data(n);
+  for (uint64_t i = 0; i < n; ++i) data[i] = static_cast<uint8_t>(i % 251);
+  s.Write(0, data.data(), n);  // populating past the end fails (SIGBUS): pwrite takes over
+  CHECK(s.Size() == n);
+  std::vector<uint8_t> back(n);
+  s.Read(0, back.data(), n);
+  CHECK(back == data);
+}
+
+TEST_CASE("a segment sized for its writes: too big for /dev/shm, or for the file size limit, names the sizes") {
+  TempName t;
+  struct statvfs vfs;
+  REQUIRE(statvfs("/dev/shm", &vfs) == 0);
+  const uint64_t too_big = static_cast<uint64_t>(vfs.f_blocks) * vfs.f_frsize + (uint64_t{1} << 30);
+  try {
+    Segment::Create(Shm(), t.name, too_big, Reservation::kByWrites);
+    FAIL("sized beyond what /dev/shm holds");
+  } catch (const Error& e) {
+    CHECK(e.sys_errno() == ENOSPC);
+    std::string m = e.what();
+    CHECK(m.find("not enough free space (28, No space left on device)") != std::string::npos);
+    CHECK(m.find("(" + std::to_string(too_big) + " bytes)") != std::string::npos);
+    CHECK(m.find("/dev/shm has ") != std::string::npos);
+    CHECK(m.find("PYRMAP_SEGMENT_DIR") != std::string::npos);
+  }
+  CHECK_FALSE(Exists(t.name));
+
+  // A write that cannot get its blocks (here: past RLIMIT_FSIZE, EFBIG, in
+  // a child) is an error of the same kind, not a short file.
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit lim = {1 << 20, 1 << 20};
+    setrlimit(RLIMIT_FSIZE, &lim);
+    int code = 1;
+    try {
+      Segment s = Segment::CreateUnnamed("/dev/shm", 0, "a test segment", Reservation::kByWrites);
+      std::vector<uint8_t> data(2 << 20, 1);
+      s.Write(0, data.data(), data.size());
+    } catch (const Error& e) {
+      std::string m = e.what();
+      code = m.find("pwrite failed") != std::string::npos && m.find("the segment needs ") != std::string::npos &&
+                     m.find("PYRMAP_SEGMENT_DIR") != std::string::npos
+                 ? 0
+                 : 2;
+    }
+    _exit(code);
+  }
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }
 
 TEST_CASE("a mapping outlives the name and the Segment object") {

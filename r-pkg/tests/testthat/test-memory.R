@@ -60,6 +60,29 @@ test_that("20 run_python() calls with 160 MB results never pin more than two res
   for (k in 1:3) expect_identical(kept[[k]][c(1, 1e6)], c(k, k * 1e6))
 })
 
+test_that("a dropped result is collected before the next call takes its memory", {
+  # /dev/shm holds one call's segments and a result, not two results: the
+  # second call fits only if the first result (dropped with rm(), not yet
+  # collected by R) is let go of before the second call's input is made.
+  # The identity's result is a segment of its own (the script's input is
+  # read-only): a call takes 320 MB, 480 MB with a dead result of 160 MB.
+  # (Before the collection was done at the input, the second call failed
+  # for want of space.)
+  twice <- function(pool, shm) rscript_lines(c(
+    "library(pyrmap)",
+    "x <- as.numeric(seq_len(2e7))",
+    sprintf("script <- '%s'", py("expr.py")),
+    sprintf("p <- %s", pool),
+    "for (k in 1:2) {",
+    "  y <- run_python(x, script, args = 'data', pool = p)",
+    "  stopifnot(identical(y[c(1, 2e7)], c(1, 2e7)))",
+    "  rm(y)",
+    "}",
+    "cat('BOTH FIT\\n')"), shm_size = shm)
+  expect_match(twice("FALSE", "400m"), "BOTH FIT", fixed = TRUE)
+  expect_match(twice("python_pool()", "400m"), "BOTH FIT", fixed = TRUE)
+})
+
 test_that("the bound: R's heap (RssAnon), at least 64 MiB, at most a quarter of MemAvailable", {
   mem <- pyrmap:::.pyrmap_view_memory()
   status <- readLines("/proc/self/status")
