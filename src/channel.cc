@@ -39,7 +39,7 @@ T Get(const uint8_t* p, uint64_t off) {
 // Offsets of the call header's fields.
 constexpr uint64_t kOffTotal = 16, kOffTasks = 24, kOffWorkers = 32, kOffChunk = 40, kOffJob = 48,
                    kOffJobSize = 56, kOffObjects = 64, kOffOut = 72, kOffOutSize = 80, kOffData = 88,
-                   kOffNext = 256, kOffDone = 320, kOffCancel = 384, kOffFailAt = 448, kOffBroken = 512, kOffSpread = 576,
+                   kOffAreaSeq = 96, kOffNext = 256, kOffDone = 320, kOffCancel = 384, kOffFailAt = 448, kOffBroken = 512, kOffSpread = 576,
                    kOffFlags = 36;
 // Offsets in a call slot.
 constexpr uint64_t kCallSlotPid = 0, kCallSlotState = 4, kCallSlotCurrent = 8, kCallSlotBytes = 16,
@@ -89,54 +89,40 @@ void CallLayout::Compute() {
   total_size = data_offset + data_size;
 }
 
-CallShared CallShared::Create(const SegmentDir& dir, const std::string& name, CallLayout layout) {
-  layout.Compute();
-  CallShared c;
-  c.layout_ = layout;
-  c.segment_ = Segment::Create(dir, name, layout.total_size);
-  try {
-    std::vector<uint8_t> h(kCallHeaderSize, 0);
-    std::memcpy(h.data(), kCallMagic, 8);
-    Put<uint16_t>(h.data(), 8, 1);
-    Put<uint16_t>(h.data(), 10, 0);
-    Put<uint32_t>(h.data(), 12, static_cast<uint32_t>(kCallHeaderSize));
-    Put<uint64_t>(h.data(), kOffTotal, layout.total_size);
-    Put<uint64_t>(h.data(), kOffTasks, layout.tasks);
-    Put<uint32_t>(h.data(), kOffWorkers, layout.workers);
-    Put<uint32_t>(h.data(), kOffFlags, layout.flags);
-    Put<double>(h.data(), kOffChunk, layout.chunk_seconds);
-    Put<uint64_t>(h.data(), kOffJob, layout.job_offset);
-    Put<uint64_t>(h.data(), kOffJobSize, layout.job_size);
-    Put<uint64_t>(h.data(), kOffObjects, layout.objects_offset);
-    Put<uint64_t>(h.data(), kOffOut, layout.out_offset);
-    Put<uint64_t>(h.data(), kOffOutSize, layout.out_size);
-    Put<uint64_t>(h.data(), kOffData, layout.data_offset);
-    c.segment_.Write(0, h.data(), h.size());
-    c.map_ = c.segment_.Map(MapMode::kReadWrite, 0, layout.data_offset);
-  } catch (...) {
-    c.segment_.Unlink();
-    throw;
-  }
-  c.current_ = U64(c.map_.data(), layout.slots_offset + kCallSlotCurrent);
-  return c;
+namespace {
+
+// The header fields of `layout` (the first 256 bytes; the atomics after
+// them are zero in a fresh header).
+void PutHeader(uint8_t* h, const CallLayout& layout) {
+  std::memcpy(h, kCallMagic, 8);
+  Put<uint16_t>(h, 8, 1);
+  Put<uint16_t>(h, 10, 0);
+  Put<uint32_t>(h, 12, static_cast<uint32_t>(kCallHeaderSize));
+  Put<uint64_t>(h, kOffTotal, layout.total_size);
+  Put<uint64_t>(h, kOffTasks, layout.tasks);
+  Put<uint32_t>(h, kOffWorkers, layout.workers);
+  Put<uint32_t>(h, kOffFlags, layout.flags);
+  Put<double>(h, kOffChunk, layout.chunk_seconds);
+  Put<uint64_t>(h, kOffJob, layout.job_offset);
+  Put<uint64_t>(h, kOffJobSize, layout.job_size);
+  Put<uint64_t>(h, kOffObjects, layout.objects_offset);
+  Put<uint64_t>(h, kOffOut, layout.out_offset);
+  Put<uint64_t>(h, kOffOutSize, layout.out_size);
+  Put<uint64_t>(h, kOffData, layout.data_offset);
 }
 
-CallShared CallShared::Open(const SegmentDir& dir, const std::string& name) {
-  CallShared c;
-  c.segment_ = OpenOwnedSegment(dir, name, true);
-  const uint64_t size = c.segment_.Size();
-  uint8_t h[kCallHeaderSize];
-  if (size < kCallHeaderSize)
-    throw Error(ErrorKind::kProtocol,
-                fmt::format("call segment '{}' holds {} bytes, less than its header", name, size));
-  c.segment_.Read(0, h, sizeof h);
+// The layout a header `h` describes, checked against a segment of `size`
+// bytes (`exact`: the content fills it; else it may be larger: an area).
+// `objects_at(offset)` reads the objects directory's count.
+CallLayout ParseHeader(const uint8_t* h, uint64_t size, bool exact, const std::string& name,
+                       const std::function<uint64_t(uint64_t)>& objects_at) {
   if (std::memcmp(h, kCallMagic, 8) != 0)
     throw Error(ErrorKind::kProtocol, fmt::format("segment '{}' is not a call segment (bad magic)", name));
   if (Get<uint16_t>(h, 8) != 1)
     throw Error(ErrorKind::kProtocol,
                 fmt::format("call segment '{}' has version {}, this pyrmap reads version 1", name,
                             Get<uint16_t>(h, 8)));
-  CallLayout& l = c.layout_;
+  CallLayout l;
   l.tasks = Get<uint64_t>(h, kOffTasks);
   l.workers = Get<uint32_t>(h, kOffWorkers);
   l.flags = Get<uint32_t>(h, kOffFlags);
@@ -145,12 +131,12 @@ CallShared CallShared::Open(const SegmentDir& dir, const std::string& name) {
   l.out_size = Get<uint64_t>(h, kOffOutSize);
   const uint64_t objects_offset = Get<uint64_t>(h, kOffObjects);
   uint64_t objects = 0;
-  if (objects_offset <= size && size - objects_offset >= 8) c.segment_.Read(objects_offset, &objects, 8);
+  if (objects_offset <= size && size - objects_offset >= 8) objects = objects_at(objects_offset);
   if (objects > size / 8)
     throw Error(ErrorKind::kProtocol, fmt::format("call segment '{}': its directory names {} objects", name, objects));
   l.objects = objects;
   const uint64_t total = Get<uint64_t>(h, kOffTotal), data_offset = Get<uint64_t>(h, kOffData);
-  if (total != size || data_offset > size)
+  if ((exact ? total != size : total > size) || data_offset > total)
     throw Error(ErrorKind::kProtocol,
                 fmt::format("call segment '{}': its header says {} bytes, the segment holds {}", name,
                             total, size));
@@ -164,8 +150,95 @@ CallShared CallShared::Open(const SegmentDir& dir, const std::string& name) {
   if (l.data_offset != data_offset || l.total_size != total || l.job_offset != Get<uint64_t>(h, kOffJob) ||
       l.out_offset != Get<uint64_t>(h, kOffOut) || l.objects_offset != objects_offset)
     throw Error(ErrorKind::kProtocol, fmt::format("call segment '{}': inconsistent layout", name));
-  c.map_ = c.segment_.Map(MapMode::kReadWrite, 0, l.data_offset);
-  c.current_ = U64(c.map_.data(), l.slots_offset + kCallSlotCurrent);
+  return l;
+}
+
+}  // namespace
+
+CallShared CallShared::Create(const SegmentDir& dir, const std::string& name, CallLayout layout) {
+  layout.Compute();
+  CallShared c;
+  c.layout_ = layout;
+  c.segment_ = Segment::Create(dir, name, layout.total_size);
+  try {
+    std::vector<uint8_t> h(kCallHeaderSize, 0);
+    PutHeader(h.data(), layout);
+    c.segment_.Write(0, h.data(), h.size());
+    c.map_ = c.segment_.Map(MapMode::kReadWrite, 0, layout.data_offset);
+  } catch (...) {
+    c.segment_.Unlink();
+    throw;
+  }
+  c.current_ = U64(c.map_.data(), layout.slots_offset + kCallSlotCurrent);
+  return c;
+}
+
+CallShared CallShared::OverArea(Segment area) {
+  CallShared c;
+  c.segment_ = std::move(area);
+  if (c.segment_.Size() < kCallHeaderSize)
+    throw Error(ErrorKind::kProtocol, fmt::format("call area '{}' is smaller than a header", c.segment_.path()));
+  c.map_ = c.segment_.Map(MapMode::kReadWrite);
+  c.area_ = true;
+  return c;
+}
+
+void CallShared::Invalidate() {
+  __atomic_store_n(U32(map_.data(), kOffAreaSeq), 0u, __ATOMIC_SEQ_CST);
+}
+
+bool CallShared::Fits(CallLayout layout) const {
+  layout.Compute();
+  return area_ && layout.total_size <= map_.size();
+}
+
+void CallShared::Reset(CallLayout layout) {
+  layout.flags |= kCallArea;
+  layout.Compute();
+  if (!area_ || layout.total_size > map_.size())
+    throw Error(ErrorKind::kUsage, fmt::format("a call of {} bytes in a call area of {}", layout.total_size,
+                                               map_.size()));
+  layout_ = layout;
+  uint8_t* h = map_.data();
+  // Fields, then the atomics and the slots, zeroed (the seq stays 0).
+  PutHeader(h, layout_);
+  std::memset(h + kOffAreaSeq + 4, 0, kCallHeaderSize - kOffAreaSeq - 4);
+  std::memset(h + layout_.slots_offset, 0, kSlotSize * layout_.workers);
+  current_ = U64(h, layout_.slots_offset + kCallSlotCurrent);
+}
+
+void CallShared::Publish(uint32_t seq) {
+  __atomic_store_n(U32(map_.data(), kOffAreaSeq), seq, __ATOMIC_SEQ_CST);
+}
+
+bool CallShared::Refresh(uint32_t seq) {
+  if (!area_ || seq == 0 || __atomic_load_n(U32(map_.data(), kOffAreaSeq), __ATOMIC_SEQ_CST) != seq) return false;
+  const uint8_t* h = map_.data();
+  layout_ = ParseHeader(h, map_.size(), false, segment_.path(), [h](uint64_t at) { return Get<uint64_t>(h, at); });
+  if (!(layout_.flags & kCallArea))
+    throw Error(ErrorKind::kProtocol, fmt::format("call area '{}' holds a header without its flag", segment_.path()));
+  current_ = U64(map_.data(), layout_.slots_offset + kCallSlotCurrent);
+  return true;
+}
+
+CallShared CallShared::Open(const SegmentDir& dir, const std::string& name) {
+  CallShared c;
+  c.segment_ = OpenOwnedSegment(dir, name, true);
+  const uint64_t size = c.segment_.Size();
+  uint8_t h[kCallHeaderSize];
+  if (size < kCallHeaderSize)
+    throw Error(ErrorKind::kProtocol,
+                fmt::format("call segment '{}' holds {} bytes, less than its header", name, size));
+  c.segment_.Read(0, h, sizeof h);
+  c.layout_ = ParseHeader(h, size, true, name, [&c](uint64_t at) {
+    uint64_t objects = 0;
+    c.segment_.Read(at, &objects, 8);
+    return objects;
+  });
+  if (c.layout_.flags & kCallArea)
+    throw Error(ErrorKind::kProtocol, fmt::format("call segment '{}' claims to be a call area", name));
+  c.map_ = c.segment_.Map(MapMode::kReadWrite, 0, c.layout_.data_offset);
+  c.current_ = U64(c.map_.data(), c.layout_.slots_offset + kCallSlotCurrent);
   return c;
 }
 
@@ -173,7 +246,8 @@ void CallShared::WriteJob(const uint8_t* bytes, uint64_t n) {
   if (n != layout_.job_size)
     throw Error(ErrorKind::kUsage, fmt::format("call segment '{}': a job of {} bytes in room for {}", name(), n,
                                                layout_.job_size));
-  if (n) segment_.Write(layout_.job_offset, bytes, n);
+  if (n && area_) std::memcpy(map_.data() + layout_.job_offset, bytes, n);
+  else if (n) segment_.Write(layout_.job_offset, bytes, n);
 }
 
 void CallShared::WriteObjects(const std::vector<uint64_t>& offsets) {
@@ -183,7 +257,8 @@ void CallShared::WriteObjects(const std::vector<uint64_t>& offsets) {
   std::vector<uint64_t> dir;
   dir.push_back(offsets.size());
   dir.insert(dir.end(), offsets.begin(), offsets.end());
-  segment_.Write(layout_.objects_offset, dir.data(), 8 * dir.size());
+  if (area_) std::memcpy(map_.data() + layout_.objects_offset, dir.data(), 8 * dir.size());
+  else segment_.Write(layout_.objects_offset, dir.data(), 8 * dir.size());
 }
 
 uint64_t CallShared::Object(uint64_t i) const {
@@ -401,11 +476,12 @@ std::string Control::CallName() const {
   return std::string(s, strnlen(s, kMaxCallName));
 }
 
+// Sequentially consistent: the call area's protocol (above) relies on it.
 SlotState Control::State(uint32_t k) const {
-  return static_cast<SlotState>(__atomic_load_n(U32(slot(k), kSlotState), __ATOMIC_ACQUIRE));
+  return static_cast<SlotState>(__atomic_load_n(U32(slot(k), kSlotState), __ATOMIC_SEQ_CST));
 }
 void Control::SetState(uint32_t k, SlotState s) {
-  __atomic_store_n(U32(slot(k), kSlotState), static_cast<uint32_t>(s), __ATOMIC_RELEASE);
+  __atomic_store_n(U32(slot(k), kSlotState), static_cast<uint32_t>(s), __ATOMIC_SEQ_CST);
 }
 void Control::SetPid(uint32_t k, pid_t pid) {
   __atomic_store_n(reinterpret_cast<int32_t*>(slot(k) + kSlotPid), static_cast<int32_t>(pid), __ATOMIC_RELEASE);

@@ -17,7 +17,8 @@
 //       24    8 u64    tasks
 //       32    4 u32    workers: slots (and the divisor of guided chunks)
 //       36    4 u32    flags: bit 0 = FUN.VALUE results go to a segment of
-//                      their own, named like this one with "-out" for "-call"
+//                      their own, named like this one with "-out" for "-call";
+//                      bit 1 = a call in the engine's call area (below)
 //       40    8 f64    chunk_seconds: a chunk's target duration
 //       48    8 u64    job_offset   \ the job (opaque bytes), 0/0 when it
 //       56    8 u64    job_size     / travels by another way
@@ -27,6 +28,8 @@
 //       88    8 u64    data_offset: the end of the shared part (a multiple
 //                      of 4096); [data_offset, total_size) holds the
 //                      objects, which workers map privately
+//       96    4 u32    area_seq: in the call area, the engine job number the
+//                      content is for; 0 while the master rewrites it (atomic)
 //      256    8 u64    next: the first task not yet claimed      (atomic)
 //      320    8 u64    done: tasks finished                      (atomic)
 //      384    4 u32    cancel: 1 once the master gave up          (atomic)
@@ -45,6 +48,21 @@
 // is done (or a task failed, or a worker could not take part, or the call
 // was cancelled) and no worker is still working. A worker that joins later
 // finds nothing to claim.
+//
+// The call area: an unnamed segment of pyrmap's own engine, which master
+// and workers keep mapped for the workers' life, used again and again for
+// small calls (no segment made, opened or removed per call): the call
+// segment's layout (total_size is the content's, the area may be larger),
+// posted under the name "@area". Its content is rewritten for each call, so
+// elements in it are always copied for FUN, never viewed, and calls with
+// side data objects (VARS, which FUN sees as views) do not use it. A worker
+// marks itself busy in the control block before it reads the job; the
+// master sets area_seq to 0 and then reads the workers' marks, and rewrites
+// the area only when none is busy (else the call gets a segment of its
+// own), setting area_seq to the job's number last; a worker joins an area
+// call only when area_seq equals the job number it read (a worker late for
+// an earlier call leaves it). Both sides' store-then-load is sequentially
+// consistent, so at least one of them sees the other.
 //
 // The control block of pyrmap's own workers (an unnamed segment both sides
 // keep mapped for the workers' life):
@@ -94,6 +112,9 @@ inline constexpr uint64_t kNoTask = ~uint64_t{0};
 inline constexpr uint32_t kMaxWorkers = 1024;
 inline constexpr size_t kMaxCallName = 255;
 inline constexpr uint32_t kCallOutSegment = 1;
+inline constexpr uint32_t kCallArea = 2;
+// The name under which a call in the engine's call area is posted.
+inline constexpr const char* kCallAreaName = "@area";
 
 // ---- waiting on a word of shared memory --------------------------------------
 
@@ -144,6 +165,20 @@ class CallShared {
   // Opens a call segment of `dir` made by this user (anything else, or a
   // damaged header, is refused) and maps its shared part.
   static CallShared Open(const SegmentDir& dir, const std::string& name);
+  // The engine's call area (above), mapped whole; no call in it yet.
+  static CallShared OverArea(Segment area);
+  // Master, for the call area: Invalidate() (area_seq 0) before looking at
+  // the workers' marks; Fits(): whether a call of `layout` fits; Reset()
+  // writes its header (counters and slots zeroed); after the job, objects
+  // and data are in, Publish(seq) makes it job `seq`'s.
+  void Invalidate();
+  bool Fits(CallLayout layout) const;
+  void Reset(CallLayout layout);
+  void Publish(uint32_t seq);
+  // Worker, for the call area: reads the layout of job `seq`'s call; false
+  // (nothing read) when the area does not hold that job's call.
+  bool Refresh(uint32_t seq);
+  bool area() const { return area_; }
 
   CallShared(CallShared&&) noexcept = default;
   CallShared& operator=(CallShared&&) noexcept = default;
@@ -210,6 +245,7 @@ class CallShared {
   Mapping map_;
   CallLayout layout_;
   uint64_t* current_ = nullptr;  // slot 0's `current`
+  bool area_ = false;
 };
 
 // Opens segment `name` of `dir` and refuses it unless this user owns it and

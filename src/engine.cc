@@ -57,6 +57,7 @@ struct Engine::Impl {
   pid_t owner = getpid();
   std::optional<Segment> ctl_seg;
   std::optional<Control> ctl;
+  std::optional<Segment> area;  // the call area (channel.h)
   int wake = -1;
   int devnull = -1;
   std::vector<Slot> slots;
@@ -69,6 +70,7 @@ struct Engine::Impl {
     const uint32_t n = static_cast<uint32_t>(o.workers);
     ctl_seg.emplace(Segment::CreateUnnamed(o.segment_dir, Control::SizeFor(n), "engine control block"));
     ctl.emplace(Control::Create(*ctl_seg, n));
+    area.emplace(Segment::CreateUnnamed(o.segment_dir, kEngineAreaSize, "the engine's call area"));
     wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (wake < 0) throw SystemError("create the engine's", "eventfd", "eventfd", errno);
     devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -121,7 +123,7 @@ struct Engine::Impl {
     so.capture_stdout = false;
     so.capture_stderr = true;
     so.fds = {{devnull, 0}, {devnull, 1}, {ctl_seg->fd(), kEngineControlFd},
-              {s.results->fd(), kEngineResultFd}, {wake, kEngineWakeFd}};
+              {s.results->fd(), kEngineResultFd}, {wake, kEngineWakeFd}, {area->fd(), kEngineAreaFd}};
     s.proc = std::make_unique<Process>(Process::Spawn(so));
     if (s.started_once) ++s.restarts;
     s.started_once = true;
@@ -301,6 +303,8 @@ Control& Engine::control() { return *impl_->ctl; }
 
 const Segment& Engine::Results(uint32_t k) const { return *impl_->slots.at(k).results; }
 
+const Segment& Engine::Area() const { return *impl_->area; }
+
 void Engine::TrimResults(uint32_t k, uint64_t keep_bytes) {
   const Segment& s = *impl_->slots.at(k).results;
   if (s.Size() > keep_bytes && ftruncate(s.fd(), 0) != 0)
@@ -336,6 +340,7 @@ EngineWorker EngineWorker::FromEnvironment() {
   if (fd < 0) throw SystemError("attach to the engine's", "control block", "fcntl", errno);
   fcntl(kEngineResultFd, F_SETFD, FD_CLOEXEC);
   fcntl(kEngineWakeFd, F_SETFD, FD_CLOEXEC);
+  fcntl(kEngineAreaFd, F_SETFD, FD_CLOEXEC);
   Segment seg = Segment::Adopt(fd, "engine control block");
   EngineWorker w;
   w.control_ = std::make_shared<Control>(Control::Attach(seg));

@@ -48,6 +48,9 @@ namespace pyrmap {
 inline constexpr int kEngineControlFd = 3;
 inline constexpr int kEngineResultFd = 4;
 inline constexpr int kEngineWakeFd = 5;
+inline constexpr int kEngineAreaFd = 6;
+// The call area's size (channel.h): small calls go there.
+inline constexpr uint64_t kEngineAreaSize = uint64_t{256} << 10;
 inline constexpr const char* kEngineSlotVar = "PYRMAP_ENGINE_SLOT";
 
 struct EngineOptions {
@@ -111,6 +114,8 @@ class Engine {
   Control& control();
   // Worker k's result file (owned by the engine).
   const Segment& Results(uint32_t k) const;
+  // The call area (channel.h), which every worker has as kEngineAreaFd.
+  const Segment& Area() const;
   // Gives back the memory of worker k's result file when it grew past
   // `keep_bytes` (after the master read it).
   void TrimResults(uint32_t k, uint64_t keep_bytes);

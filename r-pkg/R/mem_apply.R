@@ -53,6 +53,9 @@
 #'   package is kept by the workers while calls repeat it. Elements of a list
 #'   of 16 KiB or more, columns of a registered matrix (or of 16 KiB or
 #'   more), and `VARS` reach `FUN` as views (no copy); smaller elements as
+#'   ordinary vectors. A small call without `VARS` objects (its data and
+#'   `FUN` within 256 KiB) goes through an area the workers keep mapped,
+#'   with no shared-memory file made or removed: its elements are all
 #'   ordinary vectors.
 #'
 #' @section Progress: Both functions report one progressr step per row,
@@ -308,8 +311,11 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
 # on the engine (a worker that dies is seen at once), read back at the end.
 .engine_call <- function(job, objects, n, what, unit, shape, max_cores) {
   e <- .engine(max_cores, job$dir)
+  # Without side data objects (whose views FUN could keep), a small call
+  # may go in the engine's call area (see pyrmap_call_new).
+  area <- length(objects) == as.integer(identical(job$x$src, "call"))
   call <- .new_call(objects, serialize(job, NULL, xdr = FALSE), n, .state$engine_workers, job$out, 0L, what,
-                    job$dir)
+                    job$dir, engine = e, area = area)
   on.exit(.Call(pyrmap_call_close, call$call), add = TRUE)
   seq <- .checked(.Call(pyrmap_call_post, e, call$call))
   # Until the call is over, leaving (an error, an interrupt) ends it: the
@@ -454,9 +460,10 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
 
 # Makes the call's segments in the segment directory `dir` (see
 # pyrmap_call_new in r-pkg/src/engine_r.cpp).
-.new_call <- function(objects, job_bytes, n, workers, out, result_files, what, dir) {
+.new_call <- function(objects, job_bytes, n, workers, out, result_files, what, dir, engine = NULL,
+                      area = FALSE) {
   info <- .Call(pyrmap_call_new, objects, job_bytes, as.numeric(n), as.integer(workers), out,
-                as.integer(result_files), what, dir)
+                as.integer(result_files), what, dir, engine, area)
   if (!isTRUE(info$ok)) .raise(info, .user_call())
   info
 }

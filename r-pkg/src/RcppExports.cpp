@@ -73,7 +73,7 @@ END_RCPP
 RcppExport SEXP pyrmap_call_cancel(SEXP, SEXP, SEXP);
 RcppExport SEXP pyrmap_call_close(SEXP);
 RcppExport SEXP pyrmap_call_gather(SEXP, SEXP, SEXP, SEXP);
-RcppExport SEXP pyrmap_call_new(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+RcppExport SEXP pyrmap_call_new(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 RcppExport SEXP pyrmap_call_pids(SEXP);
 RcppExport SEXP pyrmap_call_post(SEXP, SEXP);
 RcppExport SEXP pyrmap_call_progress(SEXP);
@@ -111,7 +111,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"pyrmap_call_cancel",          (DL_FUNC) &pyrmap_call_cancel,          3},
     {"pyrmap_call_close",           (DL_FUNC) &pyrmap_call_close,           1},
     {"pyrmap_call_gather",          (DL_FUNC) &pyrmap_call_gather,          4},
-    {"pyrmap_call_new",             (DL_FUNC) &pyrmap_call_new,             8},
+    {"pyrmap_call_new",             (DL_FUNC) &pyrmap_call_new,             10},
     {"pyrmap_call_pids",            (DL_FUNC) &pyrmap_call_pids,            1},
     {"pyrmap_call_post",            (DL_FUNC) &pyrmap_call_post,            2},
     {"pyrmap_call_progress",        (DL_FUNC) &pyrmap_call_progress,        1},

@@ -17,6 +17,8 @@
 #include <Rinternals.h>
 #include <R_ext/Rdynload.h>
 
+#include <fcntl.h>
+#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,6 +29,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <fmt/format.h>
@@ -52,6 +55,9 @@ namespace {
 // Elements of X smaller than this reach FUN as ordinary vectors (a copy
 // costs less than a view); larger ones, and VARS, as views.
 constexpr uint64_t kCopyBelow = 16 * 1024;
+// How long a call waits for the workers to mark themselves idle before it
+// makes a call segment of its own instead of using the call area.
+constexpr double kAreaWaitSeconds = 200e-6;
 // FUN.VALUE results up to this size are written into the call segment and
 // copied into an ordinary vector; larger ones get a segment of their own and
 // come back as a view of it.
@@ -208,7 +214,9 @@ PackedWriter PackObject(SEXP x, ObjectMode mode, const std::string& label) {
 struct MasterCall {
   explicit MasterCall(SegmentDir d) : dir(d), names(std::move(d)) {}
   SegmentDir dir;  // where its segments are
-  std::optional<CallShared> shared;
+  CallShared* shared = nullptr;     // own_, or the engine's call area
+  std::optional<CallShared> own;    // a call segment of its own
+  bool area = false;                // in the engine's call area
   SegmentGuard names;
   std::optional<Segment> out_seg;     // large FUN.VALUE results
   std::vector<Segment> result_files;  // a user cluster's workers' result files
@@ -224,7 +232,8 @@ struct MasterCall {
     names.RemoveAll();
     result_files.clear();
     out_seg.reset();
-    shared.reset();
+    shared = nullptr;  // (the call area stays the engine's)
+    own.reset();
   }
 };
 
@@ -247,9 +256,42 @@ void FinalizeCall(SEXP p) {
   delete c;  // removes the names
 }
 
+// The master's side of each engine's call area, made on first use.
+std::unordered_map<const Engine*, std::unique_ptr<CallShared>>& Areas() {
+  static auto* m = new std::unordered_map<const Engine*, std::unique_ptr<CallShared>>();
+  return *m;
+}
+
+CallShared& AreaOf(const Engine* e) {
+  auto& slot = Areas()[e];
+  if (!slot) {
+    int fd = fcntl(e->Area().fd(), F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) throw SystemError("use the engine's", "call area", "fcntl", errno);
+    slot = std::make_unique<CallShared>(CallShared::OverArea(Segment::Adopt(fd, "the engine's call area")));
+  }
+  return *slot;
+}
+
+// Whether the call area may be rewritten for a new call: no worker is
+// between taking a job and finishing it (see channel.h). A worker that just
+// finished the last call marks itself idle a moment after the master saw
+// the call over: waited for briefly.
+bool AreaFree(Engine* e, CallShared& area) {
+  area.Invalidate();
+  const double until = Now() + kAreaWaitSeconds;
+  for (;;) {
+    bool busy = false;
+    for (uint32_t k = 0; k < e->workers() && !busy; ++k) busy = e->control().State(k) == SlotState::kBusy;
+    if (!busy) return true;
+    if (Now() > until) return false;
+    sched_yield();
+  }
+}
+
 void FinalizeEngine(SEXP p) {
   auto* e = static_cast<Engine*>(R_ExternalPtrAddr(p));
   R_ClearExternalPtr(p);
+  Areas().erase(e);
   try {
     delete e;  // kills the workers (not in a forked child)
   } catch (...) {
@@ -318,9 +360,13 @@ struct Failure {
 
 // The call as a worker sees it.
 struct WorkerCall {
-  std::optional<CallShared> shared;
-  std::shared_ptr<Mapping> data;  // the private part
-  uint64_t origin = 0;            // its offset in the segment
+  CallShared* shared = nullptr;   // own, or the engine's call area
+  std::optional<CallShared> own;
+  bool area = false;
+  std::shared_ptr<Mapping> data;  // the private part (none in the call area)
+  const uint8_t* data_at = nullptr;  // the objects: in `data` or the area
+  uint64_t data_len = 0;
+  uint64_t origin = 0;            // their offset in the segment
   std::optional<Segment> result_file;
   int result_fd = -1;
   std::string result_label;
@@ -430,6 +476,7 @@ struct Elements {
   ArrayAt array;
   uint64_t nrow = 0, ncol = 0;
   std::string label;  // "X"
+  bool copy_all = false;  // no views of the call's data (the call area)
 
   uint64_t size() const {
     if (kind == kMatrix) return margin == 1 ? nrow : ncol;
@@ -441,7 +488,7 @@ struct Elements {
   SEXP Make(uint64_t i) const {
     if (kind == kList) {
       ArrayAt a = table ? FromEntry(table->at(i)) : FromPage(*page, static_cast<size_t>(i));
-      return ArrayToR(a, backing, a.count * ItemSize(a.dtype) >= kCopyBelow, label);
+      return ArrayToR(a, backing, !copy_all && a.count * ItemSize(a.dtype) >= kCopyBelow, label);
     }
     const RKind rk = TagKind(array.tag);
     const SEXPTYPE type = SexpType(rk);
@@ -460,7 +507,7 @@ struct Elements {
       // Columns of a registered matrix are always views (zero copy, and
       // run_python() can use them as they are); small columns of the call's
       // own copy are copied.
-      return ArrayToR(col, backing, !backing.segment.empty() || nrow * item >= kCopyBelow, label);
+      return ArrayToR(col, backing, !backing.segment.empty() || (!copy_all && nrow * item >= kCopyBelow), label);
     } else {
       RCall([&] { ans = Rf_allocVector(type, static_cast<R_xlen_t>(ncol)); });
       uint8_t* out = static_cast<uint8_t*>(DATAPTR(ans));
@@ -813,7 +860,7 @@ extern "C" SEXP pyrmap_engine_close(SEXP engine) {
 // list(ok, call, name, results): the call segment's and the result files'
 // paths, as workers are told them.
 extern "C" SEXP pyrmap_call_new(SEXP objects, SEXP job, SEXP tasks, SEXP workers, SEXP out, SEXP result_files,
-                                SEXP what, SEXP dir) {
+                                SEXP what, SEXP dir, SEXP engine, SEXP area) {
   return Guarded([&] {
     auto call = std::make_unique<MasterCall>(SegmentDir::Choose(StringArg(dir, "segment directory")));
     call->what = StringArg(what, "what");
@@ -842,12 +889,26 @@ extern "C" SEXP pyrmap_call_new(SEXP objects, SEXP job, SEXP tasks, SEXP workers
     }
     l.data_size = data;
     const std::string name = prefix + "-call";
-    if (l.flags & kCallOutSegment) {
-      call->out_seg.emplace(Segment::Create(call->dir, prefix + "-out", std::max<uint64_t>(out_bytes, 8)));
-      call->names.Add(prefix + "-out");
+    // A small call of pyrmap's own engine without side data objects goes in
+    // the engine's call area when no worker is still in the last job.
+    if (engine != R_NilValue && Rf_asLogical(area) == TRUE && !(l.flags & kCallOutSegment)) {
+      Engine* e = EngineOf(engine);
+      CallShared& a = AreaOf(e);
+      if (e->segment_dir() == call->dir.path() && a.Fits(l) && AreaFree(e, a)) {
+        a.Reset(l);
+        call->shared = &a;
+        call->area = true;
+      }
     }
-    call->shared.emplace(CallShared::Create(call->dir, name, l));
-    call->names.Add(name);
+    if (!call->area) {
+      if (l.flags & kCallOutSegment) {
+        call->out_seg.emplace(Segment::Create(call->dir, prefix + "-out", std::max<uint64_t>(out_bytes, 8)));
+        call->names.Add(prefix + "-out");
+      }
+      call->own.emplace(CallShared::Create(call->dir, name, l));
+      call->shared = &*call->own;
+      call->names.Add(name);
+    }
     CallShared& c = *call->shared;
     c.WriteJob(TYPEOF(job) == RAWSXP ? RAW(job) : nullptr, l.job_size);
     for (uint64_t& a : at) a += c.layout().data_offset;
@@ -861,7 +922,7 @@ extern "C" SEXP pyrmap_call_new(SEXP objects, SEXP job, SEXP tasks, SEXP workers
       call->names.Add(rn);
       res.push_back(call->dir.PathOf(rn));
     }
-    const std::string path = call->dir.PathOf(name);
+    const std::string path = call->area ? std::string(kCallAreaName) : call->dir.PathOf(name);
     SEXP ptr = R_NilValue;
     MasterCall* raw = call.release();
     try {
@@ -897,6 +958,16 @@ extern "C" SEXP pyrmap_call_post(SEXP engine, SEXP call) {
     MasterCall* c = CallOf(call);
     if (c->shared->layout().workers != e->workers())
       throw Error(ErrorKind::kUsage, "the call was made for another number of workers");
+    if (c->area) {
+      // The area is this job's from now on (channel.h); only this process
+      // posts, so the next job number is known.
+      const uint32_t next = e->control().Seq() + 1;
+      c->shared->Publish(next);
+      const uint32_t seq = e->Post(kCallAreaName, 1);
+      if (seq != next) throw Error(ErrorKind::kProtocol, fmt::format("the engine posted job {}, not {}", seq, next));
+      c->posted_at = Now();
+      return Build([&] { return Rf_ScalarReal(static_cast<double>(seq)); });
+    }
     const uint32_t seq = e->Post(c->dir.PathOf(c->shared->name()), 1);
     c->posted_at = Now();
     return Build([&] { return Rf_ScalarReal(static_cast<double>(seq)); });
@@ -1227,11 +1298,29 @@ SEXP g_job = nullptr;  // preserved: list(job, fun)
 
 // Opens the call and joins it as slot `slot`; its records go to `results`
 // (a user cluster's worker) or the engine's result file.
-std::unique_ptr<WorkerCall> OpenCall(const std::string& call_path, uint32_t slot, SEXP results) {
+std::unique_ptr<WorkerCall> OpenCall(const std::string& call_path, uint32_t slot, SEXP results, uint32_t seq) {
   auto ctx = std::make_unique<WorkerCall>();
-  const SegmentPath where = SplitSegmentPath(call_path);
+  SegmentPath where;
+  if (call_path == kCallAreaName) {
+    // The engine's call area, kept mapped from one call to the next; it
+    // holds job `seq`'s call, or this worker is late for a call now over.
+    static std::unique_ptr<CallShared> area;
+    if (!area) {
+      int fd = fcntl(kEngineAreaFd, F_DUPFD_CLOEXEC, 10);
+      if (fd < 0) throw SystemError("use the engine's", "call area", "fcntl", errno);
+      area = std::make_unique<CallShared>(CallShared::OverArea(Segment::Adopt(fd, "the engine's call area")));
+    }
+    if (!area->Refresh(seq))
+      throw Error(ErrorKind::kProtocol, fmt::format("job {} is over: the call area holds another call", seq));
+    ctx->shared = area.get();
+    ctx->area = true;
+    where.name = kCallAreaName;
+  } else {
+    where = SplitSegmentPath(call_path);
+    ctx->own.emplace(CallShared::Open(where.dir, where.name));
+    ctx->shared = &*ctx->own;
+  }
   const std::string& call_name = where.name;
-  ctx->shared.emplace(CallShared::Open(where.dir, call_name));
   const CallLayout& l = ctx->shared->layout();
   ctx->slot = slot;
   if (ctx->slot >= l.workers)
@@ -1247,8 +1336,15 @@ std::unique_ptr<WorkerCall> OpenCall(const std::string& call_path, uint32_t slot
     ctx->result_fd = ctx->result_file->fd();
     ctx->result_label = rn;
   }
-  if (l.data_offset < l.total_size) {
+  if (l.data_offset < l.total_size && ctx->area) {
+    // Read in place: elements are copies (Elements::copy_all), never views.
+    ctx->data_at = ctx->shared->shared() + l.data_offset;
+    ctx->data_len = l.total_size - l.data_offset;
+    ctx->origin = l.data_offset;
+  } else if (l.data_offset < l.total_size) {
     ctx->data = std::make_shared<Mapping>(ctx->shared->segment().Map(MapMode::kPrivate, l.data_offset));
+    ctx->data_at = ctx->data->data();
+    ctx->data_len = ctx->data->size();
     ctx->origin = l.data_offset;
   }
   // Where FUN.VALUE results go: the call segment's out region, or a
@@ -1269,8 +1365,8 @@ std::unique_ptr<WorkerCall> OpenCall(const std::string& call_path, uint32_t slot
 
 // Object k of the call as FUN's side data: a view, or a list of views.
 SEXP ObjectToR(WorkerCall* ctx, uint64_t k, ObjectMode mode, const std::string& label) {
-  PackedTable t(ctx->data ? ctx->data->data() : nullptr, ctx->origin, ctx->data ? ctx->data->size() : 0,
-                ctx->shared->Object(k), label);
+  if (ctx->area) throw Error(ErrorKind::kProtocol, fmt::format("{} in the call area", label));
+  PackedTable t(ctx->data_at, ctx->origin, ctx->data_len, ctx->shared->Object(k), label);
   Backing b{ctx->data, "", 0};
   if (mode != ObjectMode::kList) {
     if (t.size() != 1) throw Error(ErrorKind::kProtocol, fmt::format("{}: {} arrays, not 1", label, t.size()));
@@ -1293,7 +1389,8 @@ void SetupElements(WorkerCall* ctx, SEXP job, Elements* el) {
   el->margin = FieldInt(job, "margin", 2);
   if (src == "call") {
     el->backing = Backing{ctx->data, "", 0};
-    el->table.emplace(ctx->data ? ctx->data->data() : nullptr, ctx->origin, ctx->data ? ctx->data->size() : 0,
+    el->copy_all = ctx->area;  // its memory is rewritten by the next call
+    el->table.emplace(ctx->data_at, ctx->origin, ctx->data_len,
                       ctx->shared->Object(static_cast<uint64_t>(Rf_asReal(Field(x, "object")))), "X");
   } else if (src == "page") {
     ctx->x_page.emplace(
@@ -1562,10 +1659,11 @@ void EndJob(Outcome outcome, SEXP forget) {
 // FUN (or of the setup) propagates as RUnwind, g_current kept. Returns the
 // outcome ("ok" or "failed": a value that does not fit FUN.VALUE, a core
 // error — both recorded). Throws Error when the call cannot be opened.
-const char* RunJob(const std::string& name, uint32_t slot, SEXP job, SEXP results, SEXP view_of, SEXP forget) {
+const char* RunJob(const std::string& name, uint32_t slot, SEXP job, SEXP results, SEXP view_of, SEXP forget,
+                   uint32_t seq = 0) {
   g_current.reset();
   auto cur = std::make_unique<Current>();
-  cur->ctx = OpenCall(name, slot, results);
+  cur->ctx = OpenCall(name, slot, results, seq);
   cur->setup.job_arg = job;
   cur->setup.view_of = view_of;
   cur->run.ctx = cur->ctx.get();
@@ -1652,7 +1750,7 @@ extern "C" SEXP pyrmap_engine_worker_loop(SEXP worker, SEXP view_of, SEXP forget
       // master's, for a task that ended just before) is not for this job.
       R_interrupts_pending = 0;
       try {
-        RunJob(name, w->slot(), R_NilValue, R_NilValue, view_of, forget);
+        RunJob(name, w->slot(), R_NilValue, R_NilValue, view_of, forget, w->seq());
       } catch (const Error&) {
         // The call is over already (this worker woke late), or this
         // worker could not take part (it broke the call, if it could).

@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -366,4 +367,54 @@ TEST_CASE("values of scattered ranges follow their ranges record, of as many tas
   std::vector<uint8_t> b = all;
   b[16] = 4;
   refused(b, 10, "said to hold 4");
+}
+
+TEST_CASE("the call area: a call is read only for the job it was published for; rewritten calls start afresh") {
+  Segment seg = Segment::CreateUnnamed(kShmDir, 64 << 10, "a test call area");
+  int fd = fcntl(seg.fd(), F_DUPFD_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  CallShared master = CallShared::OverArea(std::move(seg));
+  CallShared worker = CallShared::OverArea(Segment::Adopt(fd, "a test call area"));
+  CHECK_FALSE(worker.Refresh(1));  // nothing published yet
+
+  CallLayout l = Layout(10, 2);
+  l.job_size = 5;
+  CHECK(master.Fits(l));
+  master.Invalidate();
+  master.Reset(l);
+  master.WriteJob(reinterpret_cast<const uint8_t*>("hello"), 5);
+  master.WriteObjects({});
+  CHECK_FALSE(worker.Refresh(7));  // not published: a worker may not join
+  master.Publish(7);
+  CHECK_FALSE(worker.Refresh(6));  // a worker late for job 6 leaves it
+  REQUIRE(worker.Refresh(7));
+  CHECK(worker.layout().tasks == 10);
+  CHECK((worker.layout().flags & kCallArea) != 0);
+  CHECK(std::memcmp(worker.job(), "hello", 5) == 0);
+  uint64_t first = 0, count = 0;
+  worker.Join(1, getpid());
+  REQUIRE(worker.Claim(100, &first, &count));
+  worker.AddDone(count);
+  worker.Fail(3);
+  worker.Leave(1, Outcome::kFailed, 0);
+  CHECK(master.Done() == count);
+
+  // The next call: counters, failure and slots start afresh.
+  master.Invalidate();
+  CHECK_FALSE(worker.Refresh(7));  // being rewritten
+  CallLayout l2 = Layout(3, 2);
+  master.Reset(l2);
+  master.WriteObjects({});
+  master.Publish(8);
+  REQUIRE(worker.Refresh(8));
+  CHECK(worker.layout().tasks == 3);
+  CHECK(worker.Done() == 0);
+  CHECK(worker.FailedAt() == kNoTask);
+  CHECK(worker.State(1) == CallShared::SlotState::kNone);
+
+  // A call larger than the area does not fit, and is refused.
+  CallLayout big = Layout(1, 1);
+  big.data_size = 1 << 20;
+  CHECK_FALSE(master.Fits(big));
+  CHECK_THROWS_AS(master.Reset(big), Error);
 }

@@ -23,16 +23,22 @@ test_that("the engine's calls are made in the chosen segment directory and leave
                   NAMESPACE = ns, VARS = "w", MAX.CORES = 2)
   expect_identical(res, as.list(colSums(X) * 10 + 20))
 
-  # While a call runs, its segment is in `d`, not in /dev/shm.
-  # (FUN carries d, shm_before and call_files in its environment.)
+  # While a call with side data runs, its segment is in `d`, not in
+  # /dev/shm. (FUN carries d, shm_before and call_files in its environment.)
   count <- local({
     d <- d
     shm_before <- shm_before
     call_files <- call_files
-    function(i) c(length(call_files(d)), length(setdiff(call_files("/dev/shm"), shm_before)))
+    function(i, z) c(length(call_files(d)), length(setdiff(call_files("/dev/shm"), shm_before)))
   })
-  seen <- memLapply(1:4, count, MAX.CORES = 2, FUN.VALUE = c(0, 0))
+  seen <- memLapply(1:4, count, VARS = list(z = 0), MAX.CORES = 2, FUN.VALUE = c(0, 0))
   expect_identical(seen, matrix(rep(c(1, 0), 4), 2))
+  # A small call without side data goes in the engine's call area, which
+  # has no name; the area (each worker's descriptor 6) is a file of `d`.
+  seen <- memLapply(1:4, local({ count <- count; function(i) count(i) }), MAX.CORES = 2, FUN.VALUE = c(0, 0))
+  expect_identical(seen, matrix(rep(c(0, 0), 4), 2))
+  areas <- unlist(memLapply(1:2, function(i) Sys.readlink("/proc/self/fd/6"), MAX.CORES = 2))
+  expect_true(all(startsWith(areas, paste0(normalizePath(d), "/"))), label = paste(areas, collapse = ", "))
 
   # A FUN.VALUE result too large for the call segment: a segment of its own
   # in `d`, returned as a view; removed when the call is over.

@@ -104,6 +104,39 @@ test_that("a list of many small elements is one segment, read by index: small el
   expect_identical(call_segments(), character(0))
 })
 
+test_that("small calls go through the engine's call area: nothing kept by FUN changes with the next call", {
+  # A small call without side data is written into one area the workers keep
+  # mapped, rewritten by the next call; its elements are therefore copies,
+  # even of 16 KiB and more. An element kept by FUN (here in the worker's
+  # global environment) keeps its values when the next call rewrites the
+  # area (as a view of the area it would show the next call's data).
+  keep <- function(el) {
+    assign("kept", el, envir = globalenv())
+    is.null(pyrmap:::.pyrmap_view_info(el))
+  }
+  environment(keep) <- globalenv()  # sent by reference: a small job
+  a <- list(rep(1, 3000))          # 24 kB
+  b <- list(rep(2, 3000))
+  expect_identical(memLapply(a, keep, MAX.CORES = 1), list(TRUE))  # a copy, not a view
+  expect_identical(memLapply(b, function(el) sum(el), MAX.CORES = 1), list(6000))
+  got <- memLapply(list(0), function(el) get("kept", envir = globalenv()), MAX.CORES = 1)
+  expect_identical(got, a)
+  # Many calls back to back, on both workers, with and without side data
+  # (which takes a segment of its own) and FUN.VALUE: each sees its own data.
+  for (k in 1:150) {
+    x <- as.list(k * as.numeric(1:30))
+    f <- function(el) el + 0.5
+    if (k %% 3 == 0) {
+      got <- memLapply(x, function(el, w) el * w, VARS = list(w = k), MAX.CORES = 2)
+      expect_identical(got, lapply(x, function(el) el * k))
+    } else if (k %% 3 == 1) {
+      expect_identical(memLapply(x, f, MAX.CORES = 2, FUN.VALUE = 0), unlist(x) + 0.5)
+    } else {
+      expect_identical(memApply(matrix(unlist(x), 5), 2, sum, MAX.CORES = 2), as.list(colSums(matrix(unlist(x), 5))))
+    }
+  }
+})
+
 test_that("a FUN with an environment of its own starts afresh in every call", {
   counter <- local({
     n <- 0
