@@ -58,6 +58,8 @@ constexpr uint64_t kCopyBelow = 16 * 1024;
 // How long a call waits for the workers to mark themselves idle before it
 // makes a call segment of its own instead of using the call area.
 constexpr double kAreaWaitSeconds = 200e-6;
+// A worker's records up to this size are read (one pread) rather than mapped.
+constexpr uint64_t kReadRecordsBelow = 1 << 20;
 // FUN.VALUE results up to this size are written into the call segment and
 // copied into an ordinary vector; larger ones get a segment of their own and
 // come back as a view of it.
@@ -212,12 +214,12 @@ PackedWriter PackObject(SEXP x, ObjectMode mode, const std::string& label) {
 // Everything a call made in this process: its segments (their names are
 // removed by `names`, however the call ends) and what gathering needs.
 struct MasterCall {
-  explicit MasterCall(SegmentDir d) : dir(d), names(std::move(d)) {}
+  MasterCall() = default;
   SegmentDir dir;  // where its segments are
   CallShared* shared = nullptr;     // own_, or the engine's call area
   std::optional<CallShared> own;    // a call segment of its own
   bool area = false;                // in the engine's call area
-  SegmentGuard names;
+  std::optional<SegmentGuard> names;  // of the segments it made (none in the area)
   std::optional<Segment> out_seg;     // large FUN.VALUE results
   std::vector<Segment> result_files;  // a user cluster's workers' result files
   OutSpec out;
@@ -229,7 +231,7 @@ struct MasterCall {
   void Close() {
     if (closed) return;
     closed = true;
-    names.RemoveAll();
+    if (names) names->RemoveAll();
     result_files.clear();
     out_seg.reset();
     shared = nullptr;  // (the call area stays the engine's)
@@ -862,7 +864,10 @@ extern "C" SEXP pyrmap_engine_close(SEXP engine) {
 extern "C" SEXP pyrmap_call_new(SEXP objects, SEXP job, SEXP tasks, SEXP workers, SEXP out, SEXP result_files,
                                 SEXP what, SEXP dir, SEXP engine, SEXP area) {
   return Guarded([&] {
-    auto call = std::make_unique<MasterCall>(SegmentDir::Choose(StringArg(dir, "segment directory")));
+    // The directory is chosen (opened, checked) only for a call that makes
+    // segments: a call in the engine's call area makes none.
+    const std::string dir_path = StringArg(dir, "segment directory");
+    auto call = std::make_unique<MasterCall>();
     call->what = StringArg(what, "what");
     call->out = ParseOut(out);
     call->tasks = static_cast<uint64_t>(Rf_asReal(tasks));
@@ -871,7 +876,6 @@ extern "C" SEXP pyrmap_call_new(SEXP objects, SEXP job, SEXP tasks, SEXP workers
       SEXP o = VECTOR_ELT(objects, i);
       packed.push_back(PackObject(Field(o, "value"), ParseMode(FieldString(o, "mode")), FieldString(o, "label")));
     }
-    const std::string prefix = NewCallPrefix();
     CallLayout l;
     l.tasks = call->tasks;
     l.workers = static_cast<uint32_t>(Rf_asInteger(workers));
@@ -888,26 +892,29 @@ extern "C" SEXP pyrmap_call_new(SEXP objects, SEXP job, SEXP tasks, SEXP workers
       data += (w.Size() + 63) / 64 * 64;
     }
     l.data_size = data;
-    const std::string name = prefix + "-call";
     // A small call of pyrmap's own engine without side data objects goes in
     // the engine's call area when no worker is still in the last job.
     if (engine != R_NilValue && Rf_asLogical(area) == TRUE && !(l.flags & kCallOutSegment)) {
       Engine* e = EngineOf(engine);
       CallShared& a = AreaOf(e);
-      if (e->segment_dir() == call->dir.path() && a.Fits(l) && AreaFree(e, a)) {
+      if (e->segment_dir() == dir_path && a.Fits(l) && AreaFree(e, a)) {
         a.Reset(l);
         call->shared = &a;
         call->area = true;
       }
     }
+    std::string prefix;
     if (!call->area) {
+      call->dir = SegmentDir::Choose(dir_path);
+      call->names.emplace(call->dir);
+      prefix = NewCallPrefix();
       if (l.flags & kCallOutSegment) {
         call->out_seg.emplace(Segment::Create(call->dir, prefix + "-out", std::max<uint64_t>(out_bytes, 8)));
-        call->names.Add(prefix + "-out");
+        call->names->Add(prefix + "-out");
       }
-      call->own.emplace(CallShared::Create(call->dir, name, l));
+      call->own.emplace(CallShared::Create(call->dir, prefix + "-call", l));
       call->shared = &*call->own;
-      call->names.Add(name);
+      call->names->Add(prefix + "-call");
     }
     CallShared& c = *call->shared;
     c.WriteJob(TYPEOF(job) == RAWSXP ? RAW(job) : nullptr, l.job_size);
@@ -919,10 +926,10 @@ extern "C" SEXP pyrmap_call_new(SEXP objects, SEXP job, SEXP tasks, SEXP workers
     for (int k = 0; k < Rf_asInteger(result_files); ++k) {
       const std::string rn = fmt::format("{}-res-{}", prefix, k + 1);
       call->result_files.push_back(Segment::Create(call->dir, rn, 0));
-      call->names.Add(rn);
+      call->names->Add(rn);
       res.push_back(call->dir.PathOf(rn));
     }
-    const std::string path = call->area ? std::string(kCallAreaName) : call->dir.PathOf(name);
+    const std::string path = call->area ? std::string(kCallAreaName) : call->dir.PathOf(prefix + "-call");
     SEXP ptr = R_NilValue;
     MasterCall* raw = call.release();
     try {
@@ -1091,8 +1098,10 @@ extern "C" SEXP pyrmap_call_gather(SEXP engine, SEXP call, SEXP dim, SEXP dimnam
     MasterCall* c = CallOf(call);
     Engine* e = engine == R_NilValue ? nullptr : EngineOf(engine);
     const uint64_t n = c->tasks;
-    // Every worker's records, mapped.
+    // Every worker's records: read (a few pages or less), or mapped.
     std::vector<Mapping> maps;
+    std::vector<std::vector<uint8_t>> copies;
+    std::vector<const uint8_t*> records;
     std::vector<std::string> labels;
     std::vector<uint64_t> sizes;
     const uint32_t p = e ? e->workers() : static_cast<uint32_t>(c->result_files.size());
@@ -1116,13 +1125,20 @@ extern "C" SEXP pyrmap_call_gather(SEXP engine, SEXP call, SEXP dim, SEXP dimnam
       const uint64_t bytes = took_part ? c->shared->SlotResultBytes(k) : 0;
       labels.push_back(fmt::format("worker {} of {}", k + 1, c->what));
       sizes.push_back(bytes);
-      maps.push_back(bytes ? f.Map(MapMode::kReadOnly, 0, bytes) : Mapping());
+      if (bytes > 0 && bytes <= kReadRecordsBelow) {
+        copies.emplace_back(bytes);
+        f.Read(0, copies.back().data(), bytes);
+        records.push_back(copies.back().data());
+      } else {
+        maps.push_back(bytes ? f.Map(MapMode::kReadOnly, 0, bytes) : Mapping());
+        records.push_back(maps.back().data());
+      }
     }
     // The first failure in task order (a worker that could not take part
     // counts before any task).
     Failure first;
     for (uint32_t k = 0; k < p; ++k)
-      ReadRecords(maps[k].data(), sizes[k], n, labels[k], [&](const Record& r) {
+      ReadRecords(records[k], sizes[k], n, labels[k], [&](const Record& r) {
         if (r.kind != RecordKind::kFailure) return;
         const bool setup = r.first == kNoTask;
         const bool better = !first.seen || (setup && !first.setup) ||
@@ -1180,7 +1196,7 @@ extern "C" SEXP pyrmap_call_gather(SEXP engine, SEXP call, SEXP dim, SEXP dimnam
       std::vector<bool> filled(n, false);
       for (uint32_t k = 0; k < p; ++k) {
         std::vector<uint64_t> ranges;  // of the ranges record just read
-        ReadRecords(maps[k].data(), sizes[k], n, labels[k], [&](const Record& r) {
+        ReadRecords(records[k], sizes[k], n, labels[k], [&](const Record& r) {
           if (r.kind == RecordKind::kRanges) {
             ranges.resize(r.nbytes / 8);
             std::memcpy(ranges.data(), r.payload, r.nbytes);
