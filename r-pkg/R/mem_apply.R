@@ -177,7 +177,7 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
   # there, the workers look for the pages there, and FUN's own
   # retrieveViews() calls do too.
   job <- list(kind = kind, margin = margin, first = names(formals(FUN))[1L], out = out$spec,
-              chunk_seconds = .chunk_seconds, dir = pyrmap_segment_dir())
+              chunk_seconds = .chunk_seconds, dir = .call_segment_dir())
   objects <- list()
   serialized <- FALSE
 
@@ -267,6 +267,19 @@ memLapply <- function(X, FUN, NAMESPACE = NULL, CLUSTER = NULL, VARS = NULL, MAX
            .domain_call(CLUSTER, job, objects, n, what, unit, out, shape)
          else .cluster_call(CLUSTER, job, objects, n, what, unit, shape)
   .named(res, along)
+}
+
+# The segment directory of a call: pyrmap_segment_dir(), kept for as long
+# as the choice is the same (the option, PYRMAP_SEGMENT_DIR, and the working
+# directory, against which a relative path resolves). A call that makes
+# segments there opens and checks the directory again (pyrmap_call_new).
+.call_segment_dir <- function() {
+  key <- c(.segment_dir(), Sys.getenv("PYRMAP_SEGMENT_DIR"), getwd())
+  hit <- .state$call_dir
+  if (!is.null(hit) && identical(hit$key, key)) return(hit$dir)
+  dir <- pyrmap_segment_dir()
+  .state$call_dir <- list(key = key, dir = dir)
+  dir
 }
 
 # The names of X along the tasks, as apply() and lapply() give them to
