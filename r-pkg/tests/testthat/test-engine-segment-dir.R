@@ -75,3 +75,25 @@ test_that("a segment directory the engine's call cannot use is an error naming i
 test_that("the end of the file leaves no worker and no segment", {
   ms_expect_clean_end(ms_shm_at_start)
 })
+
+test_that("the call's segment directory follows PYRMAP_SEGMENT_DIR and the option from one call to the next", {
+  # (memApply keeps the directory it resolved for as long as the choice is
+  # the same: a changed choice must be seen at the next call.)
+  d <- private_dir()
+  on.exit(unlink(d, recursive = TRUE), add = TRUE)
+  old <- options(pyrmap.segment_dir = NULL)
+  on.exit(options(old), add = TRUE)
+  where <- function() unique(unlist(memLapply(1:2, function(i) getOption("pyrmap.segment_dir"), MAX.CORES = 2)))
+  first <- where()
+  Sys.setenv(PYRMAP_SEGMENT_DIR = d)
+  on.exit(Sys.unsetenv("PYRMAP_SEGMENT_DIR"), add = TRUE)
+  expect_identical(where(), pyrmap_segment_dir())
+  expect_false(identical(where(), first))
+  Sys.unsetenv("PYRMAP_SEGMENT_DIR")
+  expect_identical(where(), first)
+  options(pyrmap.segment_dir = d)
+  expect_identical(where(), pyrmap_segment_dir())
+  options(pyrmap.segment_dir = NULL)
+  expect_identical(where(), first)
+  ms_note_engine()
+})
