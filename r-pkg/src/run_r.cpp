@@ -321,6 +321,9 @@ SEXP ErrorInfo(const Error& e) {
 // [[Rcpp::init]]
 void pyrmap_init_views(DllInfo* dll) { InitViewClasses(dll); }
 
+// Inputs from this size on may first collect dead views (pyrmap_run).
+constexpr uint64_t kCollectAtInputBytes = uint64_t{1} << 20;
+
 // Runs `scripts` over `data` in `mode` ("run", "shared" or "pipeline"), on
 // the warm workers of `pool` (a pool handle) unless it is NULL; a one-shot
 // run makes its segments in `segment_dir` ("", "RAM", "DISK" or a path).
@@ -385,7 +388,9 @@ SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, s
     struct AwaitAtEnd {
       ~AwaitAtEnd() { AwaitUnmaps(); }
     } await_unmaps;
-    if (input.segment.empty()) {
+    // (Only for inputs of kCollectAtInputBytes or more: the bound is read
+    // from /proc, which a call of a few kB should not pay for.)
+    if (input.segment.empty() && input.desc.nbytes >= kCollectAtInputBytes) {
       DeferUnmaps defer;
       CollectIfDue(input.desc.nbytes);
     }
