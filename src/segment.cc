@@ -105,6 +105,7 @@ void TestPause() {
 constexpr uint64_t kUnmapLaterBytes = uint64_t{64} << 20;
 
 thread_local int t_defer_unmaps = 0;
+thread_local int t_serial_writes = 0;
 
 class Unmapper {
  public:
@@ -188,6 +189,9 @@ class Unmapper {
 };
 
 }  // namespace
+
+SerialWrites::SerialWrites() { ++t_serial_writes; }
+SerialWrites::~SerialWrites() { --t_serial_writes; }
 
 DeferUnmaps::DeferUnmaps() { ++t_defer_unmaps; }
 DeferUnmaps::~DeferUnmaps() { --t_defer_unmaps; }
@@ -383,7 +387,7 @@ bool Segment::WriteInParallel(uint64_t offset, const uint8_t* src, uint64_t n,
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   const unsigned parts = static_cast<unsigned>(
       std::min<uint64_t>({cores, kParallelWriteThreads, n / (kParallelWriteMin / 2)}));
-  if (parts < 2 || unsupported.load()) return false;
+  if (parts < 2 || unsupported.load() || t_serial_writes > 0) return false;
   const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   // Part k is [bounds[k], bounds[k + 1]) of the file; inner bounds on pages.
   std::vector<uint64_t> bounds(parts + 1);

@@ -82,6 +82,17 @@ class DeferUnmaps {
 // Returns once every unmapping handed to that thread is done.
 void AwaitUnmaps();
 
+// Within a SerialWrites scope (on this thread), Segment::Write uses this
+// thread alone: for a caller whose other cores are busy meanwhile (a
+// one-shot run starting its interpreters).
+class SerialWrites {
+ public:
+  SerialWrites();
+  ~SerialWrites();
+  SerialWrites(const SerialWrites&) = delete;
+  SerialWrites& operator=(const SerialWrites&) = delete;
+};
+
 // When a new segment's blocks are allocated.
 enum class Reservation {
   kNow,       // at creation (posix_fallocate): a full directory is an error
