@@ -156,10 +156,10 @@ class Segment {
   // Sizes the segment to `size` bytes without allocating them, after
   // checking that its directory has them free (Reservation::kByWrites).
   void SizeForWrites(uint64_t size);
-  // Copies `n` bytes to `offset`: with pwrite, and from 32 MiB on in parts
-  // written at once by a few threads through mappings whose pages are
-  // allocated in one call each (MADV_POPULATE_WRITE; never a fault per 4 KiB
-  // page). A directory that is full is an error naming the sizes and the way
+  // Copies `n` bytes to `offset`: with pwrite, and from 32 MiB on (outside
+  // a SerialWrites scope) in parts written at once by a few threads through
+  // mappings whose pages are allocated in one call each
+  // (MADV_POPULATE_WRITE; never a fault per 4 KiB page). A directory that is full is an error naming the sizes and the way
   // around it (as Reserve's). `check` (may be null) is called between chunks,
   // on the calling thread, and may throw to abandon the write.
   void Write(uint64_t offset, const void* src, uint64_t n,
