@@ -252,8 +252,7 @@ Segment Segment::Create(const SegmentDir& dir, const std::string& name, uint64_t
   if (fd < 0) throw SystemError("create segment", dir.PathOf(name), "open", errno);
   Segment seg(dir, name, fd);
   try {
-    if (how == Reservation::kNow) seg.Reserve(size);
-    else seg.SizeForWrites(size);
+    seg.Allocate(size, how);
   } catch (...) {
     seg.Unlink();
     throw;
@@ -283,8 +282,7 @@ Segment Segment::CreateUnnamed(const std::string& dir, uint64_t size, const std:
   int fd = open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
   if (fd < 0) throw SystemError("create unnamed segment in", dir, "open(O_TMPFILE)", errno);
   Segment seg = Adopt(fd, label);
-  if (how == Reservation::kNow) seg.Reserve(size);
-  else seg.SizeForWrites(size);
+  seg.Allocate(size, how);
   return seg;
 }
 
@@ -311,6 +309,11 @@ void Segment::Reserve(uint64_t size) {
   Error e = SystemError("reserve segment", path(), "posix_fallocate", err);
   if (err == ENOSPC || err == EFBIG) throw NoSpace(std::move(e), size);
   throw e;
+}
+
+void Segment::Allocate(uint64_t size, Reservation how) {
+  if (how == Reservation::kNow) Reserve(size);
+  else SizeForWrites(size);
 }
 
 void Segment::SizeForWrites(uint64_t size) {
@@ -407,14 +410,7 @@ bool Segment::WriteInParallel(uint64_t offset, const uint8_t* src, uint64_t n,
   auto write_part = [&](unsigned k, bool on_caller) {
     const uint64_t start = bounds[k], end = bounds[k + 1];
     for (uint64_t at = start; at < end && !stop.load();) {
-      if (on_caller && check) {
-        try {
-          check(check_arg);
-        } catch (...) {
-          stop = true;
-          throw;
-        }
-      }
+      if (on_caller && check) check(check_arg);  // a throw stops the others (below)
       const uint64_t chunk = std::min(end - at, kPopulateChunk);
       // The populated range: whole pages around [at, at + chunk).
       uint8_t* from = base + at;

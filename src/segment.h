@@ -199,6 +199,8 @@ class Segment {
   void PlainWrite(uint64_t offset, const uint8_t* p, uint64_t n, void (*check)(void*), void* check_arg);
   bool WriteInParallel(uint64_t offset, const uint8_t* src, uint64_t n, void (*check)(void*),
                        void* check_arg);
+  // Reserve() or SizeForWrites(), as `how` says.
+  void Allocate(uint64_t size, Reservation how);
   // `e` (a failure for want of space) with the sizes and the remedy.
   Error NoSpace(Error e, uint64_t size) const;
   Segment(SegmentDir dir, std::string name, int fd);

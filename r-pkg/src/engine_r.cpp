@@ -258,6 +258,13 @@ void FinalizeCall(SEXP p) {
   delete c;  // removes the names
 }
 
+// The call area over a duplicate (numbered `lowest` or more) of `fd`.
+std::unique_ptr<CallShared> OverArea(int fd, int lowest) {
+  int dup = fcntl(fd, F_DUPFD_CLOEXEC, lowest);
+  if (dup < 0) throw SystemError("use the engine's", "call area", "fcntl", errno);
+  return std::make_unique<CallShared>(CallShared::OverArea(Segment::Adopt(dup, "the engine's call area")));
+}
+
 // The master's side of each engine's call area, made on first use.
 std::unordered_map<const Engine*, std::unique_ptr<CallShared>>& Areas() {
   static auto* m = new std::unordered_map<const Engine*, std::unique_ptr<CallShared>>();
@@ -266,11 +273,7 @@ std::unordered_map<const Engine*, std::unique_ptr<CallShared>>& Areas() {
 
 CallShared& AreaOf(const Engine* e) {
   auto& slot = Areas()[e];
-  if (!slot) {
-    int fd = fcntl(e->Area().fd(), F_DUPFD_CLOEXEC, 0);
-    if (fd < 0) throw SystemError("use the engine's", "call area", "fcntl", errno);
-    slot = std::make_unique<CallShared>(CallShared::OverArea(Segment::Adopt(fd, "the engine's call area")));
-  }
+  if (!slot) slot = OverArea(e->Area().fd(), 0);
   return *slot;
 }
 
@@ -1321,11 +1324,7 @@ std::unique_ptr<WorkerCall> OpenCall(const std::string& call_path, uint32_t slot
     // The engine's call area, kept mapped from one call to the next; it
     // holds job `seq`'s call, or this worker is late for a call now over.
     static std::unique_ptr<CallShared> area;
-    if (!area) {
-      int fd = fcntl(kEngineAreaFd, F_DUPFD_CLOEXEC, 10);
-      if (fd < 0) throw SystemError("use the engine's", "call area", "fcntl", errno);
-      area = std::make_unique<CallShared>(CallShared::OverArea(Segment::Adopt(fd, "the engine's call area")));
-    }
+    if (!area) area = OverArea(kEngineAreaFd, 10);
     if (!area->Refresh(seq))
       throw Error(ErrorKind::kProtocol, fmt::format("job {} is over: the call area holds another call", seq));
     ctx->shared = area.get();
