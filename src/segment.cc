@@ -125,11 +125,14 @@ class Unmapper {
     if (len < kUnmapLaterBytes || !Get().Push(job)) munmap(addr, len);
   }
 
-  static void Await() {
+  // Returns once nothing is queued or being unmapped; whether there was.
+  static bool Await() {
     Unmapper& u = Get();
-    if (u.pid_ != getpid()) return;
+    if (u.pid_ != getpid()) return false;
     std::unique_lock<std::mutex> lock(u.mu_);
+    if (u.pending_ == 0) return false;
     u.idle_.wait(lock, [&u] { return u.pending_ == 0; });
+    return true;
   }
 
  private:
@@ -196,7 +199,7 @@ SerialWrites::~SerialWrites() { --t_serial_writes; }
 DeferUnmaps::DeferUnmaps() { ++t_defer_unmaps; }
 DeferUnmaps::~DeferUnmaps() { --t_defer_unmaps; }
 
-void AwaitUnmaps() { Unmapper::Await(); }
+bool AwaitUnmaps() { return Unmapper::Await(); }
 
 // ---- Mapping ---------------------------------------------------------------
 
@@ -305,6 +308,8 @@ void Segment::Reserve(uint64_t size) {
   // posix_fallocate grows the file and allocates every block now, so a full
   // directory is reported here instead of as SIGBUS on a later write.
   int err = posix_fallocate(fd_, 0, static_cast<off_t>(size));
+  // (Memory still being unmapped beside the caller is free once that ends.)
+  if (err == ENOSPC && AwaitUnmaps()) err = posix_fallocate(fd_, 0, static_cast<off_t>(size));
   if (err == 0) return;
   Error e = SystemError("reserve segment", path(), "posix_fallocate", err);
   if (err == ENOSPC || err == EFBIG) throw NoSpace(std::move(e), size);
@@ -318,8 +323,22 @@ void Segment::Allocate(uint64_t size, Reservation how) {
 
 void Segment::SizeForWrites(uint64_t size) {
   if (size == 0) return;
+  SizeTo(size, size);
+}
+
+void Segment::ResizeForWrites(uint64_t size) {
+  const uint64_t now = Size();
+  if (size == now) return;
+  SizeTo(size, size > now ? size - now : 0);
+}
+
+void Segment::SizeTo(uint64_t size, uint64_t growth) {
   struct statvfs v;
-  if (fstatvfs(fd_, &v) == 0 && static_cast<uint64_t>(v.f_bavail) * v.f_frsize < size)
+  auto short_of_space = [&] {
+    return growth > 0 && fstatvfs(fd_, &v) == 0 && static_cast<uint64_t>(v.f_bavail) * v.f_frsize < growth;
+  };
+  // (Memory still being unmapped beside the caller is free once that ends.)
+  if (short_of_space() && (!AwaitUnmaps() || short_of_space()))
     throw NoSpace(Error(ErrorKind::kSystem, fmt::format("reserve segment '{}': not enough free space ({}, {})",
                                                         path(), ENOSPC, ErrnoText(ENOSPC)))
                       .with_errno(ENOSPC),

@@ -79,8 +79,10 @@ class DeferUnmaps {
   DeferUnmaps(const DeferUnmaps&) = delete;
   DeferUnmaps& operator=(const DeferUnmaps&) = delete;
 };
-// Returns once every unmapping handed to that thread is done.
-void AwaitUnmaps();
+// Returns once every unmapping handed to that thread is done; whether any
+// was pending. Sizing or reserving a segment waits for them when the
+// directory is short of space.
+bool AwaitUnmaps();
 
 // Within a SerialWrites scope (on this thread), Segment::Write uses this
 // thread alone: for a caller whose other cores are busy meanwhile (a
@@ -156,6 +158,10 @@ class Segment {
   // Sizes the segment to `size` bytes without allocating them, after
   // checking that its directory has them free (Reservation::kByWrites).
   void SizeForWrites(uint64_t size);
+  // Sizes a segment that holds data already (a pool's kept input, written
+  // over by the next input) to `size` bytes: shrinking frees the pages
+  // beyond it; growing is checked as SizeForWrites checks, for the growth.
+  void ResizeForWrites(uint64_t size);
   // Copies `n` bytes to `offset`: with pwrite, and from 32 MiB on (outside
   // a SerialWrites scope) in parts written at once by a few threads through
   // mappings whose pages are allocated in one call each
@@ -201,6 +207,9 @@ class Segment {
                        void* check_arg);
   // Reserve() or SizeForWrites(), as `how` says.
   void Allocate(uint64_t size, Reservation how);
+  // Sets the size to `size` after checking that the directory has `growth`
+  // bytes free.
+  void SizeTo(uint64_t size, uint64_t growth);
   // `e` (a failure for want of space) with the sizes and the remedy.
   Error NoSpace(Error e, uint64_t size) const;
   Segment(SegmentDir dir, std::string name, int fd);

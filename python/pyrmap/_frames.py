@@ -453,7 +453,8 @@ class Writer:
                 value = value.array
             dtype = getattr(value, "dtype", None)
             if isinstance(dtype, pd.CategoricalDtype):
-                cat = pd.Categorical(value)
+                # (pd.Categorical() of a Categorical copies its codes)
+                cat = value if isinstance(value, pd.Categorical) else pd.Categorical(value)
                 return self._category(cat.codes, list(cat.categories), cat.ordered, parent,
                                       role, name, what, pandas_categories=cat.categories)
             if isinstance(dtype, pd.DatetimeTZDtype):
@@ -516,6 +517,18 @@ class Writer:
             return None
         return off
 
+    def _marked_ref(self, arr, mask, code):
+        """Whether masked data ``arr`` can be referred to as it is: it is a
+        buffer of the input block (read-only: what R wrote) of dtype ``code``
+        and holds R's missing value wherever ``mask`` is set (so it can pair
+        with any mask, the input's own or another)."""
+        if arr.dtype != _array.NUMPY_DTYPES[code] or self._ref(arr) is None:
+            return False
+        under = arr[mask]
+        if code == H.DTYPE_FLOAT64:
+            return bool((under.view(np.uint64) == NA_REAL_BITS).all())
+        return bool((under == _SENTINELS[code]).all())
+
     def _plain(self, arr, code, order, parent_what):
         """A buffer holding ``arr`` as dtype ``code`` (referred to in the
         input block when it lies there unchanged)."""
@@ -554,7 +567,8 @@ class Writer:
             if mask.shape != arr.shape:
                 raise ResultTypeError("cannot store %s: its mask has shape %s for data of shape %s"
                                       % (what, mask.shape, arr.shape))
-        if mask is None or code not in (H.DTYPE_INT32, H.DTYPE_INT64, H.DTYPE_FLOAT64):
+        if mask is None or code not in (H.DTYPE_INT32, H.DTYPE_INT64, H.DTYPE_FLOAT64) or \
+                self._marked_ref(arr, mask, code):
             e.buffer = self._plain(arr, code, order, what)
         else:
             desc = H.ArrayDesc.make(code, arr.shape, order)

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -114,6 +116,7 @@ class Builder {
  public:
   Table t;
   std::vector<BufferFill> fills;
+  std::vector<SEXP> objects;  // per entry: the R vector it holds, or R_NilValue
 
   uint32_t Buffer(Dtype dtype, std::vector<uint64_t> shape, BufferFill fill, Order order = Order::kC) {
     fills.push_back(std::move(fill));
@@ -127,6 +130,7 @@ class Builder {
     e.role = role;
     e.name = name;
     e.length = length;
+    objects.push_back(R_NilValue);
     return AddEntry(t, std::move(e));
   }
 
@@ -202,6 +206,7 @@ class Builder {
     std::vector<uint64_t> shape = ShapeOf(x);
     const Order order = Order::kF;
     const uint32_t e = Entry(EntryKind::kArray, parent, role, name, n);
+    objects[e] = x;
     switch (TYPEOF(x)) {
       case REALSXP: {
         const double* p = REAL(x);
@@ -228,7 +233,7 @@ class Builder {
       case LGLSXP: {
         const int* p = LOGICAL(x);
         t.entries[e].buffer = Buffer(Dtype::kBool, shape, [p, n](Segment& seg, uint64_t off, void (*check)(void*), void* arg) {
-          ChunkedFill<uint8_t>(seg, off, n, check, arg, [p](uint64_t i) -> uint8_t { return p[i] == 1; });
+          ChunkedFill<uint8_t>(seg, off, n, check, arg, [p](uint64_t i) -> uint8_t { return p[i] != 0 && p[i] != NA_LOGICAL; });
         }, order);
         bool na = false;
         for (uint64_t i = 0; i < n && !na; ++i) na = p[i] == NA_LOGICAL;
@@ -259,6 +264,7 @@ class Builder {
         Usage(fmt::format("{}[{}] = {} is not a code of one of its {} levels", what, i + 1, p[i], nl));
     const uint32_t width = nl < 128 ? 1 : nl < 32768 ? 2 : 4;
     const uint32_t e = Entry(EntryKind::kCategory, parent, role, name, n);
+    objects[e] = x;
     t.entries[e].unit = width;
     if (Rf_inherits(x, "ordered")) t.entries[e].flags |= kEntryOrdered;
     t.entries[e].buffer = Buffer(Dtype::kUInt8, {n * width}, [p, n, width](Segment& seg, uint64_t off, void (*check)(void*), void* arg) {
@@ -273,6 +279,7 @@ class Builder {
   void Date(SEXP x, uint32_t parent, EntryRole role, const std::string& name, const std::string& what) {
     const uint64_t n = static_cast<uint64_t>(XLENGTH(x));
     const uint32_t e = Entry(EntryKind::kDatetime, parent, role, name, n);
+    objects[e] = x;
     t.entries[e].unit = static_cast<uint32_t>(TimeUnit::kDay);
     if (TYPEOF(x) == INTSXP) {
       const int* p = INTEGER(x);
@@ -299,6 +306,7 @@ class Builder {
   void Posixct(SEXP x, uint32_t parent, EntryRole role, const std::string& name, const std::string& what) {
     const uint64_t n = static_cast<uint64_t>(XLENGTH(x));
     const uint32_t e = Entry(EntryKind::kDatetime, parent, role, name, n);
+    objects[e] = x;
     t.entries[e].unit = static_cast<uint32_t>(TimeUnit::kNano);
     SEXP tz = Rf_getAttrib(x, Rf_install("tzone"));
     if (tz == R_NilValue) {
@@ -433,10 +441,14 @@ bool NeedsTable(SEXP x, bool dtype_given) {
   return false;
 }
 
-Input TableInputOf(SEXP x) {
+Input TableInputOf(SEXP x, TableOrigins* origins) {
   Builder b;
   b.Any(x, kNoIndex, EntryRole::kElement, "", "the data");
   LayoutTable(b.t);
+  if (origins) {
+    origins->table = b.t;
+    origins->objects = std::move(b.objects);
+  }
   return TableInput(std::move(b.t), std::move(b.fills));
 }
 
@@ -516,10 +528,12 @@ bool IsUtf8(const char* s, size_t n) {
 
 class ToR {
  public:
-  ToR(const Result& r, bool bit64) : r_(r), t_(*r.table), bit64_(bit64) {}
+  ToR(const Result& r, bool bit64, const TableOrigins* origins)
+      : r_(r), t_(*r.table), bit64_(bit64), origins_(origins) {}
 
   SEXP Value(uint32_t i) {
     const TableEntry& e = t_.entries[i];
+    if (SEXP same = Unchanged(i)) return same;
     switch (e.kind) {
       case EntryKind::kNull: return R_NilValue;
       case EntryKind::kList: return List(i);
@@ -852,16 +866,110 @@ class ToR {
     return ans;
   }
 
+  // Whether x's attributes are exactly `want` (symbol, value), compared as
+  // identical() does.
+  static bool AttributesAre(SEXP x, const std::vector<std::pair<SEXP, SEXP>>& want) {
+    size_t n = 0;
+    for (SEXP a = ATTRIB(x); a != R_NilValue; a = CDR(a)) ++n;
+    if (n != want.size()) return false;
+    for (const auto& [sym, value] : want) {
+      SEXP have = Rf_getAttrib(x, sym);
+      if (have == R_NilValue || !R_compute_identical(have, value, 16)) return false;
+    }
+    return true;
+  }
+
+  // The R vector of the call's input that result entry i is, unchanged, or
+  // nullptr. It is when the entry's buffers are the input entry's own (the
+  // script saw them read-only, so they hold what R wrote) and it says the
+  // same about them as the input entry did (kind, dtype and shape, flags,
+  // unit, time zone, levels), and when R would give it the attributes the
+  // vector has. R then gets its own vector back: no view, no copy, and
+  // nothing keeps the input's block.
+  SEXP Unchanged(uint32_t i) {
+    const TableEntry& e = t_.entries[i];
+    if (!origins_ || e.buffer == kNoIndex || t_.locations[e.buffer] != kInInput) return nullptr;
+    if (e.kind != EntryKind::kArray && e.kind != EntryKind::kCategory && e.kind != EntryKind::kDatetime)
+      return nullptr;
+    const Table& in = origins_->table;
+    if (by_offset_.empty()) {
+      for (uint32_t j = 0; j < in.entries.size(); ++j)
+        if (origins_->objects[j] != R_NilValue && in.entries[j].buffer != kNoIndex)
+          by_offset_.emplace(in.buffers[in.entries[j].buffer].offset, j);
+    }
+    const ArrayDesc& d = t_.buffers[e.buffer];
+    const auto it = by_offset_.find(d.offset);
+    if (it == by_offset_.end()) return nullptr;
+    const TableEntry& o = in.entries[it->second];
+    const ArrayDesc& od = in.buffers[o.buffer];
+    SEXP x = origins_->objects[it->second];
+    if (o.kind != e.kind || o.flags != e.flags || o.unit != e.unit || o.tz != e.tz || o.length != e.length ||
+        d.dtype != od.dtype || d.shape != od.shape || d.nbytes != od.nbytes ||
+        (d.shape.size() > 1 && d.order != od.order))
+      return nullptr;
+    if ((e.mask == kNoIndex) != (o.mask == kNoIndex)) return nullptr;
+    if (e.mask != kNoIndex &&
+        (t_.locations[e.mask] != kInInput || t_.buffers[e.mask].offset != in.buffers[o.mask].offset))
+      return nullptr;
+    if (Child(e, EntryRole::kNames) >= 0) return nullptr;
+    // The attributes R would give the entry.
+    std::vector<std::pair<SEXP, SEXP>> want;
+    std::vector<std::unique_ptr<Keep>> kept;
+    auto add = [&](SEXP sym, SEXP value) {
+      kept.push_back(std::make_unique<Keep>(value));
+      want.emplace_back(sym, value);
+    };
+    switch (e.kind) {
+      case EntryKind::kArray:
+        if (d.dtype == Dtype::kInt64) {
+          if (!bit64_) return nullptr;  // it would come back as doubles
+          add(R_ClassSymbol, ClassVec({"integer64"}));
+        }
+        if (d.shape.size() > 1) {
+          SEXP dim = AllocR(INTSXP, static_cast<R_xlen_t>(d.shape.size()));
+          for (size_t j = 0; j < d.shape.size(); ++j)
+            INTEGER(dim)[j] = d.shape[j] > static_cast<uint64_t>(INT_MAX) ? NA_INTEGER : static_cast<int>(d.shape[j]);
+          add(R_DimSymbol, dim);
+        }
+        break;
+      case EntryKind::kCategory: {
+        const int32_t li = Child(e, EntryRole::kLevels);
+        if (li < 0) return nullptr;
+        add(R_LevelsSymbol, Strings(static_cast<uint32_t>(li)));
+        add(R_ClassSymbol, (e.flags & kEntryOrdered) ? ClassVec({"ordered", "factor"}) : ClassVec({"factor"}));
+        break;
+      }
+      case EntryKind::kDatetime:
+        if (TYPEOF(x) != REALSXP) return nullptr;  // an integer Date comes back as doubles
+        if (e.unit == static_cast<uint32_t>(TimeUnit::kDay)) {
+          add(R_ClassSymbol, ClassVec({"Date"}));
+        } else {
+          add(R_ClassSymbol, ClassVec({"POSIXct", "POSIXt"}));
+          if (!(e.flags & kEntryNoTzone))
+            add(Rf_install("tzone"),
+                StrScalar(e.tz.empty() && !(e.flags & kEntryLocalTime) ? std::string("UTC") : e.tz));
+        }
+        break;
+      default:
+        return nullptr;
+    }
+    if (!AttributesAre(x, want)) return nullptr;
+    MARK_NOT_MUTABLE(x);  // R's copy-on-modify now covers both places that hold it
+    return x;
+  }
+
   const Result& r_;
   const Table& t_;
   bool bit64_;
+  const TableOrigins* origins_;
+  std::unordered_map<uint64_t, uint32_t> by_offset_;  // input data buffer offset -> input entry
 };
 
 }  // namespace
 
-SEXP TableToR(const Result& r, bool bit64_available) {
+SEXP TableToR(const Result& r, bool bit64_available, const TableOrigins* origins) {
   if (!r.table) throw Error(ErrorKind::kProtocol, "a table result without its table");
-  ToR conv(r, bit64_available);
+  ToR conv(r, bit64_available, origins);
   return conv.Value(0);
 }
 

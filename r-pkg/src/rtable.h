@@ -14,11 +14,15 @@
 // matrix or list column, an unsupported class) is an Error(kUsage) naming
 // the column or element and the type.
 //
-// table -> R (a result): the inverse. Numeric columns (float64, int32,
-// uint8, and int64 as integer64) are zero-copy views of the result's (or,
-// for columns returned unchanged, the input's) block; the rest are
-// converted copies.
+// table -> R (a result): the inverse. A column (or element) the script
+// returned unchanged is the R vector it came from (TableOrigins): no view,
+// no copy, and nothing keeps the input's block. Other numeric columns
+// (float64, int32, uint8, and int64 as integer64) are zero-copy views of
+// the result's block (or of the input's, for a buffer returned unchanged
+// under a new meaning); the rest are converted copies.
 #pragma once
+
+#include <vector>
 
 #ifndef R_NO_REMAP
 #define R_NO_REMAP
@@ -27,6 +31,7 @@
 
 #include "input.h"
 #include "run.h"
+#include "table.h"
 
 namespace pyrmap::r {
 
@@ -35,14 +40,24 @@ namespace pyrmap::r {
 // logical vector holding NA. Everything else goes as one array.
 bool NeedsTable(SEXP x, bool dtype_given);
 
+// Which R vector each entry of a table input was made from (R_NilValue for
+// lists, frames, names and levels), and the input's laid-out table. The
+// vectors belong to the caller's input, which must stay protected.
+struct TableOrigins {
+  Table table;
+  std::vector<SEXP> objects;  // per entry of `table`
+};
+
 // The input carrying `x` as a table. Strings are gathered (in UTF-8) now;
 // the other elements are read from R's memory by the fill, so `x` must stay
-// protected while the input is used. R errors come as RUnwind (rlist.h).
-Input TableInputOf(SEXP x);
+// protected while the input is used. `origins` (optional) receives where
+// each entry came from. R errors come as RUnwind (rlist.h).
+Input TableInputOf(SEXP x, TableOrigins* origins = nullptr);
 
 // The R object for table result `r`. `bit64_available`: integer64 results
-// are possible (else an int64 column beyond 2^53 is an error). R errors
-// come as RUnwind.
-SEXP TableToR(const Result& r, bool bit64_available);
+// are possible (else an int64 column beyond 2^53 is an error). `origins`:
+// those of the call's table input (when the result may refer to it). R
+// errors come as RUnwind.
+SEXP TableToR(const Result& r, bool bit64_available, const TableOrigins* origins = nullptr);
 
 }  // namespace pyrmap::r

@@ -333,11 +333,25 @@ SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, s
                 std::string python, std::string package_dir, double timeout, int jobs,
                 bool keep_intermediate, std::vector<std::string> args, bool bit64_available,
                 SEXP pool, std::string segment_dir, int tables) {
+  // Large mappings the call lets go of at its end (the input's, when R
+  // keeps no view of it) are unmapped by a thread beside R after the call
+  // returns (0.1 s for 800 MB); the next call waits for that before it
+  // takes memory of its own, and so does sizing a segment in a directory
+  // short of space meanwhile.
+  AwaitUnmaps();
   std::vector<Result> results;
+  struct ReleaseLater {
+    std::vector<Result>& results;
+    ~ReleaseLater() {
+      DeferUnmaps defer;
+      results.clear();
+    }
+  } release_later{results};
   bool input_integer64 = false;
   try {
     const bool as_table = NeedsTable(data, !dtype.empty());
     Input input;
+    TableOrigins origins;  // of a table input: columns returned unchanged come back as themselves
     if (as_table) {
       if (!dtype.empty())
         throw Error(ErrorKind::kUsage,
@@ -346,7 +360,7 @@ SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, s
                                 dtype, Rf_inherits(data, "data.frame") ? "data.frame"
                                        : TYPEOF(data) == VECSXP      ? "list"
                                                                      : "classed or character vector"));
-      input = TableInputOf(data);
+      input = TableInputOf(data, &origins);
     } else {
       RKind kind = ClassifyInput(data);
       input_integer64 = kind == RKind::kInteger64;
@@ -383,11 +397,7 @@ SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, s
     // collect now, so that their memory is free before this input's is
     // taken: the peak is lower, and the new segment gets pages the kernel
     // has just freed instead of untouched ones.
-    // (The dead views' large mappings are unmapped beside this call, which
-    // waits for that before it returns, however it ends.)
-    struct AwaitAtEnd {
-      ~AwaitAtEnd() { AwaitUnmaps(); }
-    } await_unmaps;
+    // (The dead views' large mappings are unmapped beside this call.)
     // (Only for inputs of kCollectAtInputBytes or more: the bound is read
     // from /proc, which a call of a few kB should not pay for.)
     if (input.segment.empty() && input.desc.nbytes >= kCollectAtInputBytes) {
@@ -426,7 +436,7 @@ SEXP pyrmap_run(SEXP data, std::vector<std::string> scripts, std::string mode, s
     for (size_t i = 0; i < results.size(); ++i)
       SET_VECTOR_ELT(list, static_cast<R_xlen_t>(i),
                      results[i].kind == kKindTable
-                         ? TableToR(results[i], bit64_available)
+                         ? TableToR(results[i], bit64_available, as_table ? &origins : nullptr)
                          : ResultToR(results[i], input_integer64, bit64_available,
                                      as_table ? R_NilValue : data, input_na));
     std::vector<std::string> warnings;
