@@ -144,6 +144,7 @@ std::vector<uint8_t> EncodeReply(const Reply& r) {
   Store<uint32_t>(w.at(16), static_cast<uint32_t>(r.results.size()));
   Store<uint32_t>(w.at(20), r.scripts_loaded);
   Store<uint32_t>(w.at(24), r.failed_script);
+  Store<uint32_t>(w.at(28), r.flags);
   for (const ReplyResult& res : r.results) {
     size_t pos = w.size();
     w.Append(kReplyResultSize);
@@ -171,6 +172,7 @@ Reply DecodeReply(const uint8_t* p, size_t n, const std::string& where) {
   uint32_t nresults = Load<uint32_t>(p + 16);
   r.scripts_loaded = Load<uint32_t>(p + 20);
   r.failed_script = Load<uint32_t>(p + 24);
+  r.flags = Load<uint32_t>(p + 28);
   Reader rd(p, n, kReplyFixedSize, where);
   for (uint32_t i = 0; i < nresults; ++i) {
     const uint8_t* q = rd.Take(kReplyResultSize);

@@ -18,7 +18,7 @@
 //  16  u32 header flags (layout)    16  u32 number of results
 //  20  u32 input location           20  u32 scripts the worker has loaded
 //  24  u32 number of scripts        24  u32 the failing script's index
-//  28  u32 number of arguments      28  u32 reserved (0)
+//  28  u32 number of arguments      28  u32 flags (kReply*)
 //  32  u32 keep intermediates       32  results: each an ArrayDesc (192
 //  36  u32 input kind (header.h)        bytes), u32 location, u32 index
 //  40  u64 result region offset         of its descriptor among those
@@ -82,9 +82,15 @@ struct ReplyResult {
   uint32_t kind = kKindArray;  // kKindTable: `desc` is a table block
 };
 
+// Reply flag bit 0: the worker holds nothing of the call's passed input
+// segment any more (no mapping, no array the script kept, no result written
+// over it): the pool may write a later input into it.
+inline constexpr uint32_t kReplyInputReleased = 1u << 0;
+
 struct Reply {
   uint64_t call_id = 0;
   bool ok = false;
+  uint32_t flags = 0;  // kReply*
   uint32_t scripts_loaded = 0;
   std::vector<ReplyResult> results;
   uint32_t failed_script = 0;

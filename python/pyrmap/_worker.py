@@ -48,6 +48,8 @@ _DESC = struct.Struct("<III4xQQQ8x16Q16x")  # 192 bytes
 _REPLY = struct.Struct("<4sHHQIIII")
 _RESULT_TAIL = struct.Struct("<IIII")  # location, descriptor index, kind, reserved
 _VERSION = 2
+# Reply flags (the u32 at offset 28).
+REPLY_INPUT_RELEASED = 1  # the worker holds nothing of the call's passed input segment
 _U32 = struct.Struct("<I")
 
 # Bound by main() once numpy is imported (imports inside the per-call
@@ -207,6 +209,10 @@ class Worker:
         # (writable descriptor, mapping) of a call's input segment that the
         # pool handed over for the result (flag bit 2), until the result is stored
         self.own_input = None
+        self.own_used = False  # the result went into own_input's segment
+        # The mapping of the call's input segment (passed by descriptor),
+        # until the call ends: see let_go_of_input.
+        self.input_map = None
         self.warnings = _meta.WarningSink()
         self.segment_dir = os.environ.get("PYRMAP_SEGMENT_DIR") or _meta.SHM_DIR
 
@@ -278,16 +284,20 @@ class Worker:
                 if req.keep or k == len(req.scripts) - 1:
                     stored.append(item)
                 value = item = None
-            current = None
-            results = self.store(req, stored, out_fds, self.take_own_input(stored))
+            current = arr = None
+            own_fd = self.take_own_input(stored)
+            results = self.store(req, stored, out_fds, own_fd)
             self.span = None
-            return _ok_reply(req.call_id, len(self.scripts), results, self.warnings.take()), out_fds
+            stored = None
+            flags = REPLY_INPUT_RELEASED if self.let_go_of_input(own_fd is not None) else 0
+            return _ok_reply(req.call_id, len(self.scripts), results, self.warnings.take(), flags), out_fds
         except BaseException as e:  # the worker keeps serving whatever happened
             for fd in out_fds:
                 os.close(fd)
             if self.own_input is not None:
                 os.close(self.own_input[0])
                 self.own_input = None
+            self.input_map = None
             if isinstance(e, ScriptNotLoaded):
                 kind = "pyrmap.ScriptNotLoaded"
             else:
@@ -331,6 +341,7 @@ class Worker:
                                 prot=mmap.PROT_READ)
             finally:
                 os.close(fd)
+            self.input_map = buf
             base = desc.offset
             if req.flags & H.FLAG_INPUT_REFS:
                 self.span = _frames.input_span(buf, base, desc.nbytes)
@@ -367,6 +378,7 @@ class Worker:
                     flat = np.frombuffer(mm, dtype, count=desc.count, offset=desc.offset)
                     if req.flags & H.FLAG_IN_PLACE:
                         self.own_input = (os.dup(fd), mm)
+                    self.input_map = mm
                     mm = None
             finally:
                 os.close(fd)
@@ -457,12 +469,26 @@ class Worker:
         fd, mm = self.own_input
         self.own_input = None
         # Every array or buffer export of the mapping holds a reference to
-        # it; here only `mm` and getrefcount's argument do.
-        if len(stored) != 1 or stored[0][1] is None or sys.getrefcount(mm) > 2:
+        # it; here only `mm`, self.input_map and getrefcount's argument do.
+        if len(stored) != 1 or stored[0][1] is None or sys.getrefcount(mm) > 3:
             os.close(fd)
             return None
+        self.input_map = None
         _array.close_in_background(mm)
         return fd
+
+    def let_go_of_input(self, own_taken):
+        """Lets go of the call's input segment at the end of the call;
+        whether nothing of this worker holds it any more: no array the script
+        kept views it and no result was written over it. The pool may then
+        write a later call's input into the same segment."""
+        mm, self.input_map = self.input_map, None
+        if own_taken:  # take_own_input found nothing viewing it and closes it
+            return not self.own_used
+        if mm is None or sys.getrefcount(mm) > 2:
+            return False
+        _array.close_in_background(mm)
+        return True
 
     def store(self, req, stored, out_fds, own_fd=None):
         """Writes the results; returns [(Desc, location, fd index)]. A
@@ -472,6 +498,7 @@ class Worker:
         try:
             return self._store(req, stored, out_fds, own)
         finally:
+            self.own_used = own_fd is not None and own[0] is None
             if own[0] is not None:
                 os.close(own[0])
 
@@ -601,8 +628,8 @@ def _pack_warnings(warnings):
     return _U32.pack(len(warnings)) + b"".join(_pack_string(w) for w in warnings)
 
 
-def _ok_reply(call_id, loaded, results, warnings=()):
-    parts = [_REPLY.pack(b"PYRS", _VERSION, 0, call_id, len(results), loaded, 0, 0)]
+def _ok_reply(call_id, loaded, results, warnings=(), flags=0):
+    parts = [_REPLY.pack(b"PYRS", _VERSION, 0, call_id, len(results), loaded, 0, flags)]
     for desc, location, index, kind in results:
         parts.append(desc.pack())
         parts.append(_RESULT_TAIL.pack(location, index, kind, 0))

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "error.h"
+#include "pool_message.h"
 #include "segment.h"
 
 using namespace pyrmap;
@@ -94,6 +95,21 @@ std::vector<double> Values(const Result& r) {
 
 bool Alive(pid_t pid) { return pid > 0 && kill(pid, 0) == 0; }
 
+// The unnamed /dev/shm files this process holds open (a pool's areas, a
+// kept input).
+int UnnamedSegments() {
+  int n = 0;
+  for (int fd = 0; fd < 1024; ++fd) {
+    char link[64], target[4096];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t k = readlink(link, target, sizeof target - 1);
+    if (k <= 0) continue;
+    target[k] = 0;
+    if (std::strncmp(target, "/dev/shm/#", 10) == 0) ++n;
+  }
+  return n;
+}
+
 }  // namespace
 
 TEST_CASE("a pool runs a script many times in one warm worker") {
@@ -125,6 +141,37 @@ TEST_CASE("large inputs and results travel in segments of their own") {
   std::vector<double> v = Values(r);
   CHECK(v.front() == 1);
   CHECK(v.back() == double(big.size()));
+}
+
+TEST_CASE("a reply's flags survive encoding; an old reply (0) releases nothing") {
+  Reply r;
+  r.ok = true;
+  r.call_id = 9;
+  r.flags = kReplyInputReleased;
+  std::vector<uint8_t> b = EncodeReply(r);
+  CHECK(DecodeReply(b.data(), b.size(), "test").flags == kReplyInputReleased);
+  r.flags = 0;
+  b = EncodeReply(r);
+  CHECK(DecodeReply(b.data(), b.size(), "test").flags == 0);
+}
+
+TEST_CASE("a large input's segment is kept for the next call, unless keeping is off") {
+  TempScript s("return data.sum()");
+  std::vector<double> big(300000, 1.0);  // beyond the area
+  for (double seconds : {0.0, 60.0}) {
+    PoolOptions o = Options();
+    o.keep_input_seconds = seconds;
+    Pool pool(o);
+    const int areas = UnnamedSegments();
+    for (int i = 1; i <= 3; ++i) {
+      std::vector<double> v(big.size(), double(i));
+      Result r = pool.Run(s.script(), Doubles(v), Quiet());
+      CHECK(Values(r) == std::vector<double>{double(i) * v.size()});
+      CHECK(UnnamedSegments() == areas + (seconds > 0 ? 1 : 0));
+    }
+    pool.Close();
+    CHECK(UnnamedSegments() == areas - 1);  // the area goes too
+  }
 }
 
 TEST_CASE("an exception is an error for that call; the worker keeps serving") {

@@ -48,6 +48,56 @@ test_that("a large result goes over the call's input, as a one-shot run's does, 
   expect_no_segments()
 })
 
+# The unnamed segments this R process holds open in /dev/shm (the workers'
+# areas, and a kept input).
+unnamed_segments <- function() {
+  links <- Sys.readlink(list.files("/proc/self/fd", full.names = TRUE))
+  sort(grep("^/dev/shm/#", links, value = TRUE))
+}
+
+test_that("a large input's segment takes the next call's input, never while anything views it", {
+  dir <- local_dir()
+  pool <- python_pool()
+  on.exit(close(pool), add = TRUE)
+  run_python(1, py("identity.py"), pool = pool)
+  areas <- unnamed_segments()
+  # Kept after the call, written into by the next (the same file), let go
+  # of when no call comes (2 s).
+  x <- runif(3e5)
+  expect_identical(run_python(x, py("identity.py"), pool = pool), x)
+  kept <- setdiff(unnamed_segments(), areas)
+  expect_length(kept, 1L)
+  y <- runif(3e5)
+  expect_identical(run_python(y, py("identity.py"), pool = pool), y)
+  expect_identical(setdiff(unnamed_segments(), areas), kept)
+  expect_true(wait_until(function() length(setdiff(unnamed_segments(), areas)) == 0L, timeout = 30))
+  # A script that keeps its input (a view of the segment) keeps it intact:
+  # each call gives back the sum of the input the call before kept.
+  holder <- write_py(dir, "holder.py", c(
+    "global last",
+    "prev = float(last.sum()) if 'last' in globals() else -1.0",
+    "last = data",
+    "return np.array([prev, float(data.sum())])"))
+  xs <- lapply(1:4, function(i) runif(3e5))
+  for (i in seq_along(xs)) {
+    r <- run_python(xs[[i]], holder, pool = pool)
+    expect_equal(r[[2]], sum(xs[[i]]))
+    if (i > 1) expect_equal(r[[1]], sum(xs[[i - 1]]), info = paste("call", i))
+  }
+  # R keeping a view of the input (a column returned reshaped: a view of the
+  # input block) keeps it intact too.
+  a <- runif(3e5)
+  m <- run_python(data.frame(a = a), py("frames.py"), fun = "ev", pool = pool,
+                  args = "{'m': np.asarray(x['a']).reshape(600, 500, order='F')}")$m
+  expect_true(is_view(m))
+  for (i in 1:2) {
+    b <- data.frame(a = runif(3e5))
+    expect_identical(run_python(b, py("frames.py"), fun = "identity", pool = pool), b)
+  }
+  expect_identical(m, matrix(a, 600, 500))
+  expect_no_segments()
+})
+
 test_that("a large pool call needs room for one copy in /dev/shm, as a one-shot run does", {
   out <- rscript_lines(c(
     "library(pyrmap)",
