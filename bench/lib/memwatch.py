@@ -10,7 +10,8 @@ where "the /dev/shm files the tree uses" are (a) files still linked in
 ``pyrmap-<uid>-<pid>-...`` of a pid in the tree, or names starting with one of
 the ``shm_prefixes`` given, e.g. the seed's file approach), and (b) /dev/shm
 files mapped by a process of the tree, linked or already removed (found in
-/proc/PID/maps, sized through /proc/PID/map_files). Files are deduplicated by
+/proc/PID/maps, sized through /proc/PID/map_files), or held open by one
+(/proc/PID/fd: an unnamed segment kept between calls). Files are deduplicated by
 inode and sized by st_blocks (tmpfs allocates on write or posix_fallocate), so
 a segment written by one process and mapped by another is counted once, and
 RssShmem is left out of the per-process sums for the same reason.
@@ -99,6 +100,24 @@ def shm_mapped(pid: int, seen: dict) -> None:
         seen[st.st_ino] = st.st_blocks * 512
 
 
+def shm_open(pid: int, seen: dict) -> None:
+    """Adds the /dev/shm files pid holds open (named or not, mapped or not:
+    e.g. a pool's kept input segment between calls) to seen {inode: bytes}."""
+    d = "/proc/%d/fd" % pid
+    try:
+        fds = os.listdir(d)
+    except OSError:
+        return
+    for fd in fds:
+        try:
+            if not os.readlink("%s/%s" % (d, fd)).startswith(SHM + "/"):
+                continue
+            st = os.stat("%s/%s" % (d, fd))
+        except OSError:
+            continue
+        seen[st.st_ino] = st.st_blocks * 512
+
+
 class Watch:
     """Polls a process tree; see the module docstring."""
 
@@ -150,6 +169,7 @@ class Watch:
             total += st[0]
             self.hwm[pid] = st[1]
             shm_mapped(pid, shm)
+            shm_open(pid, shm)
         mine = tuple("pyrmap-%d-%d-" % (UID, p) for p in self.tree) + self.shm_prefixes
         try:
             with os.scandir(SHM) as it:

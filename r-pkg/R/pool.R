@@ -7,6 +7,10 @@
 #' a one-shot call: the input is a read-only numpy array, the result comes
 #' back without a copy (small payloads travel in an area each worker keeps
 #' mapped, and are copied; large ones in shared-memory segments, as views).
+#' A large input's segment is kept for 2 s after the call when nothing uses
+#' it any more (no array the script kept, no view in R), and the next call's
+#' input is written into it: a copy into pages already allocated instead of
+#' fresh ones.
 #' Python runs in its own processes: a crash in a script never takes R
 #' down, and scripts run in parallel with R and with each other.
 #'

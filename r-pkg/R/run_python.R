@@ -113,7 +113,8 @@
 #'   apart (masked -> `NA`, NaN stays NaN).
 #'
 #'   Results: a dict -> a named list, a tuple or list -> a list, a
-#'   DataFrame or `pyrmap.Frame` -> a data.frame (numeric columns as views),
+#'   DataFrame or `pyrmap.Frame` -> a data.frame (numeric columns as views;
+#'   a column returned unchanged is the input's own R vector),
 #'   a Series -> a vector with names, strings -> character, Categorical ->
 #'   factor, `datetime64[D]` -> Date, other `datetime64` -> POSIXct (UTC when
 #'   naive), masked values and pandas' missing values -> `NA`; int64 -> double, or `bit64::integer64` when it came from one (pandas'
