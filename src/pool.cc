@@ -91,8 +91,10 @@ class KeptInput {
   void Keep(Segment seg, std::weak_ptr<Mapping> views) {
     if (seconds_ <= 0) return;
     struct statvfs v;
-    const uint64_t size = seg.Size();
-    if (fstatvfs(seg.fd(), &v) != 0 || static_cast<uint64_t>(v.f_bavail) * v.f_frsize < size) return;
+    struct stat st;
+    if (fstat(seg.fd(), &st) != 0 || fstatvfs(seg.fd(), &v) != 0 ||
+        static_cast<uint64_t>(v.f_bavail) * v.f_frsize < static_cast<uint64_t>(st.st_size))
+      return;
     std::optional<Segment> old;  // freed outside the lock
     std::lock_guard<std::mutex> lock(state_->mu);
     old = std::move(state_->seg);
