@@ -506,8 +506,10 @@ def bench_b9(a):
            "and its waited-for children. Peak total memory: R + its Python child + the call's /dev/shm "
            "files, sampled every 5 ms inside the call; \"added by the call\" is that peak minus the "
            "total once set-up was done (before the first call; a dropped result still counts until it is "
-           "collected). The result of the identity is the input's own columns: pyrmap "
-           "hands them back as views of the input block (no copy back).\n" % (
+           "collected; the /dev/shm files counted include those a process holds open unmapped: the "
+           "pool keeps the last input's segment for up to 2 s for the next input to be written into). "
+           "The result of the identity is the input's own columns: pyrmap hands back the input's R "
+           "vectors themselves (no copy back, no view).\n" % (
                fmt_n(nrow), fmt_mb(numeric_bytes + factor_bytes), calls,
                "; ".join("%s %s" % (m, fmt_s(med([rep["init"] for rep in res[m]]))) for m in methods)))
     return {"id": "B9", "title": "B9 — a data.frame of %s rows × 10 doubles + a factor through Python and back"
