@@ -72,7 +72,8 @@ struct Worker {
 // cost as much again to hand out and, at the end, to free (0.3 s for
 // 800 MB here). Kept only when nothing uses it any more (the worker said so
 // and no view of it is alive in the caller: `views` expired), only while its
-// directory has room for another of its size, and for `seconds` at most: a
+// directory has room for two more of its size (the next call's input and
+// result, should they go elsewhere), and for `seconds` at most: a
 // thread of its own lets go of it then (and at once when the pool goes).
 class KeptInput {
  public:
@@ -93,7 +94,7 @@ class KeptInput {
     struct statvfs v;
     struct stat st;
     if (fstat(seg.fd(), &st) != 0 || fstatvfs(seg.fd(), &v) != 0 ||
-        static_cast<uint64_t>(v.f_bavail) * v.f_frsize < static_cast<uint64_t>(st.st_size))
+        static_cast<uint64_t>(v.f_bavail) * v.f_frsize / 2 < static_cast<uint64_t>(st.st_size))
       return;
     std::optional<Segment> old;  // freed outside the lock
     std::lock_guard<std::mutex> lock(state_->mu);

@@ -98,6 +98,24 @@ test_that("a large input's segment takes the next call's input, never while anyt
   expect_no_segments()
 })
 
+test_that("a pool keeps an input's segment only while /dev/shm has room for two more of its size", {
+  out <- rscript_lines(c(
+    "library(pyrmap)",
+    "segs <- function() length(grep('^/dev/shm/#', Sys.readlink(list.files('/proc/self/fd', full.names = TRUE))))",
+    "pool <- python_pool()",
+    sprintf("s <- %s", deparse(py("expr.py"))),
+    "invisible(run_python(1, s, args = 'data.sum()', pool = pool)); areas <- segs()  # the worker's area: 2 MiB",
+    "x <- runif(4 * 2^17)  # 4 MiB: 2 + 4 + 2 * 4 fit in 16 MiB",
+    "cat('SMALL', all.equal(run_python(x, s, args = 'data.sum()', pool = pool), sum(x)), segs() - areas, '\\n')",
+    "x <- runif(6 * 2^17)  # 6 MiB: 2 + 6 + 2 * 6 do not",
+    "cat('LARGE', all.equal(run_python(x, s, args = 'data.sum()', pool = pool), sum(x)), segs() - areas, '\\n')",
+    "close(pool)",
+    "cat('LEFT', list.files('/dev/shm'), '\\n')"), shm_size = "16m")
+  expect_match(out, "SMALL TRUE 1", fixed = TRUE)
+  expect_match(out, "LARGE TRUE 0", fixed = TRUE)
+  expect_match(out, "LEFT\\s*$")
+})
+
 test_that("a large pool call needs room for one copy in /dev/shm, as a one-shot run does", {
   out <- rscript_lines(c(
     "library(pyrmap)",
