@@ -86,7 +86,7 @@ def verdict(ok: bool) -> str:
 
 
 def measured(result) -> None:
-    SEEN_PIDS.update(result["watch"].tree)
+    SEEN_PIDS.update(result["watch"].all_pids)
 
 
 def run_watched(cmd, env=None, poll_ms=5.0):

@@ -21,9 +21,11 @@ them does not walk page tables: a poll costs well under a millisecond even
 when the processes map gigabytes, so the watcher does not slow the measured
 processes down on a 2-core machine.
 
-The tree: the started process and every process whose parent is in the tree,
-rescanned on each poll among the pids >= the root's pid (new pids grow, so
-this avoids reading the stat file of every process of the machine).
+The tree: the started process and every process whose parent is in the tree.
+Each poll lists /proc and reads the parent of pids it has not seen before
+(once per process: pids wrap around at pid_max, so a child's pid may be
+smaller than its parent's); a pid that is gone is forgotten, so a reused pid
+is judged afresh.
 
 Markers: a measured program may print lines ``BENCH_MARK <name> <unix time>``
 on stdout (R's as.numeric(Sys.time()), Python's time.time()); the result then
@@ -123,7 +125,9 @@ class Watch:
 
     def __init__(self, root: int, shm_prefixes=(), poll_s: float = 0.005):
         self.root = root
-        self.tree = {root}
+        self.tree = {root}  # the live processes of the tree
+        self.all_pids = {root}  # every pid the tree has had
+        self._others = {}  # pid -> parent pid, of live processes seen outside the tree
         self.shm_prefixes = tuple(shm_prefixes)
         self.poll_s = poll_s
         self.samples = []  # (unix time, total bytes, shm bytes, nprocs)
@@ -141,20 +145,25 @@ class Watch:
 
     def _grow_tree(self):
         try:
-            names = os.listdir("/proc")
+            live = {int(d) for d in os.listdir("/proc") if d.isdigit()}
         except OSError:
             return
-        for d in names:
-            if not d.isdigit():
-                continue
-            pid = int(d)
-            if pid < self.root or pid in self.tree:
-                continue
+        self.tree &= live
+        for pid in list(self._others):
+            if pid not in live:
+                del self._others[pid]
+        for pid in live - self.tree - self._others.keys():
             pp = ppid(pid)
-            if pp is not None and pp in self.tree:
-                self.tree.add(pid)
-        # a second pass would find grandchildren started in the same poll;
-        # they are found on the next poll (5 ms later) instead.
+            if pp is not None:
+                self._others[pid] = pp
+        grew = True
+        while grew:  # children, then their children found in the same poll
+            joined = [p for p, pp in self._others.items() if pp in self.tree]
+            for p in joined:
+                del self._others[p]
+                self.tree.add(p)
+                self.all_pids.add(p)
+            grew = bool(joined)
 
     def sample(self):
         self._grow_tree()
@@ -170,7 +179,7 @@ class Watch:
             self.hwm[pid] = st[1]
             shm_mapped(pid, shm)
             shm_open(pid, shm)
-        mine = tuple("pyrmap-%d-%d-" % (UID, p) for p in self.tree) + self.shm_prefixes
+        mine = tuple("pyrmap-%d-%d-" % (UID, p) for p in self.all_pids) + self.shm_prefixes
         try:
             with os.scandir(SHM) as it:
                 for e in it:
