@@ -646,16 +646,60 @@ class ToR {
     return ans;
   }
 
-  void SetDims(SEXP ans, const ArrayDesc& d, uint32_t i) {
+  // The attributes an entry's R vector gets (names aside), each value kept
+  // alive: what the conversions below set, and what Unchanged() compares.
+  struct Attributes {
+    std::vector<std::pair<SEXP, SEXP>> list;  // (symbol, value)
+    std::vector<std::unique_ptr<Keep>> kept;
+    void Add(SEXP sym, SEXP value) {
+      kept.push_back(std::make_unique<Keep>(value));
+      list.emplace_back(sym, value);
+    }
+    void SetOn(SEXP x) const {
+      for (const auto& [sym, value] : list) SetAttr(x, sym, value);
+    }
+  };
+
+  // dim, for buffer d of entry i when it has two dimensions or more.
+  void AddDims(Attributes& a, const ArrayDesc& d, uint32_t i) {
     if (d.shape.size() < 2) return;
-    if (d.order != Order::kF) Bad(i, fmt::format("is {}, not column-major", d.Describe()));
     SEXP dim = AllocR(INTSXP, static_cast<R_xlen_t>(d.shape.size()));
     Keep k(dim);
     for (size_t j = 0; j < d.shape.size(); ++j) {
       if (d.shape[j] > static_cast<uint64_t>(INT_MAX)) Cannot(i, "has a dimension beyond R's limit");
       INTEGER(dim)[j] = static_cast<int>(d.shape[j]);
     }
-    SetAttr(ans, R_DimSymbol, dim);
+    a.Add(R_DimSymbol, dim);
+  }
+
+  // A category's levels and class.
+  static Attributes FactorAttributes(const TableEntry& e, SEXP levels) {
+    Attributes a;
+    a.Add(R_LevelsSymbol, levels);
+    a.Add(R_ClassSymbol, (e.flags & kEntryOrdered) ? ClassVec({"ordered", "factor"}) : ClassVec({"factor"}));
+    return a;
+  }
+
+  // A date-time's class and time zone: a naive date-time from Python is read
+  // as UTC; R's own kinds as they came.
+  static Attributes DatetimeAttributes(const TableEntry& e) {
+    Attributes a;
+    if (e.unit == static_cast<uint32_t>(TimeUnit::kDay)) {
+      a.Add(R_ClassSymbol, ClassVec({"Date"}));
+      return a;
+    }
+    a.Add(R_ClassSymbol, ClassVec({"POSIXct", "POSIXt"}));
+    if (!(e.flags & kEntryNoTzone))
+      a.Add(Rf_install("tzone"), StrScalar(e.tz.empty() && !(e.flags & kEntryLocalTime) ? std::string("UTC") : e.tz));
+    return a;
+  }
+
+  void SetDims(SEXP ans, const ArrayDesc& d, uint32_t i) {
+    if (d.shape.size() < 2) return;
+    if (d.order != Order::kF) Bad(i, fmt::format("is {}, not column-major", d.Describe()));
+    Attributes a;
+    AddDims(a, d, i);
+    a.SetOn(ans);
   }
 
   SEXP Array(uint32_t i) {
@@ -834,8 +878,7 @@ class ToR {
         Bad(i, fmt::format("has code {} at [{}], outside its {} levels", c, j + 1, nl));
       q[j] = c < 0 ? NA_INTEGER : c + 1;
     }
-    SetAttr(ans, R_LevelsSymbol, levels);
-    SetAttr(ans, R_ClassSymbol, (e.flags & kEntryOrdered) ? ClassVec({"ordered", "factor"}) : ClassVec({"factor"}));
+    FactorAttributes(e, levels).SetOn(ans);
     return ans;
   }
 
@@ -854,25 +897,16 @@ class ToR {
                      : days    ? static_cast<double>(v)
                                : static_cast<double>(static_cast<long double>(v) / kPerSecond[e.unit]);
     }
-    if (days) {
-      SetAttr(ans, R_ClassSymbol, ClassVec({"Date"}));
-    } else {
-      SetAttr(ans, R_ClassSymbol, ClassVec({"POSIXct", "POSIXt"}));
-      // A naive date-time from Python is read as UTC; R's own kinds as they came.
-      if (!(e.flags & kEntryNoTzone))
-        SetAttr(ans, Rf_install("tzone"),
-                StrScalar(e.tz.empty() && !(e.flags & kEntryLocalTime) ? std::string("UTC") : e.tz));
-    }
+    DatetimeAttributes(e).SetOn(ans);
     return ans;
   }
 
-  // Whether x's attributes are exactly `want` (symbol, value), compared as
-  // identical() does.
-  static bool AttributesAre(SEXP x, const std::vector<std::pair<SEXP, SEXP>>& want) {
+  // Whether x's attributes are exactly `want`, compared as identical() does.
+  static bool AttributesAre(SEXP x, const Attributes& want) {
     size_t n = 0;
     for (SEXP a = ATTRIB(x); a != R_NilValue; a = CDR(a)) ++n;
-    if (n != want.size()) return false;
-    for (const auto& [sym, value] : want) {
+    if (n != want.list.size()) return false;
+    for (const auto& [sym, value] : want.list) {
       SEXP have = Rf_getAttrib(x, sym);
       if (have == R_NilValue || !R_compute_identical(have, value, 16)) return false;
     }
@@ -913,42 +947,24 @@ class ToR {
       return nullptr;
     if (Child(e, EntryRole::kNames) >= 0) return nullptr;
     // The attributes R would give the entry.
-    std::vector<std::pair<SEXP, SEXP>> want;
-    std::vector<std::unique_ptr<Keep>> kept;
-    auto add = [&](SEXP sym, SEXP value) {
-      kept.push_back(std::make_unique<Keep>(value));
-      want.emplace_back(sym, value);
-    };
+    Attributes want;
     switch (e.kind) {
       case EntryKind::kArray:
         if (d.dtype == Dtype::kInt64) {
           if (!bit64_) return nullptr;  // it would come back as doubles
-          add(R_ClassSymbol, ClassVec({"integer64"}));
+          want.Add(R_ClassSymbol, ClassVec({"integer64"}));
         }
-        if (d.shape.size() > 1) {
-          SEXP dim = AllocR(INTSXP, static_cast<R_xlen_t>(d.shape.size()));
-          for (size_t j = 0; j < d.shape.size(); ++j)
-            INTEGER(dim)[j] = d.shape[j] > static_cast<uint64_t>(INT_MAX) ? NA_INTEGER : static_cast<int>(d.shape[j]);
-          add(R_DimSymbol, dim);
-        }
+        AddDims(want, d, i);
         break;
       case EntryKind::kCategory: {
         const int32_t li = Child(e, EntryRole::kLevels);
         if (li < 0) return nullptr;
-        add(R_LevelsSymbol, Strings(static_cast<uint32_t>(li)));
-        add(R_ClassSymbol, (e.flags & kEntryOrdered) ? ClassVec({"ordered", "factor"}) : ClassVec({"factor"}));
+        want = FactorAttributes(e, Strings(static_cast<uint32_t>(li)));
         break;
       }
       case EntryKind::kDatetime:
         if (TYPEOF(x) != REALSXP) return nullptr;  // an integer Date comes back as doubles
-        if (e.unit == static_cast<uint32_t>(TimeUnit::kDay)) {
-          add(R_ClassSymbol, ClassVec({"Date"}));
-        } else {
-          add(R_ClassSymbol, ClassVec({"POSIXct", "POSIXt"}));
-          if (!(e.flags & kEntryNoTzone))
-            add(Rf_install("tzone"),
-                StrScalar(e.tz.empty() && !(e.flags & kEntryLocalTime) ? std::string("UTC") : e.tz));
-        }
+        want = DatetimeAttributes(e);
         break;
       default:
         return nullptr;
